@@ -1,0 +1,315 @@
+"""Signed transactions, calls and events over web3.py, with reverts turned into our errors.
+
+Reads and writes look different on purpose: :meth:`ChainClient.call` returns values,
+:meth:`ChainClient.transact` signs with a local key, sends, waits and returns the receipt.
+No node-side unlocked account is ever used.
+"""
+
+from __future__ import annotations
+
+import ast
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_abi_to_4byte_selector
+from web3 import Web3
+from web3.contract.contract import Contract, ContractFunction
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TimeExhausted,
+    Web3RPCError,
+)
+
+from fl_chain.errors import (
+    ChainError,
+    ChainUnreachableError,
+    ContractRevertError,
+    InsufficientFundsError,
+    TransactionFailedError,
+)
+
+#: Seconds to wait for a transaction receipt before giving up.
+RECEIPT_TIMEOUT = 120.0
+#: Safety margin on top of the node's gas estimate.
+GAS_MARGIN = 1.25
+
+
+@dataclass(frozen=True)
+class _ErrorSpec:
+    name: str
+    arg_names: tuple[str, ...]
+    arg_types: tuple[str, ...]
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    """Canonical ABI type of a parameter, expanding tuples."""
+    kind = param["type"]
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param["components"])
+        return f"({inner}){kind[5:]}"
+    return kind
+
+
+class RevertDecoder:
+    """Maps revert data to the contract's custom errors by their 4-byte selector."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self._errors: dict[bytes, _ErrorSpec] = {}
+        for item in abi:
+            if item.get("type") != "error":
+                continue
+            selector = function_abi_to_4byte_selector(item)
+            self._errors[selector] = _ErrorSpec(
+                name=item["name"],
+                arg_names=tuple(i["name"] for i in item["inputs"]),
+                arg_types=tuple(_abi_type(i) for i in item["inputs"]),
+            )
+
+    def decode(self, data: bytes | str | None) -> ContractRevertError | None:
+        """The custom error encoded in ``data``, or ``None`` if it is not one of ours."""
+        if data is None:
+            return None
+        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        if len(raw) < 4 or raw[:4] not in self._errors:
+            return None
+        spec = self._errors[raw[:4]]
+        try:
+            values = abi_decode(list(spec.arg_types), raw[4:])
+        except Exception:  # noqa: BLE001 - malformed payload: report the name alone
+            values = ()
+        values = tuple(
+            Web3.to_checksum_address(v) if t == "address" else v for t, v in zip(spec.arg_types, values)
+        )
+        return ContractRevertError(spec.name, dict(zip(spec.arg_names, values)))
+
+
+def _revert_data(exc: BaseException) -> bytes | str | None:
+    """Pull the revert payload out of whatever web3 or the provider raised.
+
+    web3 puts it in ``exc.data`` (hex); JSON-RPC nodes nest it in the error object; eth-tester
+    raises ``TransactionFailed("execution reverted: b'...'")`` with the bytes' repr in the text.
+    """
+    data = getattr(exc, "data", None)
+    if isinstance(data, (bytes, str)) and data:
+        return data
+    if isinstance(data, dict):
+        return _revert_data_from_dict(data)
+    for arg in exc.args:
+        if isinstance(arg, bytes):
+            return arg
+        if isinstance(arg, dict):
+            found = _revert_data_from_dict(arg)
+            if found:
+                return found
+        if isinstance(arg, str):
+            if arg.startswith("0x") and len(arg) >= 10:
+                return arg
+            marker = "execution reverted: "
+            if arg.startswith(marker + "b'") or arg.startswith(marker + 'b"'):
+                try:
+                    value = ast.literal_eval(arg[len(marker):])
+                except (ValueError, SyntaxError):
+                    return None
+                return value if isinstance(value, bytes) else None
+    return None
+
+
+def _revert_data_from_dict(error: dict[str, Any]) -> str | None:
+    if isinstance(error.get("result"), str):  # ganache 7: {"result": "0x...", "reason": ...}
+        return str(error["result"])
+    inner = error.get("data")
+    if isinstance(inner, str):
+        return inner
+    if isinstance(inner, dict):
+        if isinstance(inner.get("data"), str):
+            return str(inner["data"])
+        for value in inner.values():  # ganache 7: {"data": {"0xhash": {"return": "0x..."}}}
+            if isinstance(value, dict) and isinstance(value.get("return"), str):
+                return str(value["return"])
+    return None
+
+
+class ChainClient:
+    """One connection to an Ethereum node, used by every part of fl-chain that touches the chain."""
+
+    def __init__(self, w3: Web3, *, receipt_timeout: float = RECEIPT_TIMEOUT) -> None:
+        self.w3 = w3
+        self.receipt_timeout = receipt_timeout
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        try:
+            self.chain_id = int(w3.eth.chain_id)
+        except Exception as exc:  # noqa: BLE001 - any transport failure means unreachable
+            raise ChainUnreachableError(
+                f"no Ethereum JSON-RPC answer at {_endpoint(w3)} ({exc.__class__.__name__}); "
+                "is the chain running and the URL right?"
+            ) from None
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def call(self, fn: ContractFunction, *, decoder: RevertDecoder | None = None, sender: str | None = None) -> Any:
+        """Execute a view (or simulate a write) and return its value."""
+        try:
+            return fn.call({"from": sender} if sender else {})
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, decoder) from None
+
+    def balance(self, address: str) -> int:
+        """Balance of ``address`` in wei."""
+        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def code_at(self, address: str) -> bytes:
+        """Runtime bytecode at ``address`` (empty for an account without code)."""
+        return bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
+
+    def block_timestamp(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def transact(
+        self,
+        account: LocalAccount,
+        fn: ContractFunction,
+        *,
+        decoder: RevertDecoder | None = None,
+        value: int = 0,
+    ) -> dict[str, Any]:
+        """Sign ``fn`` with ``account``'s key, send it, wait for the receipt and return it.
+
+        Raises
+        ------
+        ContractRevertError
+            The contract rejected the call (checked before sending, and again after a revert).
+        InsufficientFundsError
+            ``account`` cannot pay for the gas.
+        TransactionFailedError
+            The transaction reverted for another reason or no receipt came in time.
+        """
+        with self._lock(account.address):
+            tx_params: dict[str, Any] = {"from": account.address, "value": value}
+            try:
+                gas = fn.estimate_gas(tx_params)
+            except Exception as exc:  # noqa: BLE001
+                raise self._translate(exc, decoder) from None
+            tx = fn.build_transaction(self._fill(account, tx_params, gas))
+            return self._send(account, tx, decoder, fn)
+
+    def deploy(self, account: LocalAccount, abi: list[dict[str, Any]], bytecode: str) -> dict[str, Any]:
+        """Deploy a contract from ``account``; returns the receipt (``contractAddress`` set)."""
+        factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        constructor = factory.constructor()
+        with self._lock(account.address):
+            tx_params: dict[str, Any] = {"from": account.address}
+            try:
+                gas = constructor.estimate_gas(tx_params)
+            except Exception as exc:  # noqa: BLE001
+                raise self._translate(exc, RevertDecoder(abi)) from None
+            tx = constructor.build_transaction(self._fill(account, tx_params, gas))
+            receipt = self._send(account, tx, RevertDecoder(abi), None)
+        if not receipt.get("contractAddress"):
+            raise TransactionFailedError("deployment receipt has no contract address")
+        return receipt
+
+    def _fill(self, account: LocalAccount, params: dict[str, Any], gas: int) -> dict[str, Any]:
+        gas_limit = int(gas * GAS_MARGIN) + 10_000
+        block_gas_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+        gas_price = int(self.w3.eth.gas_price)
+        needed = gas_limit * gas_price + int(params.get("value", 0))
+        have = self.balance(account.address)
+        if have < needed:
+            raise InsufficientFundsError(
+                f"account {account.address} has {have} wei but needs {needed} wei for gas; "
+                "fund it from the operator or a faucet account"
+            )
+        return {
+            **params,
+            "gas": min(gas_limit, block_gas_limit),
+            "gasPrice": gas_price,
+            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+            "chainId": self.chain_id,
+        }
+
+    def _send(
+        self,
+        account: LocalAccount,
+        tx: dict[str, Any],
+        decoder: RevertDecoder | None,
+        fn: ContractFunction | None,
+    ) -> dict[str, Any]:
+        signed = account.sign_transaction(tx)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, decoder) from None
+        try:
+            receipt = dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout))
+        except TimeExhausted:
+            raise TransactionFailedError(
+                f"transaction {tx_hash.hex()} was not mined within {self.receipt_timeout:.0f} s"
+            ) from None
+        if receipt["status"] != 1:
+            raise self._explain_failure(tx, receipt, decoder, fn)
+        return receipt
+
+    def _explain_failure(
+        self,
+        tx: dict[str, Any],
+        receipt: dict[str, Any],
+        decoder: RevertDecoder | None,
+        fn: ContractFunction | None,
+    ) -> ChainError:
+        """Replay a reverted transaction as a call at its block to learn the error."""
+        if fn is not None:
+            try:
+                fn.call({"from": tx["from"], "value": tx.get("value", 0)}, block_identifier=receipt["blockNumber"])
+            except Exception as exc:  # noqa: BLE001
+                translated = self._translate(exc, decoder)
+                if isinstance(translated, ContractRevertError):
+                    return translated
+        return TransactionFailedError(
+            f"transaction {receipt['transactionHash'].hex()} reverted in block {receipt['blockNumber']} "
+            f"(gas used {receipt['gasUsed']} of {tx['gas']})"
+        )
+
+    def _translate(self, exc: BaseException, decoder: RevertDecoder | None) -> ChainError:
+        """Turn a web3/provider exception into one of our errors."""
+        if isinstance(exc, ChainError):
+            return exc
+        data = _revert_data(exc)
+        if decoder is not None:
+            decoded = decoder.decode(data)
+            if decoded is not None:
+                return decoded
+        message = str(exc)
+        lowered = message.lower()
+        if "insufficient funds" in lowered or "doesn't have enough funds" in lowered:
+            return InsufficientFundsError(f"the sending account cannot pay for gas: {message}")
+        if isinstance(exc, (ContractCustomError, ContractLogicError, ContractPanicError)):
+            return TransactionFailedError(f"call reverted: {message}")
+        if isinstance(exc, Web3RPCError):
+            return ChainError(f"the node refused the request: {message}")
+        if isinstance(exc, (ConnectionError, OSError)) or "connection" in lowered:
+            return ChainUnreachableError(f"lost the connection to {_endpoint(self.w3)}: {message}")
+        return TransactionFailedError(f"{exc.__class__.__name__}: {message}")
+
+    def _lock(self, address: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(address, threading.Lock())
+
+    # -- misc -----------------------------------------------------------------------------------
+
+    def contract(self, address: str, abi: list[dict[str, Any]]) -> Contract:
+        """A web3 contract object at ``address``."""
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+
+def _endpoint(w3: Web3) -> str:
+    uri = getattr(w3.provider, "endpoint_uri", None)
+    return str(uri) if uri else w3.provider.__class__.__name__

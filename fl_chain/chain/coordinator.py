@@ -1,0 +1,373 @@
+"""Typed access to a deployed FLCoordinator: one method per contract function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Sequence
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract.contract import Contract
+
+from fl_chain.chain.artifacts import Artifact, load_artifact
+from fl_chain.chain.client import ChainClient, RevertDecoder
+from fl_chain.errors import ContractNotFoundError
+
+ZERO_DIGEST = b"\x00" * 32
+
+
+class TaskStatus(IntEnum):
+    NONE = 0
+    OPEN = 1
+    RUNNING = 2
+    COMPLETED = 3
+    CANCELLED = 4
+
+
+class RoundStatus(IntEnum):
+    NONE = 0
+    UPDATE = 1
+    AGGREGATION = 2
+    FINALIZED = 3
+    FAILED = 4
+
+
+class FailureReason(IntEnum):
+    NONE = 0
+    TOO_FEW_CONTRIBUTORS = 1
+    AGGREGATION_TIMED_OUT = 2
+    TASK_CANCELLED = 3
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Parameters of a task, fixed at creation (see ``FLCoordinator.TaskConfig``)."""
+
+    manifest_digest: bytes
+    partitions: int
+    replication: int
+    quorum: int
+    min_contributors: int
+    update_duration: int
+    aggregation_duration: int
+    rounds: int
+    open_admission: bool = False
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The ABI tuple for ``createTask``."""
+        return (
+            self.manifest_digest,
+            self.partitions,
+            self.replication,
+            self.quorum,
+            self.min_contributors,
+            self.update_duration,
+            self.aggregation_duration,
+            self.rounds,
+            self.open_admission,
+        )
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A task's progress."""
+
+    status: TaskStatus
+    participant_count: int
+    current_round: int
+    finalized_rounds: int
+    latest_finalized_round: int | None
+    creator: str
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One round's state, deadlines and seed (``FLCoordinator.RoundView``)."""
+
+    round: int
+    status: RoundStatus
+    failure: FailureReason
+    start_time: int
+    update_deadline: int
+    aggregation_deadline: int
+    fallback_deadline: int
+    contributors: int
+    assignment_offset: int
+    finalized_partitions: int
+    total_samples: int
+    seed: bytes
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the contributor set is frozen (aggregation has begun)."""
+        return self.aggregation_deadline != 0
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    """A participant's registration."""
+
+    account: str
+    update_round: int
+    index: int
+    samples: int
+    multiaddrs: tuple[str, ...]
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class UpdateCommit:
+    """An ``UpdateCommitted`` event: one contributor's update in one round."""
+
+    contributor: str
+    index: int
+    digest: bytes
+    samples: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class AggregateCommit:
+    """An ``AggregateCommitted`` event."""
+
+    partition: int
+    aggregator: str
+    digest: bytes
+    is_fallback: bool
+    block_number: int
+
+
+class Coordinator:
+    """A deployed FLCoordinator reached through a :class:`ChainClient`.
+
+    Writes take the signing account first and return the transaction receipt; reads return typed
+    values; ``find_*`` methods read events and return lists.
+    """
+
+    def __init__(self, client: ChainClient, contract: Contract, artifact: Artifact, *, deploy_block: int = 0) -> None:
+        self.client = client
+        self.contract = contract
+        self.artifact = artifact
+        self.decoder = RevertDecoder(artifact.abi)
+        self.deploy_block = deploy_block
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(cls, client: ChainClient, account: LocalAccount, artifact: Artifact | None = None) -> Coordinator:
+        """Deploy a new FLCoordinator with ``account`` as operator, and check its code landed."""
+        artifact = artifact or load_artifact()
+        receipt = client.deploy(account, artifact.abi, artifact.bytecode)
+        coordinator = cls.at(client, receipt["contractAddress"], artifact)
+        return cls(client, coordinator.contract, artifact, deploy_block=int(receipt["blockNumber"]))
+
+    @classmethod
+    def at(
+        cls, client: ChainClient, address: str, artifact: Artifact | None = None, *, deploy_block: int = 0
+    ) -> Coordinator:
+        """The FLCoordinator at ``address``; raises if the address holds other code or none."""
+        artifact = artifact or load_artifact()
+        if not Web3.is_address(address):
+            raise ContractNotFoundError(f"{address!r} is not an Ethereum address")
+        code = client.code_at(address)
+        if not code:
+            raise ContractNotFoundError(
+                f"no contract at {address} on chain {client.chain_id}; check the address or deploy one first"
+            )
+        if "0x" + code.hex() != artifact.deployed_bytecode.lower():
+            raise ContractNotFoundError(
+                f"the contract at {address} is not this version of FLCoordinator; redeploy or use its deployment file"
+            )
+        return cls(client, client.contract(address, artifact.abi), artifact, deploy_block=deploy_block)
+
+    @property
+    def address(self) -> str:
+        """The contract address (checksummed)."""
+        return str(self.contract.address)
+
+    def _transact(self, account: LocalAccount, name: str, *args: Any) -> dict[str, Any]:
+        return self.client.transact(account, getattr(self.contract.functions, name)(*args), decoder=self.decoder)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.client.call(getattr(self.contract.functions, name)(*args), decoder=self.decoder)
+
+    # -- operator -------------------------------------------------------------------------------
+
+    def transfer_operator(self, operator: LocalAccount, new_operator: str) -> dict[str, Any]:
+        """Hand the operator role to ``new_operator``."""
+        return self._transact(operator, "transferOperator", Web3.to_checksum_address(new_operator))
+
+    def admit(self, operator: LocalAccount, accounts: Sequence[str]) -> dict[str, Any]:
+        """Admit ``accounts`` to the consortium."""
+        return self._transact(operator, "admit", [Web3.to_checksum_address(a) for a in accounts])
+
+    def revoke(self, operator: LocalAccount, account: str) -> dict[str, Any]:
+        """Revoke ``account``."""
+        return self._transact(operator, "revoke", Web3.to_checksum_address(account))
+
+    def create_task(self, operator: LocalAccount, config: TaskConfig) -> int:
+        """Create a task; returns its id."""
+        receipt = self._transact(operator, "createTask", config.as_tuple())
+        (event,) = self.contract.events.TaskCreated().process_receipt(receipt)
+        return int(event["args"]["taskId"])
+
+    def start_task(self, operator: LocalAccount, task_id: int) -> dict[str, Any]:
+        """Start the first round of ``task_id``."""
+        return self._transact(operator, "startTask", task_id)
+
+    def cancel_task(self, operator: LocalAccount, task_id: int) -> dict[str, Any]:
+        """Cancel ``task_id``."""
+        return self._transact(operator, "cancelTask", task_id)
+
+    # -- participants ---------------------------------------------------------------------------
+
+    def join(
+        self, account: LocalAccount, task_id: int, multiaddrs: Sequence[str], public_key: bytes = b""
+    ) -> dict[str, Any]:
+        """Join ``task_id`` with this node's IPFS multiaddrs."""
+        return self._transact(account, "join", task_id, list(multiaddrs), public_key)
+
+    def update_peer(self, account: LocalAccount, task_id: int, multiaddrs: Sequence[str]) -> dict[str, Any]:
+        """Replace this node's registered multiaddrs."""
+        return self._transact(account, "updatePeer", task_id, list(multiaddrs))
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    def commit_update(
+        self, account: LocalAccount, task_id: int, round_: int, digest: bytes, samples: int
+    ) -> dict[str, Any]:
+        """Commit an update manifest digest and its sample count."""
+        return self._transact(account, "commitUpdate", task_id, round_, digest, samples)
+
+    def commit_aggregate(
+        self, account: LocalAccount, task_id: int, round_: int, partition: int, digest: bytes
+    ) -> dict[str, Any]:
+        """Commit one aggregate digest."""
+        return self._transact(account, "commitAggregate", task_id, round_, partition, digest)
+
+    def commit_aggregates(
+        self, account: LocalAccount, task_id: int, round_: int, partitions: Sequence[int], digests: Sequence[bytes]
+    ) -> dict[str, Any]:
+        """Commit several aggregate digests in one transaction."""
+        return self._transact(account, "commitAggregates", task_id, round_, list(partitions), list(digests))
+
+    def advance(self, account: LocalAccount, task_id: int) -> dict[str, Any]:
+        """Move the current round past an expired deadline."""
+        return self._transact(account, "advance", task_id)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def operator(self) -> str:
+        """The operator account."""
+        return str(self._call("operator"))
+
+    def task_count(self) -> int:
+        """Number of tasks created."""
+        return int(self._call("taskCount"))
+
+    def is_admitted(self, account: str) -> bool:
+        """Whether ``account`` is admitted."""
+        return bool(self._call("isAdmitted", Web3.to_checksum_address(account)))
+
+    def has_joined(self, task_id: int, account: str) -> bool:
+        """Whether ``account`` joined ``task_id``."""
+        return bool(self._call("hasJoined", task_id, Web3.to_checksum_address(account)))
+
+    def get_task(self, task_id: int) -> tuple[TaskConfig, TaskState]:
+        """A task's configuration and state."""
+        config, state = self._call("getTask", task_id)
+        finalized = int(state[3])
+        return (
+            TaskConfig(bytes(config[0]), *[int(v) for v in config[1:8]], bool(config[8])),
+            TaskState(
+                status=TaskStatus(state[0]),
+                participant_count=int(state[1]),
+                current_round=int(state[2]),
+                finalized_rounds=finalized,
+                latest_finalized_round=int(state[4]) if finalized else None,
+                creator=str(state[5]),
+            ),
+        )
+
+    def get_participants(self, task_id: int) -> list[ParticipantInfo]:
+        """Every participant of ``task_id``, in join order."""
+        return [
+            ParticipantInfo(str(p[0]), int(p[1]), int(p[2]), int(p[3]), tuple(p[4]), bytes(p[5]))
+            for p in self._call("getParticipants", task_id)
+        ]
+
+    def get_round(self, task_id: int, round_: int) -> RoundInfo:
+        """One round's state."""
+        v = self._call("getRound", task_id, round_)
+        return RoundInfo(
+            round=int(v[0]),
+            status=RoundStatus(v[1]),
+            failure=FailureReason(v[2]),
+            start_time=int(v[3]),
+            update_deadline=int(v[4]),
+            aggregation_deadline=int(v[5]),
+            fallback_deadline=int(v[6]),
+            contributors=int(v[7]),
+            assignment_offset=int(v[8]),
+            finalized_partitions=int(v[9]),
+            total_samples=int(v[10]),
+            seed=bytes(v[11]),
+        )
+
+    def get_final_digests(self, task_id: int, round_: int) -> list[bytes | None]:
+        """Final digest per partition of ``round_`` (``None`` where not final)."""
+        return [None if bytes(d) == ZERO_DIGEST else bytes(d) for d in self._call("getFinalDigests", task_id, round_)]
+
+    def get_votes(self, task_id: int, round_: int, partition: int, digest: bytes) -> int:
+        """Aggregators that committed ``digest`` for ``partition``."""
+        return int(self._call("getVotes", task_id, round_, partition, digest))
+
+    def is_assigned(self, task_id: int, round_: int, partition: int, account: str) -> bool:
+        """Whether ``account`` is an assigned aggregator of ``partition``."""
+        return bool(self._call("isAssigned", task_id, round_, partition, Web3.to_checksum_address(account)))
+
+    def get_assigned_partitions(self, task_id: int, round_: int, account: str) -> list[int]:
+        """Partitions ``account`` must aggregate in ``round_``."""
+        return [int(p) for p in self._call("getAssignedPartitions", task_id, round_, Web3.to_checksum_address(account))]
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def find_events(self, name: str, *, from_block: int | None = None, **filters: Any) -> list[Any]:
+        """Every ``name`` event matching ``filters`` (indexed arguments), oldest first."""
+        event = getattr(self.contract.events, name)()
+        start = self.deploy_block if from_block is None else from_block
+        return list(event.get_logs(from_block=start, to_block="latest", argument_filters=filters or None))
+
+    def find_update_commits(self, task_id: int, round_: int) -> list[UpdateCommit]:
+        """The contributors of ``round_`` with their digests, in commit-index order."""
+        events = self.find_events("UpdateCommitted", taskId=task_id, round=round_)
+        commits = [
+            UpdateCommit(
+                contributor=str(e["args"]["contributor"]),
+                index=int(e["args"]["index"]),
+                digest=bytes(e["args"]["digest"]),
+                samples=int(e["args"]["samples"]),
+                block_number=int(e["blockNumber"]),
+            )
+            for e in events
+        ]
+        return sorted(commits, key=lambda c: c.index)
+
+    def find_aggregate_commits(self, task_id: int, round_: int) -> list[AggregateCommit]:
+        """Every aggregate commit of ``round_``, in chain order."""
+        return [
+            AggregateCommit(
+                partition=int(e["args"]["partition"]),
+                aggregator=str(e["args"]["aggregator"]),
+                digest=bytes(e["args"]["digest"]),
+                is_fallback=bool(e["args"]["isFallback"]),
+                block_number=int(e["blockNumber"]),
+            )
+            for e in self.find_events("AggregateCommitted", taskId=task_id, round=round_)
+        ]
+
+    def find_dissenting_aggregators(self, task_id: int, round_: int) -> list[AggregateCommit]:
+        """Aggregate commits whose digest differs from their partition's final digest."""
+        final = self.get_final_digests(task_id, round_)
+        return [c for c in self.find_aggregate_commits(task_id, round_) if final[c.partition] not in (None, c.digest)]

@@ -1,0 +1,86 @@
+"""The exceptions of fl-chain: one root, one branch per area.
+
+::
+
+    FLChainError                      every error fl-chain raises on purpose
+    ├── ConfigError                   bad user input: options, files, task specs
+    │   └── KeyFileError              key file or keystore missing, malformed, wrong password
+    ├── CompilerError                 the pinned Solidity compiler is missing or failed
+    └── ChainError                    anything between us and an Ethereum node
+        ├── ChainUnreachableError     no JSON-RPC answer at the URL
+        ├── ChainLaunchError          a local chain process (ganache, anvil) did not start
+        ├── ContractNotFoundError     no FLCoordinator at the address, or a different contract
+        ├── InsufficientFundsError    the sending account cannot pay for gas
+        ├── TransactionFailedError    a transaction was mined but reverted, or timed out
+        └── ContractRevertError       the contract rejected the call with a custom error
+
+Each message is one line that says what to fix; the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FLChainError(Exception):
+    """Root of every error fl-chain raises on purpose."""
+
+
+class ConfigError(FLChainError):
+    """Bad user input: a command-line option, a file or a task specification."""
+
+
+class KeyFileError(ConfigError):
+    """A key file or keystore is missing, malformed, or its password is wrong."""
+
+
+class CompilerError(FLChainError):
+    """The pinned Solidity compiler is missing or rejected the sources."""
+
+
+class ChainError(FLChainError):
+    """A failure talking to an Ethereum node or executing a transaction."""
+
+
+class ChainUnreachableError(ChainError):
+    """No JSON-RPC endpoint answered at the given URL."""
+
+
+class ChainLaunchError(ChainError):
+    """A local chain process (ganache or anvil) could not be started."""
+
+
+class ContractNotFoundError(ChainError):
+    """The address holds no FLCoordinator (no code, or different code)."""
+
+
+class InsufficientFundsError(ChainError):
+    """The sending account has not enough ether to pay for gas."""
+
+
+class TransactionFailedError(ChainError):
+    """A transaction reverted without a decodable error, or was not mined in time."""
+
+
+class ContractRevertError(ChainError):
+    """The contract rejected a call with one of its custom errors.
+
+    Attributes
+    ----------
+    name:
+        The custom error's name, for example ``FLCoordinatorNotAssigned``.
+    args:
+        The error's decoded arguments, by parameter name.
+    """
+
+    def __init__(self, name: str, arguments: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.arguments: dict[str, Any] = dict(arguments or {})
+        rendered = ", ".join(f"{k}={_render(v)}" for k, v in self.arguments.items())
+        super().__init__(f"contract rejected the call: {name}({rendered})")
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)

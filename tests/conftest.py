@@ -1,0 +1,98 @@
+"""Shared fixtures: chains of every backend, funded accounts, a fresh FLCoordinator per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from fl_chain.chain import Chain, ChainClient, Coordinator, TaskConfig, connect, dev_accounts, open_chain
+from fl_chain.chain.anvil import ANVIL_BINARY
+from fl_chain.chain.ganache import GANACHE_CLI
+
+#: Funded development accounts on every test chain: index 0 is the operator.
+TEST_ACCOUNTS = 12
+CHAIN_BACKENDS = ("embedded", "ganache", "anvil")
+
+
+def _backend_params() -> list[Any]:
+    params: list[Any] = []
+    for name in CHAIN_BACKENDS:
+        marks = [] if name == "embedded" else [pytest.mark.process_chain]
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def require_backend(name: str) -> None:
+    """Fail (not skip) when a process chain is not installed: CI installs it from the lock file."""
+    if name == "ganache" and not GANACHE_CLI.exists():
+        pytest.fail(f"ganache is not installed at {GANACHE_CLI}; run npm ci --prefix ganache")
+    if name == "anvil" and not ANVIL_BINARY.exists():
+        pytest.fail(f"anvil is not installed at {ANVIL_BINARY}; run npm ci --prefix ganache")
+
+
+@pytest.fixture(scope="module", params=_backend_params())
+def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """A chain of each backend, started once per test module and stopped after it."""
+    require_backend(request.param)
+    log_dir = tmp_path_factory.mktemp(f"{request.param}-logs")
+    opened = open_chain(request.param, accounts=TEST_ACCOUNTS, log_dir=log_dir)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(scope="module")
+def client(chain: Chain) -> ChainClient:
+    """A client on the module's chain."""
+    return connect(chain)
+
+
+@pytest.fixture(scope="session")
+def accounts() -> list[LocalAccount]:
+    """The funded development accounts; ``accounts[0]`` deploys and operates."""
+    return dev_accounts(TEST_ACCOUNTS)
+
+
+@pytest.fixture()
+def operator(accounts: list[LocalAccount]) -> LocalAccount:
+    """The operator account."""
+    return accounts[0]
+
+
+@pytest.fixture()
+def coordinator(client: ChainClient, operator: LocalAccount) -> Coordinator:
+    """A freshly deployed FLCoordinator, so tests never share state."""
+    return Coordinator.deploy(client, operator)
+
+
+def task_config(**overrides: Any) -> TaskConfig:
+    """A valid task configuration (P=4, r=2, q=2) with ``overrides`` applied."""
+    values: dict[str, Any] = {
+        "manifest_digest": b"\x42" * 32,
+        "partitions": 4,
+        "replication": 2,
+        "quorum": 2,
+        "min_contributors": 2,
+        "update_duration": 600,
+        "aggregation_duration": 600,
+        "rounds": 3,
+        "open_admission": False,
+    }
+    values.update(overrides)
+    return TaskConfig(**values)
+
+
+def digest(label: str | int) -> bytes:
+    """A recognizable non-zero 32-byte digest for tests."""
+    import hashlib
+
+    return hashlib.sha256(str(label).encode()).digest()
+
+
+def multiaddr(i: int) -> str:
+    """A loopback IPFS multiaddr for participant ``i`` (never dialled in contract tests)."""
+    return f"/ip4/127.0.0.1/tcp/{40000 + i}/p2p/12D3KooWTestPeer{i:04d}"

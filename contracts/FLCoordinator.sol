@@ -577,7 +577,9 @@ contract FLCoordinator {
         return r.otherVotes[partition][digest];
     }
 
-    /// @notice Whether `account` is an assigned aggregator of `partition` in `round` (frozen rounds).
+    /// @notice Whether `account` is an assigned aggregator of `partition` in `round`.
+    /// @dev Answers for the account's latest committed round only (its index is overwritten by its next
+    /// commit); for earlier rounds use the `UpdateCommitted` index with the round's assignment offset.
     function isAssigned(uint256 taskId, uint256 round, uint256 partition, address account)
         external
         view
@@ -593,6 +595,7 @@ contract FLCoordinator {
     }
 
     /// @notice The partitions `account` must aggregate in `round` (empty before the set freezes).
+    /// @dev Answers for the account's latest committed round only, like `isAssigned`.
     function getAssignedPartitions(uint256 taskId, uint256 round, address account)
         external
         view
@@ -762,13 +765,9 @@ contract FLCoordinator {
         }
         emit AggregateCommitted(taskId, round, partition, msg.sender, digest, fallbackCommit);
 
-        bytes32 candidate = part.digest;
-        if (part.isFinal) {
-            if (digest != candidate) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, candidate);
-            return;
-        }
         // The first digest is stored as the candidate and counted in the partition's own slot, so the
         // common case (every aggregator agrees) writes no vote mapping at all.
+        bytes32 candidate = part.digest;
         uint256 votes;
         if (candidate == bytes32(0)) {
             part.digest = digest;
@@ -780,6 +779,11 @@ contract FLCoordinator {
         } else {
             votes = r.otherVotes[partition][digest] + 1;
             r.otherVotes[partition][digest] = votes;
+        }
+        if (part.isFinal) {
+            // Late commit for a final partition: counted, and recorded when it contradicts the result.
+            if (digest != candidate) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, candidate);
+            return;
         }
         if (votes < task.config.quorum) return;
 

@@ -157,6 +157,8 @@ def test_commit_with_other_digest_for_final_partition_emits_aggregate_disputed(
     ]
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, 0), None]
+    assert coordinator.get_votes(task.task_id, 0, 0, forged_digest(0, 0)) == 1
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == 2
 
 
 def test_commit_with_final_digest_for_final_partition_is_not_disputed(
@@ -174,6 +176,7 @@ def test_commit_with_final_digest_for_final_partition_is_not_disputed(
     assert events(coordinator, "AggregateDisputed", receipt) == []
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert task.round(0).finalized_partitions == 1
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == 3
 
 
 # -- fallback -------------------------------------------------------------------------------------

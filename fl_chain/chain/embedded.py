@@ -39,7 +39,8 @@ class EmbeddedChain:
     def increase_time(self, seconds: int) -> None:
         """Mine a block ``seconds`` after the latest one."""
         latest = int(self.tester.get_block_by_number("latest")["timestamp"])
-        self.tester.time_travel(latest + int(seconds))
+        # eth-tester mines the travel block at ``to_timestamp - 1``.
+        self.tester.time_travel(latest + int(seconds) + 1)
 
     def mine(self) -> None:
         """Mine one empty block."""

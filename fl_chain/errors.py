@@ -6,13 +6,20 @@
     ├── ConfigError                   bad user input: options, files, task specs
     │   └── KeyFileError              key file or keystore missing, malformed, wrong password
     ├── CompilerError                 the pinned Solidity compiler is missing or failed
-    └── ChainError                    anything between us and an Ethereum node
-        ├── ChainUnreachableError     no JSON-RPC answer at the URL
-        ├── ChainLaunchError          a local chain process (ganache, anvil) did not start
-        ├── ContractNotFoundError     no FLCoordinator at the address, or a different contract
-        ├── InsufficientFundsError    the sending account cannot pay for gas
-        ├── TransactionFailedError    a transaction was mined but reverted, or timed out
-        └── ContractRevertError       the contract rejected the call with a custom error
+    ├── ChainError                    anything between us and an Ethereum node
+    │   ├── ChainUnreachableError     no JSON-RPC answer at the URL
+    │   ├── ChainLaunchError          a local chain process (ganache, anvil) did not start
+    │   ├── ContractNotFoundError     no FLCoordinator at the address, or a different contract
+    │   ├── InsufficientFundsError    the sending account cannot pay for gas
+    │   ├── TransactionFailedError    a transaction was mined but reverted, or timed out
+    │   └── ContractRevertError       the contract rejected the call with a custom error
+    └── StorageError                  anything between us and the content-addressed store
+        ├── StorageStartError         an IPFS peer could not start (port in use, bad repo)
+        ├── BlobNotFoundError         no connected peer delivered the CID within the timeout
+        └── BlobInvalidError          bytes that do not verify: never used
+            ├── BlobIntegrityError    content does not hash to its CID or its payload hash
+            ├── BlobFormatError       truncated, unknown version or dtype, malformed header
+            └── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
 
 Each message is one line that says what to fix; the CLI prints it and exits non-zero.
 """
@@ -84,3 +91,31 @@ def _render(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)
+
+
+class StorageError(FLChainError):
+    """A failure storing or fetching content-addressed blobs."""
+
+
+class StorageStartError(StorageError):
+    """An IPFS peer could not be started."""
+
+
+class BlobNotFoundError(StorageError):
+    """No connected peer delivered the requested CID within the timeout."""
+
+
+class BlobInvalidError(StorageError):
+    """Bytes that do not verify; they are never used."""
+
+
+class BlobIntegrityError(BlobInvalidError):
+    """Content does not hash to its CID, or a payload does not match its header's hash."""
+
+
+class BlobFormatError(BlobInvalidError):
+    """A blob is truncated or has an unknown version, dtype or malformed header."""
+
+
+class BlobMismatchError(BlobInvalidError):
+    """A well-formed blob whose header is not what the chain says it must be."""

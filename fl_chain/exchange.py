@@ -1,0 +1,103 @@
+"""The data path between nodes: a model vector to partition blobs and a manifest in storage, and back.
+
+Everything fetched is verified: the bytes against their CID (by the storage), the blob header and
+payload hash, and the header against what the caller knows from the chain (task, round, partition,
+offset, length). Nothing that fails verification is returned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition, encode_partition
+from fl_chain.model.manifest import Manifest, parse_manifest
+from fl_chain.model.partitioning import as_model_vector, join_partitions, partition_bounds
+from fl_chain.storage.base import DEFAULT_GET_TIMEOUT, Storage
+from fl_chain.storage.cid import cid_from_digest, digest_from_cid
+
+
+def publish_vector(
+    storage: Storage,
+    vector: np.ndarray,
+    *,
+    blob_kind: BlobKind,
+    task_id: int,
+    round_: int,
+    partitions: int,
+    contributor: str | None = None,
+) -> tuple[bytes, Manifest]:
+    """Store ``vector`` as ``partitions`` blobs plus a manifest; returns the manifest digest and manifest.
+
+    ``contributor`` set makes an update manifest, otherwise a model manifest.
+    """
+    flat = as_model_vector(vector)
+    cids = []
+    for bounds in partition_bounds(flat.size, partitions):
+        blob = encode_partition(
+            flat[bounds.offset : bounds.offset + bounds.length],
+            kind=blob_kind,
+            task_id=task_id,
+            round_=round_,
+            partition=bounds.index,
+            partitions=partitions,
+            offset=bounds.offset,
+        )
+        cids.append(storage.put(blob))
+    manifest = Manifest(
+        kind="update" if contributor is not None else "model",
+        task_id=task_id,
+        round=round_,
+        dimension=flat.size,
+        partitions=tuple(cids),
+        contributor=contributor,
+    )
+    return digest_from_cid(storage.put(manifest.to_bytes())), manifest
+
+
+def fetch_manifest(
+    storage: Storage,
+    digest: bytes,
+    *,
+    kind: str,
+    task_id: int,
+    round_: int,
+    partitions: int,
+    contributor: str | None = None,
+    timeout: float = DEFAULT_GET_TIMEOUT,
+) -> Manifest:
+    """The manifest whose CID has ``digest``, checked against the chain's view."""
+    manifest = parse_manifest(storage.get(cid_from_digest(digest), timeout=timeout))
+    manifest.check(kind=kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor)
+    return manifest
+
+
+def fetch_partition(
+    storage: Storage,
+    manifest: Manifest,
+    partition: int,
+    *,
+    blob_kind: BlobKind,
+    timeout: float = DEFAULT_GET_TIMEOUT,
+) -> np.ndarray:
+    """Partition ``partition`` of ``manifest``'s vector, verified."""
+    bounds = partition_bounds(manifest.dimension, len(manifest.partitions))[partition]
+    expected = BlobHeader(
+        kind=blob_kind,
+        task_id=manifest.task_id,
+        round=manifest.round,
+        partition=partition,
+        partitions=len(manifest.partitions),
+        offset=bounds.offset,
+        length=bounds.length,
+    )
+    _, values = decode_partition(storage.get(manifest.partitions[partition], timeout=timeout), expected)
+    return values
+
+
+def fetch_vector(
+    storage: Storage, manifest: Manifest, *, blob_kind: BlobKind, timeout: float = DEFAULT_GET_TIMEOUT
+) -> np.ndarray:
+    """The whole vector of ``manifest`` (all partitions), verified."""
+    return join_partitions(
+        [fetch_partition(storage, manifest, p, blob_kind=blob_kind, timeout=timeout) for p in range(len(manifest.partitions))]
+    )

@@ -1,0 +1,1 @@
+"""The model as a flat float32 vector, its contiguous partitions, and their wire formats."""

@@ -1,0 +1,148 @@
+"""The self-describing partition blob: a fixed header followed by the float32 payload.
+
+Layout (little-endian, 96-byte header)::
+
+    offset size field
+         0    8 magic            b"FLCHAINP"
+         8    2 format version   1
+        10    1 dtype            1 = float32
+        11    1 kind             0 = update, 1 = aggregate, 2 = initial model
+        12    8 task id
+        20    4 round
+        24    4 partition index
+        28    4 partition count  P
+        32    8 offset           first element's index in the model vector
+        40    8 length           number of elements
+        48   32 payload sha256
+        80   16 reserved         zero
+        96    * payload          length * 4 bytes of float32
+
+Decoding verifies everything it can (size, magic, version, dtype, reserved bytes, payload hash)
+and then that the header is the one the caller expects from the chain's view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from fl_chain.errors import BlobFormatError, BlobIntegrityError, BlobMismatchError
+
+MAGIC = b"FLCHAINP"
+FORMAT_VERSION = 1
+HEADER_SIZE = 96
+_HEADER = struct.Struct("<8sHBBQIIIQQ32s16s")
+assert _HEADER.size == HEADER_SIZE
+
+
+class DType(IntEnum):
+    FLOAT32 = 1
+
+
+class BlobKind(IntEnum):
+    UPDATE = 0
+    AGGREGATE = 1
+    INITIAL = 2
+
+
+_ITEMSIZE = {DType.FLOAT32: 4}
+_NUMPY = {DType.FLOAT32: np.dtype("<f4")}
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    """What a partition blob says about itself."""
+
+    kind: BlobKind
+    task_id: int
+    round: int
+    partition: int
+    partitions: int
+    offset: int
+    length: int
+    dtype: DType = DType.FLOAT32
+    payload_sha256: bytes = b""
+
+
+def encode_partition(
+    values: np.ndarray,
+    *,
+    kind: BlobKind,
+    task_id: int,
+    round_: int,
+    partition: int,
+    partitions: int,
+    offset: int,
+) -> bytes:
+    """Serialize one partition of float32 ``values`` with its header."""
+    array = np.asarray(values)
+    if array.dtype != np.float32 or array.ndim != 1:
+        raise BlobFormatError(f"partition payload must be a 1-D float32 array, got {array.dtype} {array.shape}")
+    if not 0 <= partition < partitions:
+        raise BlobFormatError(f"partition {partition} outside 0..{partitions - 1}")
+    payload = array.astype("<f4", copy=False).tobytes()
+    header = _HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        DType.FLOAT32,
+        kind,
+        task_id,
+        round_,
+        partition,
+        partitions,
+        offset,
+        array.size,
+        hashlib.sha256(payload).digest(),
+        b"\x00" * 16,
+    )
+    return header + payload
+
+
+def decode_header(blob: bytes) -> BlobHeader:
+    """Parse and check the header of ``blob`` (not the payload hash)."""
+    if len(blob) < HEADER_SIZE:
+        raise BlobFormatError(f"blob of {len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header (truncated)")
+    magic, version, dtype, kind, task_id, round_, partition, partitions, offset, length, digest, reserved = (
+        _HEADER.unpack_from(blob)
+    )
+    if magic != MAGIC:
+        raise BlobFormatError("not a partition blob (bad magic)")
+    if version != FORMAT_VERSION:
+        raise BlobFormatError(f"partition blob format version {version} is not supported (expected {FORMAT_VERSION})")
+    if dtype not in _ITEMSIZE:
+        raise BlobFormatError(f"unknown dtype code {dtype} in partition blob")
+    if kind not in BlobKind._value2member_map_:
+        raise BlobFormatError(f"unknown blob kind {kind}")
+    if reserved != b"\x00" * 16:
+        raise BlobFormatError("reserved header bytes are not zero")
+    if partitions == 0 or partition >= partitions:
+        raise BlobFormatError(f"partition index {partition} outside 0..{partitions - 1}")
+    return BlobHeader(BlobKind(kind), task_id, round_, partition, partitions, offset, length, DType(dtype), digest)
+
+
+def decode_partition(blob: bytes, expected: BlobHeader | None = None) -> tuple[BlobHeader, np.ndarray]:
+    """Verify ``blob`` and return its header and payload (a read-only float32 array).
+
+    ``expected`` is what the chain's view says the blob must be; every field of it except
+    ``payload_sha256`` must match, else :class:`BlobMismatchError`.
+    """
+    header = decode_header(blob)
+    payload = memoryview(blob)[HEADER_SIZE:]
+    expected_size = header.length * _ITEMSIZE[header.dtype]
+    if len(payload) != expected_size:
+        raise BlobFormatError(
+            f"payload has {len(payload)} bytes but the header says {header.length} elements ({expected_size} bytes)"
+        )
+    if hashlib.sha256(payload).digest() != header.payload_sha256:
+        raise BlobIntegrityError("partition payload does not match the sha256 in its header")
+    if expected is not None:
+        for field in ("kind", "task_id", "round", "partition", "partitions", "offset", "length", "dtype"):
+            got, want = getattr(header, field), getattr(expected, field)
+            if got != want:
+                raise BlobMismatchError(f"partition blob has {field}={got}, expected {want}")
+    values = np.frombuffer(blob, dtype=_NUMPY[header.dtype], offset=HEADER_SIZE, count=header.length)
+    return header, values

@@ -12,7 +12,7 @@ from fl_chain.chain import ChainClient, Coordinator, dev_accounts
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.ganache import Ganache
 from tests.conftest import require_backend, task_config
-from tests.kubo_peer import PeerProcess
+from fl_chain.storage.peer_process import PeerProcess
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain]
 

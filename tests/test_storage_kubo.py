@@ -16,7 +16,7 @@ from fl_chain.errors import BlobFormatError, BlobIntegrityError, StorageError, S
 from fl_chain.model.blob import BlobKind, decode_partition, encode_partition
 from fl_chain.storage import MemoryStorage
 from fl_chain.storage.kubo_config import NON_LOOPBACK_RANGES
-from tests.kubo_peer import PeerError, PeerProcess
+from fl_chain.storage.peer_process import PeerError, PeerProcess
 
 pytestmark = pytest.mark.kubo
 

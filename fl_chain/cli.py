@@ -69,10 +69,48 @@ def build_parser() -> argparse.ArgumentParser:
     admit.add_argument("--deployment", default="deployment.json")
     admit.add_argument("accounts", nargs="+", help="addresses to admit")
 
-    status = sub.add_parser("status", help="show the coordinator's tasks and rounds")
+    status = sub.add_parser("status", help="show tasks, rounds, participants, commits and final digests")
     _add_rpc(status)
     status.add_argument("--deployment", default="deployment.json")
-    status.add_argument("--task", type=int, help="show only this task")
+    status.add_argument("--task", type=int, help="show only this task, in detail")
+
+    task = sub.add_parser("task", help="operator: create and start tasks")
+    task_sub = task.add_subparsers(dest="task_command", required=True)
+    create = task_sub.add_parser("create", help="create a task from a TOML file")
+    _add_rpc(create)
+    _add_key(create)
+    create.add_argument("--deployment", default="deployment.json")
+    create.add_argument("task_file", help="task TOML (protocol, model, dataset, training, strategy)")
+    start_task = task_sub.add_parser("start", help="start a task once enough participants joined")
+    _add_rpc(start_task)
+    _add_key(start_task)
+    start_task.add_argument("--deployment", default="deployment.json")
+    start_task.add_argument("--task", type=int, required=True)
+
+    node = sub.add_parser("node", help="run a participant node until its task ends")
+    _add_rpc(node)
+    _add_key(node)
+    node.add_argument("--deployment", default="deployment.json")
+    node.add_argument("--task-file", required=True, help="the task's TOML (checked against the chain)")
+    node.add_argument("--task", type=int, help="task id (default: the first open or running task not finished here)")
+    node.add_argument("--state-dir", required=True, help="this node's state directory (resumes after a restart)")
+    node.add_argument("--shard", type=int, required=True, help="this node's shard of the task's dataset")
+    node.add_argument("--shards", type=int, required=True, help="number of shards the dataset is split into")
+    node.add_argument("--storage", default="kubo", choices=["kubo", "memory"])
+    node.add_argument("--ipfs-port", type=int, default=0, help="IPFS swarm port on 127.0.0.1 (0: any free port)")
+    node.add_argument("--poll-interval", type=float, default=0.5)
+    node.add_argument("--fetch-timeout", type=float, default=20.0)
+
+    model = sub.add_parser("model", help="global models")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    get = model_sub.add_parser("get", help="download the global model of a round to a .npy file")
+    _add_rpc(get)
+    get.add_argument("--deployment", default="deployment.json")
+    get.add_argument("--task", type=int, required=True)
+    get.add_argument("--round", type=int, help="a finalized round (default: the latest)")
+    get.add_argument("--out", required=True, help="output .npy file")
+    get.add_argument("--ipfs-dir", help="IPFS repo for the downloading peer (default: a temporary one)")
+    get.add_argument("--timeout", type=float, default=60.0)
     return parser
 
 
@@ -104,6 +142,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _admit(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "task":
+        return _task(args)
+    if args.command == "node":
+        return _node(args)
+    if args.command == "model":
+        return _model_get(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
@@ -206,12 +250,70 @@ def _admit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task(args: argparse.Namespace) -> int:
+    from fl_chain.deployment import Deployment, open_deployment
+    from fl_chain.task import TaskSpec
+
+    account = _load_account(args)
+    if args.task_command == "create":
+        from fl_chain.operator_tasks import create_task
+
+        spec = TaskSpec.from_toml(args.task_file)
+        coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
+        task_id, digest = create_task(coordinator, account, spec)
+        print(f"created task {task_id} (manifest digest {digest.hex()})")
+        return 0
+    coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
+    coordinator.start_task(account, args.task)
+    print(f"started task {args.task}")
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    from fl_chain.node.launch import NodeArgs, run_node
+
+    node_args = NodeArgs(
+        rpc=args.rpc,
+        deployment=args.deployment,
+        key=args.key,
+        password_file=args.password_file,
+        task_file=args.task_file,
+        task_id=args.task,
+        state_dir=args.state_dir,
+        shard=args.shard,
+        shards=args.shards,
+        storage=args.storage,
+        ipfs_port=args.ipfs_port,
+        poll_interval=args.poll_interval,
+        fetch_timeout=args.fetch_timeout,
+    )
+    return run_node(node_args, report=_stamped)
+
+
+def _stamped(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _model_get(args: argparse.Namespace) -> int:
+    from fl_chain.deployment import Deployment, open_deployment
+    from fl_chain.model_download import download_global_model
+
+    coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
+    round_, path = download_global_model(
+        coordinator, args.task, args.round, args.out, ipfs_dir=args.ipfs_dir, timeout=args.timeout
+    )
+    print(f"global model of task {args.task} round {round_} written to {path}")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from fl_chain.deployment import Deployment, open_deployment
 
     coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
     count = coordinator.task_count()
     print(f"FLCoordinator {coordinator.address}: operator {coordinator.operator()}, {count} task(s)")
+    if args.task is not None and not 1 <= args.task <= count:
+        raise ConfigError(f"task {args.task} does not exist ({count} task(s))")
     task_ids = [args.task] if args.task is not None else list(range(1, count + 1))
     for task_id in task_ids:
         config, state = coordinator.get_task(task_id)
@@ -226,7 +328,28 @@ def _status(args: argparse.Namespace) -> int:
         if state.latest_finalized_round is not None:
             digests = coordinator.get_final_digests(task_id, state.latest_finalized_round)
             print(f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d))
+        if args.task is not None:
+            _status_details(coordinator, task_id, state.current_round)
     return 0
+
+
+def _status_details(coordinator, task_id: int, current_round: int) -> None:  # type: ignore[no-untyped-def]
+    print("  participants:")
+    for p in coordinator.get_participants(task_id):
+        print(f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  {' '.join(p.multiaddrs)}")
+    for round_ in range(current_round + 1):
+        info = coordinator.get_round(task_id, round_)
+        commits = coordinator.find_update_commits(task_id, round_)
+        aggregates = coordinator.find_aggregate_commits(task_id, round_)
+        failure = f" ({info.failure.name.lower()})" if info.failure.value else ""
+        print(
+            f"  round {round_}: {info.status.name.lower()}{failure}, {len(commits)} updates "
+            f"({info.total_samples} samples), {len(aggregates)} aggregate commits, "
+            f"{info.finalized_partitions} partitions final"
+        )
+        dissent = coordinator.find_dissenting_aggregators(task_id, round_)
+        for d in dissent:
+            print(f"    dissent: {d.aggregator} committed {d.digest.hex()[:12]} for partition {d.partition}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The participant node: a state machine driven by chain state, with a state directory."""

@@ -1,0 +1,126 @@
+"""Assembling a node from command-line options: key, chain, deployment, task, data, storage, state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_chain.chain.backends import RemoteChain
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.coordinator import Coordinator, TaskStatus
+from fl_chain.chain.keys import load_key, read_password_file
+from fl_chain.deployment import Deployment, open_deployment
+from fl_chain.errors import ConfigError
+from fl_chain.node.logs import RoundLogs
+from fl_chain.node.runtime import Node, NodeOptions, Step
+from fl_chain.node.state import NodeState
+from fl_chain.node.trainer import TorchTrainer
+from fl_chain.storage.base import Storage
+from fl_chain.task import TaskSpec
+
+
+@dataclass
+class NodeArgs:
+    """What ``flchain node`` is given."""
+
+    rpc: str
+    deployment: str
+    key: str
+    task_file: str
+    state_dir: str
+    shard: int
+    shards: int
+    task_id: int | None = None
+    password_file: str | None = None
+    storage: str = "kubo"
+    ipfs_port: int = 0
+    poll_interval: float = 0.5
+    fetch_timeout: float = 20.0
+    threads: int | None = 1
+
+
+def load_node_data(spec: TaskSpec, shard: int, shards: int):  # type: ignore[no-untyped-def]
+    """This node's private training shard and the shared test split of the task's dataset."""
+    from fl_chain.training import load_dataset, shard as make_shard
+
+    if not 0 <= shard < shards:
+        raise ConfigError(f"--shard must be in 0..{shards - 1}, got {shard}")
+    train, test = load_dataset(spec.dataset["name"], seed=int(spec.dataset.get("seed", 0)))
+    part = make_shard(
+        train,
+        shard,
+        shards,
+        seed=int(spec.dataset.get("seed", 0)),
+        scheme=spec.dataset.get("split", "iid"),
+        alpha=float(spec.dataset.get("alpha", 0.5)),
+    )
+    return part, test
+
+
+def open_storage(kind: str, state: NodeState, port: int) -> Storage:
+    """The node's IPFS peer: an embedded kubo node in the state directory (or memory, for tests)."""
+    if kind == "kubo":
+        from fl_chain.storage.kubo import KuboStorage
+
+        return KuboStorage(state.ipfs_repo, port=port, log_dir=state.root / "logs")
+    if kind == "memory":
+        from fl_chain.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    raise ConfigError(f"unknown storage {kind!r}; use kubo or memory")
+
+
+def pick_task(coordinator: Coordinator, state: NodeState, requested: int | None) -> int | None:
+    """The task to work on: ``requested``, else the first open or running task not finished here."""
+    count = coordinator.task_count()
+    if requested is not None:
+        if not 1 <= requested <= count:
+            raise ConfigError(f"task {requested} does not exist on this coordinator ({count} task(s))")
+        return None if requested in state.finished_tasks else requested
+    for task_id in range(1, count + 1):
+        if task_id in state.finished_tasks:
+            continue
+        _, task = coordinator.get_task(task_id)
+        if task.status in (TaskStatus.OPEN, TaskStatus.RUNNING):
+            return task_id
+    return None
+
+
+def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
+    """Run a node until its task ends; returns the process exit status."""
+    password = read_password_file(args.password_file) if args.password_file else None
+    account = load_key(args.key, password)
+    spec = TaskSpec.from_toml(args.task_file)
+    train, test = load_node_data(spec, args.shard, args.shards)
+    client = ChainClient(RemoteChain(args.rpc).w3)
+    coordinator = open_deployment(client, Deployment.read(args.deployment))
+    state = NodeState(args.state_dir, chain_id=client.chain_id, contract=coordinator.address, account=account.address)
+    task_id = pick_task(coordinator, state, args.task_id)
+    if task_id is None:
+        report("no task left to run: every task is finished here or none is open")
+        return 0
+    logs = RoundLogs(state.root / "logs")
+    storage = open_storage(args.storage, state, args.ipfs_port)
+    try:
+        node = Node(
+            coordinator=coordinator,
+            account=account,
+            task_id=task_id,
+            spec=spec,
+            trainer=TorchTrainer(spec, train, test, threads=args.threads),
+            storage=storage,
+            state=state,
+            options=NodeOptions(poll_interval=args.poll_interval, fetch_timeout=args.fetch_timeout, clock=time.time),
+            logs=logs,
+            report=report,
+        )
+        report(f"node {account.address} on task {task_id}: {len(train)} local samples, peer {storage.peer_id}")
+        node.run()
+        return 0
+    finally:
+        storage.close()
+        logs.close()
+
+
+__all__ = ["NodeArgs", "Step", "load_node_data", "open_storage", "pick_task", "run_node"]

@@ -1,0 +1,437 @@
+"""The node runtime: a state machine driven by the chain, one idempotent step at a time.
+
+Per round: all-gather the global model (final partitions of the latest finalized round, or the
+task's initial model) -> train -> put the update's partitions -> commit the update manifest digest
+-> for every partition assigned to this node (and, after the aggregation deadline, every partition
+still without quorum): fetch that partition from every contributor frozen on chain, verify,
+validate, aggregate, put, commit the digests -> the contract finalizes -> next round.
+
+Rules that keep honest aggregators in agreement:
+
+- Contributions are taken in canonical order (by address) and aggregated deterministically.
+- Content is addressed by hash, so an invalid contribution (a blob or manifest that does not
+  verify, non-finite values, a wrong length, a norm above the bound) is invalid for every
+  aggregator alike and is excluded by every one of them.
+- An *unavailable* contribution (nothing arrived within the timeout) is never excluded: the
+  aggregator does not commit that partition and tries again. If it stays unavailable the round
+  fails at its fallback deadline and the next round retries without it. So no aggregator ever
+  commits an average over a set that another honest aggregator could not reproduce.
+
+``step()`` does one unit of work and returns; ``run()`` calls it until the task ends. Every step
+reads the chain first, so a node that restarts (or joins late) picks up where the chain is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from fl_chain.aggregation import Contribution, get_strategy, validate_values
+from fl_chain.assignment import assigned_partitions
+from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskConfig, TaskState, TaskStatus, UpdateCommit
+from fl_chain.errors import BlobInvalidError, BlobMismatchError, BlobNotFoundError, ConfigError, ContractRevertError
+from fl_chain.exchange import fetch_manifest, fetch_partition, publish_vector
+from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition, encode_partition
+from fl_chain.model.manifest import Manifest
+from fl_chain.model.partitioning import join_partitions, partition_bounds
+from fl_chain.node.logs import RoundLogs
+from fl_chain.node.state import NodeState, RoundProgress
+from fl_chain.node.trainer import Trainer, initial_model_digest, training_seed
+from fl_chain.peering import connect_to_participants
+from fl_chain.storage.base import Storage
+from fl_chain.storage.cid import cid_from_digest, digest_from_cid
+from fl_chain.task import TaskSpec
+
+log = logging.getLogger("fl_chain.node")
+
+#: Revert names that only mean another node got there first or the round moved on.
+_BENIGN_REVERTS = {
+    "FLCoordinatorNothingToAdvance",
+    "FLCoordinatorRoundNotCurrent",
+    "FLCoordinatorAggregationNotOpen",
+    "FLCoordinatorWrongTaskStatus",
+    "FLCoordinatorRoundExpired",
+}
+
+
+class Step(Enum):
+    """What a step achieved."""
+
+    IDLE = "idle"
+    PROGRESS = "progress"
+    DONE = "done"
+
+
+@dataclass
+class NodeOptions:
+    """Timing of a node."""
+
+    poll_interval: float = 0.5
+    fetch_timeout: float = 20.0
+    clock: Callable[[], float] = time.time
+
+
+class Node:
+    """One participant in one task."""
+
+    def __init__(
+        self,
+        *,
+        coordinator: Coordinator,
+        account: LocalAccount,
+        task_id: int,
+        spec: TaskSpec,
+        trainer: Trainer,
+        storage: Storage,
+        state: NodeState,
+        options: NodeOptions | None = None,
+        logs: RoundLogs | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.account = account
+        self.address = account.address
+        self.task_id = task_id
+        self.spec = spec
+        self.trainer = trainer
+        self.storage = storage
+        self.state = state
+        self.options = options or NodeOptions()
+        self.logs = logs
+        self.report = report or (lambda message: None)
+        self.strategy = get_strategy(spec.strategy["name"], **spec.strategy_options)
+        self.config, _ = coordinator.get_task(task_id)
+        self._initial = trainer.initial_vector()
+        self._check_task_matches_chain()
+        self._global: tuple[int, np.ndarray] | None = None
+        self._commits: dict[int, list[UpdateCommit]] = {}
+        self._manifests: dict[tuple[int, str], Manifest | None] = {}
+        self._joined = False
+        self.last_metrics: dict[str, float] = {}
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def _check_task_matches_chain(self) -> None:
+        partitions = self.config.partitions
+        initial_digest = initial_model_digest(self._initial, partitions)
+        if self.spec.manifest_digest(initial_digest) != self.config.manifest_digest:
+            raise ConfigError(
+                f"the task file does not match task {self.task_id} on chain (manifest digest differs: "
+                "other parameters, or another torch version building a different initial model)"
+            )
+        if self._initial.size < partitions:
+            raise ConfigError(f"the model has {self._initial.size} parameters, fewer than {partitions} partitions")
+
+    def ensure_joined(self) -> None:
+        """Join the task with this node's multiaddrs, or refresh them if they changed."""
+        if self._joined:
+            return
+        multiaddrs = self.storage.multiaddrs()
+        if not self.coordinator.has_joined(self.task_id, self.address):
+            self.coordinator.join(self.account, self.task_id, multiaddrs)
+            self.report(f"joined task {self.task_id} as {self.address}")
+        else:
+            registered = next(p for p in self.coordinator.get_participants(self.task_id) if p.account == self.address)
+            if list(registered.multiaddrs) != multiaddrs:
+                self.coordinator.update_peer(self.account, self.task_id, multiaddrs)
+                log.info("updated registered multiaddrs to %s", multiaddrs)
+        self._joined = True
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Step until the task ends (or ``should_stop()``)."""
+        while not should_stop():
+            result = self.step()
+            if result is Step.DONE:
+                return
+            if result is Step.IDLE:
+                time.sleep(self.options.poll_interval)
+
+    def step(self) -> Step:
+        """Do the next piece of work the chain state calls for."""
+        config, task = self.coordinator.get_task(self.task_id)
+        if task.status == TaskStatus.OPEN:
+            self.ensure_joined()
+            return Step.IDLE
+        if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            return self._finish(task)
+        self.ensure_joined()
+        round_ = task.current_round
+        if self.logs is not None:
+            self.logs.enter_round(self.task_id, round_)
+        base = self._global_model(task)
+        if base is None:
+            return Step.IDLE
+        info = self.coordinator.get_round(self.task_id, round_)
+        if info.status == RoundStatus.UPDATE:
+            return self._update_phase(round_, info, base)
+        if info.status == RoundStatus.AGGREGATION:
+            return self._aggregation_phase(round_, info, config, base)
+        return Step.IDLE
+
+    def _finish(self, task: TaskState) -> Step:
+        if task.status == TaskStatus.COMPLETED:
+            final = self._global_model(task)
+            if final is None:
+                return Step.IDLE
+            self.state.save_vector(self.task_id, "final-model", final)
+            self.report(f"task {self.task_id} completed after {task.finalized_rounds} rounds; final model saved")
+        else:
+            self.report(f"task {self.task_id} was cancelled")
+        self.state.mark_finished(self.task_id)
+        return Step.DONE
+
+    # -- global model ---------------------------------------------------------------------------
+
+    def _global_model(self, task: TaskState) -> np.ndarray | None:
+        """The model this round starts from, fetched and verified if this node does not have it yet."""
+        want = task.latest_finalized_round if task.latest_finalized_round is not None else -1
+        if self._global is not None and self._global[0] == want:
+            return self._global[1]
+        if self.state.global_round(self.task_id) == want:
+            vector = self.state.load_vector(self.task_id, "global")
+        elif want == -1:
+            vector = self._initial
+        else:
+            vector = self._fetch_global(want)
+            if vector is None:
+                return None
+        assert vector is not None
+        self.state.save_global(self.task_id, want, vector)
+        self._global = (want, vector)
+        if want >= 0:
+            self.last_metrics = self.trainer.evaluate(vector)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in self.last_metrics.items())
+            self.report(f"round {want} global model {self.global_cid(want)[:16]}… {shown}".rstrip())
+        return vector
+
+    def global_cid(self, round_: int) -> str:
+        """CID of the model manifest of ``round_``'s global model (computed, not fetched)."""
+        digests = self.coordinator.get_final_digests(self.task_id, round_)
+        manifest = Manifest("model", self.task_id, round_, self._initial.size, tuple(cid_from_digest(d) for d in digests if d))
+        return cid_from_digest(_manifest_digest(manifest))
+
+    def _fetch_global(self, round_: int) -> np.ndarray | None:
+        """All-gather: every final partition of ``round_``, verified against the chain."""
+        digests = self.coordinator.get_final_digests(self.task_id, round_)
+        if any(d is None for d in digests):
+            return None
+        self._connect_all()
+        parts = []
+        bounds = partition_bounds(self._initial.size, self.config.partitions)
+        for b, digest in zip(bounds, digests):
+            expected = BlobHeader(BlobKind.AGGREGATE, self.task_id, round_, b.index, self.config.partitions, b.offset, b.length)
+            try:
+                blob = self.storage.get(cid_from_digest(digest), timeout=self.options.fetch_timeout)  # type: ignore[arg-type]
+                _, values = decode_partition(blob, expected)
+            except BlobNotFoundError as exc:
+                log.warning("global model of round %d: partition %d unavailable: %s", round_, b.index, exc)
+                return None
+            parts.append(values)
+        return join_partitions(parts)
+
+    def _connect_all(self) -> None:
+        participants = [p.account for p in self.coordinator.get_participants(self.task_id) if p.account != self.address]
+        connect_to_participants(self.storage, self.coordinator, self.task_id, participants)
+
+    # -- update phase ---------------------------------------------------------------------------
+
+    def _update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
+        progress = self.state.round(self.task_id, round_)
+        now = self.options.clock()
+        if now >= info.update_deadline:
+            return self._advance()
+        if progress.update_committed:
+            return Step.IDLE
+        update = self.state.load_vector(self.task_id, f"update-{round_}")
+        if update is None or progress.samples is None:
+            seed = training_seed(self.spec.model_seed, self.task_id, round_, self.address)
+            update, samples, metrics = self.trainer.train(base, seed=seed)
+            self.state.save_vector(self.task_id, f"update-{round_}", update)
+            progress.samples = samples
+            self.state.save_round(self.task_id, round_, progress)
+            log.info("round %d: trained on %d samples %s", round_, samples, metrics)
+        digest, _ = publish_vector(
+            self.storage,
+            update,
+            blob_kind=BlobKind.UPDATE,
+            task_id=self.task_id,
+            round_=round_,
+            partitions=self.config.partitions,
+            contributor=self.address,
+        )
+        progress.update_digest = digest.hex()
+        self.state.save_round(self.task_id, round_, progress)
+        try:
+            self.coordinator.commit_update(self.account, self.task_id, round_, digest, int(progress.samples))
+        except ContractRevertError as exc:
+            if exc.name == "FLCoordinatorUpdateAlreadyCommitted":
+                log.info("round %d: update was already committed before a restart", round_)
+            elif exc.name in ("FLCoordinatorUpdatePhaseClosed", *_BENIGN_REVERTS):
+                log.warning("round %d: update too late (%s)", round_, exc.name)
+                return Step.PROGRESS
+            else:
+                raise
+        progress.update_committed = True
+        self.state.save_round(self.task_id, round_, progress)
+        self.state.delete_vector(self.task_id, f"update-{round_}")
+        self.report(f"round {round_}: update committed ({progress.samples} samples, {cid_from_digest(digest)[:16]}…)")
+        return Step.PROGRESS
+
+    # -- aggregation phase ----------------------------------------------------------------------
+
+    def _aggregation_phase(self, round_: int, info: RoundInfo, config: TaskConfig, base: np.ndarray) -> Step:
+        now = self.options.clock()
+        if now >= info.fallback_deadline:
+            return self._advance()
+        commits = self._round_commits(round_)
+        final = self.coordinator.get_final_digests(self.task_id, round_)
+        progress = self.state.round(self.task_id, round_)
+        mine = next((c for c in commits if c.contributor == self.address), None)
+        todo: list[int] = []
+        if mine is not None:
+            todo = assigned_partitions(
+                mine.index,
+                contributors=info.contributors,
+                offset=info.assignment_offset,
+                partitions=config.partitions,
+                replication=config.replication,
+            )
+        fallback = now >= info.aggregation_deadline
+        if fallback:
+            start = (mine.index if mine else 0) % config.partitions
+            rotation = [(start + i) % config.partitions for i in range(config.partitions)]
+            todo += [p for p in rotation if p not in todo]
+        todo = [p for p in todo if final[p] is None and p not in progress.aggregates_committed]
+        if not todo:
+            return Step.IDLE
+        self._connect_all()
+        ready: dict[int, bytes] = {}
+        for partition in todo:
+            known = progress.aggregates.get(str(partition))
+            if known is None:
+                aggregate = self._aggregate_partition(round_, partition, commits, base)
+                if aggregate is None:
+                    continue
+                bounds = partition_bounds(base.size, config.partitions)[partition]
+                blob = encode_partition(
+                    aggregate,
+                    kind=BlobKind.AGGREGATE,
+                    task_id=self.task_id,
+                    round_=round_,
+                    partition=partition,
+                    partitions=config.partitions,
+                    offset=bounds.offset,
+                )
+                known = digest_from_cid(self.storage.put(blob)).hex()
+                progress.aggregates[str(partition)] = known
+                self.state.save_round(self.task_id, round_, progress)
+            ready[partition] = bytes.fromhex(known)
+        if not ready:
+            return Step.IDLE
+        return self._commit_aggregates(round_, ready, progress, fallback)
+
+    def _commit_aggregates(self, round_: int, ready: dict[int, bytes], progress: RoundProgress, fallback: bool) -> Step:
+        partitions = sorted(ready)
+        try:
+            self.coordinator.commit_aggregates(self.account, self.task_id, round_, partitions, [ready[p] for p in partitions])
+        except ContractRevertError as exc:
+            if exc.name == "FLCoordinatorAggregateAlreadyCommitted":
+                # Committed before a restart: find out which, then go on with the rest next step.
+                done = {c.partition for c in self.coordinator.find_aggregate_commits(self.task_id, round_) if c.aggregator == self.address}
+                progress.aggregates_committed = sorted(set(progress.aggregates_committed) | done)
+                self.state.save_round(self.task_id, round_, progress)
+                return Step.PROGRESS
+            if exc.name in ("FLCoordinatorNotAssigned", *_BENIGN_REVERTS):
+                log.info("round %d: aggregates not taken (%s)", round_, exc.name)
+                return Step.IDLE
+            raise
+        progress.aggregates_committed = sorted(set(progress.aggregates_committed) | set(partitions))
+        self.state.save_round(self.task_id, round_, progress)
+        kind = "fallback " if fallback else ""
+        self.report(f"round {round_}: {kind}aggregates committed for partitions {partitions}")
+        return Step.PROGRESS
+
+    def _round_commits(self, round_: int) -> list[UpdateCommit]:
+        if round_ not in self._commits:
+            self._commits = {round_: self.coordinator.find_update_commits(self.task_id, round_)}
+            self._manifests = {}
+        return self._commits[round_]
+
+    def _aggregate_partition(
+        self, round_: int, partition: int, commits: list[UpdateCommit], base: np.ndarray
+    ) -> np.ndarray | None:
+        """The aggregate of ``partition``, or None while some contribution is unavailable."""
+        bounds = partition_bounds(base.size, self.config.partitions)[partition]
+        contributions = []
+        for commit in sorted(commits, key=lambda c: c.contributor.lower()):
+            try:
+                manifest = self._manifest(round_, commit, base.size)
+                if manifest is None:
+                    continue
+                values = fetch_partition(
+                    self.storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=self.options.fetch_timeout
+                )
+            except BlobNotFoundError as exc:
+                log.warning("round %d partition %d: contribution of %s unavailable (%s); retrying later", round_, partition, commit.contributor, exc)
+                return None
+            except BlobInvalidError as exc:
+                log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, exc)
+                continue
+            reason = validate_values(values, expected_length=bounds.length, norm_bound=self.spec.norm_bound)
+            if reason is not None:
+                log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, reason)
+                continue
+            contributions.append(Contribution(commit.contributor, commit.samples, values))
+        if not contributions:
+            log.warning("round %d partition %d: no valid contribution; keeping the previous global values", round_, partition)
+            return base[bounds.offset : bounds.offset + bounds.length].copy()
+        return self.strategy.aggregate(contributions)
+
+    def _manifest(self, round_: int, commit: UpdateCommit, dimension: int) -> Manifest | None:
+        """The contributor's verified update manifest (None if invalid); BlobNotFoundError if unavailable."""
+        key = (round_, commit.contributor)
+        if key not in self._manifests:
+            try:
+                manifest = fetch_manifest(
+                    self.storage,
+                    commit.digest,
+                    kind="update",
+                    task_id=self.task_id,
+                    round_=round_,
+                    partitions=self.config.partitions,
+                    contributor=commit.contributor,
+                    timeout=self.options.fetch_timeout,
+                )
+                if manifest.dimension != dimension:
+                    raise BlobMismatchError(f"update has {manifest.dimension} parameters, the model {dimension}")
+            except BlobInvalidError as exc:
+                log.warning("round %d: excluding %s: invalid manifest: %s", round_, commit.contributor, exc)
+                manifest = None
+            self._manifests[key] = manifest
+        return self._manifests[key]
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def _advance(self) -> Step:
+        try:
+            self.coordinator.advance(self.account, self.task_id)
+        except ContractRevertError as exc:
+            if exc.name in _BENIGN_REVERTS:
+                return Step.IDLE
+            raise
+        log.info("advanced the round past its deadline")
+        return Step.PROGRESS
+
+
+def _manifest_digest(manifest: Manifest) -> bytes:
+    from fl_chain.storage.unixfs import unixfs_digest
+
+    return unixfs_digest(manifest.to_bytes())

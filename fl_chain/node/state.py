@@ -1,0 +1,148 @@
+"""A node's state directory: what it has done, so a restart resumes and never redoes finished work.
+
+Layout::
+
+    STATE_DIR/node.json                 identity (chain id, contract, account) and finished tasks
+    STATE_DIR/task-<id>/progress.json   per round: update digest and samples, aggregates, commits
+    STATE_DIR/task-<id>/update-<r>.npy  the trained update of round r (kept until it is committed)
+    STATE_DIR/task-<id>/global.npy      the latest global model and global-round.txt its round
+    STATE_DIR/ipfs/                     the node's IPFS repo (its blobs survive restarts)
+    STATE_DIR/logs/<session>/task-<id>/round-<r>.log
+
+Every write is atomic (write to a temporary file, then rename), so a kill at any moment leaves
+either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_chain.errors import ConfigError
+
+STATE_VERSION = 1
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+@dataclass
+class RoundProgress:
+    """What this node did in one round."""
+
+    update_digest: str | None = None
+    samples: int | None = None
+    update_committed: bool = False
+    aggregates: dict[str, str] = field(default_factory=dict)  # partition -> digest hex
+    aggregates_committed: list[int] = field(default_factory=list)
+
+
+class NodeState:
+    """The state directory of one node (one account on one coordinator)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, chain_id: int, contract: str, account: str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        identity = {"chain_id": chain_id, "contract": contract.lower(), "account": account.lower()}
+        path = self.root / "node.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise ConfigError(f"{path} is corrupt; move the state directory aside and start fresh") from None
+            for key, value in identity.items():
+                if stored.get(key) != value:
+                    raise ConfigError(
+                        f"state directory {self.root} belongs to {key}={stored.get(key)}, not {value}; "
+                        "use another --state-dir for this node"
+                    )
+            self._node = stored
+        else:
+            self._node = {"version": STATE_VERSION, **identity, "finished_tasks": []}
+            self._save_node()
+
+    # -- node level -----------------------------------------------------------------------------
+
+    def _save_node(self) -> None:
+        _atomic_write(self.root / "node.json", json.dumps(self._node, indent=2).encode())
+
+    @property
+    def finished_tasks(self) -> list[int]:
+        """Tasks this node finished; they are never run again."""
+        return list(self._node["finished_tasks"])
+
+    def mark_finished(self, task_id: int) -> None:
+        """Record that ``task_id`` ended (completed or cancelled)."""
+        if task_id not in self._node["finished_tasks"]:
+            self._node["finished_tasks"].append(task_id)
+            self._save_node()
+
+    @property
+    def ipfs_repo(self) -> Path:
+        """Directory of this node's IPFS repo."""
+        return self.root / "ipfs"
+
+    # -- task level -----------------------------------------------------------------------------
+
+    def task_dir(self, task_id: int) -> Path:
+        """Directory of ``task_id``'s files (created on demand)."""
+        path = self.root / f"task-{task_id}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def _progress_path(self, task_id: int) -> Path:
+        return self.task_dir(task_id) / "progress.json"
+
+    def _load_progress(self, task_id: int) -> dict[str, Any]:
+        path = self._progress_path(task_id)
+        if not path.exists():
+            return {}
+        return json.loads(path.read_text())
+
+    def round(self, task_id: int, round_: int) -> RoundProgress:
+        """What this node recorded for ``round_``."""
+        raw = self._load_progress(task_id).get(str(round_))
+        return RoundProgress(**raw) if raw else RoundProgress()
+
+    def save_round(self, task_id: int, round_: int, progress: RoundProgress) -> None:
+        """Record ``progress`` for ``round_`` (atomically)."""
+        data = self._load_progress(task_id)
+        data[str(round_)] = progress.__dict__
+        _atomic_write(self._progress_path(task_id), json.dumps(data, indent=1, sort_keys=True).encode())
+
+    def save_vector(self, task_id: int, name: str, vector: np.ndarray) -> None:
+        """Store a float32 vector as ``<name>.npy`` in the task directory."""
+        path = self.task_dir(task_id) / f"{name}.npy"
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        np.save(tmp, np.asarray(vector, dtype=np.float32))
+        tmp.replace(path)
+
+    def load_vector(self, task_id: int, name: str) -> np.ndarray | None:
+        """The vector stored as ``<name>.npy``, or None."""
+        path = self.task_dir(task_id) / f"{name}.npy"
+        return np.load(path) if path.exists() else None
+
+    def delete_vector(self, task_id: int, name: str) -> None:
+        """Remove ``<name>.npy`` if present."""
+        (self.task_dir(task_id) / f"{name}.npy").unlink(missing_ok=True)
+
+    def global_round(self, task_id: int) -> int | None:
+        """Round of the stored global model (-1 for the initial model), or None."""
+        path = self.task_dir(task_id) / "global-round.txt"
+        return int(path.read_text()) if path.exists() and (self.task_dir(task_id) / "global.npy").exists() else None
+
+    def save_global(self, task_id: int, round_: int, vector: np.ndarray) -> None:
+        """Store the global model of ``round_`` (-1: initial)."""
+        self.save_vector(task_id, "global", vector)
+        _atomic_write(self.task_dir(task_id) / "global-round.txt", str(round_).encode())

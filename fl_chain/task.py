@@ -1,0 +1,212 @@
+"""Task specifications: the TOML an operator writes, the canonical manifest whose digest goes on chain.
+
+Example ``task.toml``::
+
+    [protocol]
+    rounds = 3
+    partitions = 4            # P
+    replication = 2           # r: aggregators per partition
+    quorum = 2                # q: identical digests that finalize a partition (r/2 < q <= r)
+    min_contributors = 2
+    update_duration = 60      # seconds
+    aggregation_duration = 60 # seconds (and as long again for fallback aggregation)
+    open_admission = false
+
+    [model]
+    name = "mlp"              # logreg | mlp | cnn
+    hidden = 32
+    seed = 42                 # every node builds the same initial model from it
+
+    [dataset]
+    name = "digits"           # digits | breast_cancer
+    split = "iid"             # iid | dirichlet | quantity
+    alpha = 0.5
+    seed = 0
+
+    [training]
+    epochs = 1
+    batch_size = 32
+    lr = 0.1
+
+    [strategy]
+    name = "fedavg"           # fedavg | median | trimmed_mean
+    # trim_fraction = 0.1
+    # norm_bound = 100.0
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fl_chain.chain.coordinator import TaskConfig
+from fl_chain.errors import ConfigError
+from fl_chain.storage.unixfs import unixfs_digest
+
+TASK_FORMAT = "fl-chain/task"
+TASK_VERSION = 1
+MAX_REPLICATION = 64
+
+_PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "rounds": 3,
+    "partitions": 4,
+    "replication": 2,
+    "quorum": 2,
+    "min_contributors": 2,
+    "update_duration": 60,
+    "aggregation_duration": 60,
+    "open_admission": False,
+}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a node needs to take part in a task, besides its own data."""
+
+    protocol: dict[str, Any]
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TaskSpec:
+        """Read and validate a task TOML file."""
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"task file {source} does not exist")
+        try:
+            data = tomllib.loads(source.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"task file {source} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"task file {source} is not UTF-8 text") from None
+        return cls.from_dict(data, origin=str(source))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "task") -> TaskSpec:
+        """Validate a parsed task description."""
+        unknown = set(data) - {"protocol", "model", "dataset", "training", "strategy"}
+        if unknown:
+            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; use protocol, model, dataset, training, strategy")
+        for section in ("model", "dataset"):
+            if not isinstance(data.get(section), dict) or "name" not in data[section]:
+                raise ConfigError(f"{origin}: [{section}] with a name is required")
+        protocol = {**_PROTOCOL_DEFAULTS, **data.get("protocol", {})}
+        spec = cls(
+            protocol=protocol,
+            model=dict(data["model"]),
+            dataset=dict(data["dataset"]),
+            training={"epochs": 1, "batch_size": 32, "lr": 0.1, **data.get("training", {})},
+            strategy={"name": "fedavg", **data.get("strategy", {})},
+        )
+        spec.validate(origin)
+        return spec
+
+    def validate(self, origin: str = "task") -> None:
+        """Raise ConfigError naming the first out-of-range value."""
+        p = self.protocol
+        unknown = set(p) - set(_PROTOCOL_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [protocol] key(s) {sorted(unknown)}")
+        for key in ("rounds", "partitions", "replication", "quorum", "min_contributors", "update_duration", "aggregation_duration"):
+            value = p[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{origin}: protocol.{key} must be a positive integer, got {value!r}")
+        if p["replication"] > MAX_REPLICATION:
+            raise ConfigError(f"{origin}: protocol.replication must be at most {MAX_REPLICATION}, got {p['replication']}")
+        if not (p["replication"] / 2 < p["quorum"] <= p["replication"]):
+            raise ConfigError(
+                f"{origin}: protocol.quorum must satisfy replication/2 < quorum <= replication "
+                f"(replication={p['replication']}), got {p['quorum']}"
+            )
+        if p["min_contributors"] < p["quorum"]:
+            raise ConfigError(f"{origin}: protocol.min_contributors must be >= quorum ({p['quorum']}), got {p['min_contributors']}")
+        if p["partitions"] > 65535:
+            raise ConfigError(f"{origin}: protocol.partitions must be at most 65535, got {p['partitions']}")
+        if not isinstance(p["open_admission"], bool):
+            raise ConfigError(f"{origin}: protocol.open_admission must be true or false")
+        from fl_chain.aggregation import get_strategy
+        from fl_chain.training import DATASETS, MODELS
+
+        if self.model["name"] not in MODELS:
+            raise ConfigError(f"{origin}: unknown model {self.model['name']!r}; use one of {', '.join(MODELS)}")
+        if self.dataset["name"] not in DATASETS:
+            raise ConfigError(f"{origin}: unknown dataset {self.dataset['name']!r}; use one of {', '.join(DATASETS)}")
+        get_strategy(self.strategy["name"], **self.strategy_options)
+        for key in ("epochs", "batch_size"):
+            if not isinstance(self.training.get(key), int) or self.training[key] < 1:
+                raise ConfigError(f"{origin}: training.{key} must be a positive integer")
+        if not isinstance(self.training.get("lr"), (int, float)) or self.training["lr"] <= 0:
+            raise ConfigError(f"{origin}: training.lr must be a positive number")
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def strategy_options(self) -> dict[str, Any]:
+        """Options of the strategy besides its name and the validation bound."""
+        return {k: v for k, v in self.strategy.items() if k not in ("name", "norm_bound")}
+
+    @property
+    def norm_bound(self) -> float | None:
+        """Per-partition L2 norm bound for contributions, if any."""
+        bound = self.strategy.get("norm_bound")
+        return float(bound) if bound is not None else None
+
+    @property
+    def model_seed(self) -> int:
+        """Seed of the initial model."""
+        return int(self.model.get("seed", 0))
+
+    def manifest_bytes(self, initial_model_digest: bytes) -> bytes:
+        """Canonical JSON of the task manifest (its CID digest is the on-chain manifest digest)."""
+        body = {
+            "format": TASK_FORMAT,
+            "version": TASK_VERSION,
+            "protocol": self.protocol,
+            "model": self.model,
+            "dataset": self.dataset,
+            "training": self.training,
+            "strategy": self.strategy,
+            "initial_model": initial_model_digest.hex(),
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def manifest_digest(self, initial_model_digest: bytes) -> bytes:
+        """The bytes32 committed on chain for this task."""
+        return unixfs_digest(self.manifest_bytes(initial_model_digest))
+
+    def chain_config(self, manifest_digest: bytes) -> TaskConfig:
+        """The contract's view of this task."""
+        p = self.protocol
+        return TaskConfig(
+            manifest_digest=manifest_digest,
+            partitions=p["partitions"],
+            replication=p["replication"],
+            quorum=p["quorum"],
+            min_contributors=p["min_contributors"],
+            update_duration=p["update_duration"],
+            aggregation_duration=p["aggregation_duration"],
+            rounds=p["rounds"],
+            open_admission=p["open_admission"],
+        )
+
+
+def parse_task_manifest(data: bytes) -> tuple[TaskSpec, bytes]:
+    """A task manifest's spec and initial model digest (validated, canonical bytes required)."""
+    try:
+        body = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError("task manifest is not JSON") from None
+    if not isinstance(body, dict) or body.get("format") != TASK_FORMAT or body.get("version") != TASK_VERSION:
+        raise ConfigError("not an fl-chain task manifest (format/version)")
+    spec = TaskSpec.from_dict({k: body[k] for k in ("protocol", "model", "dataset", "training", "strategy")}, origin="task manifest")
+    initial = bytes.fromhex(body["initial_model"])
+    if spec.manifest_bytes(initial) != bytes(data):
+        raise ConfigError("task manifest bytes are not canonical")
+    return spec, initial

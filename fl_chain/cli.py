@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--ipfs-port", type=int, default=0, help="IPFS swarm port on 127.0.0.1 (0: any free port)")
     node.add_argument("--poll-interval", type=float, default=0.5)
     node.add_argument("--fetch-timeout", type=float, default=20.0)
+    node.add_argument("--linger", type=float, help="seconds to keep serving blobs after the task ends (default: aggregation duration)")
 
     model = sub.add_parser("model", help="global models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -197,7 +198,7 @@ def _chain_start(args: argparse.Namespace) -> int:
         for i, account in enumerate(dev_accounts(min(args.accounts, 4))):
             print(f"  account {i}: {account.address}  (flchain dev-key {i} --out key{i}.hex)")
         print("Ctrl-C stops it.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         while process.running:
             time.sleep(0.5)
         print(f"{args.backend} exited; see {process.log_dir}", file=sys.stderr)
@@ -269,8 +270,15 @@ def _task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _node(args: argparse.Namespace) -> int:
     from fl_chain.node.launch import NodeArgs, run_node
+
+    # SIGTERM stops the node like Ctrl-C: its IPFS peer and logs are closed, its state is kept.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
     node_args = NodeArgs(
         rpc=args.rpc,
@@ -286,6 +294,7 @@ def _node(args: argparse.Namespace) -> int:
         ipfs_port=args.ipfs_port,
         poll_interval=args.poll_interval,
         fetch_timeout=args.fetch_timeout,
+        linger=args.linger,
     )
     return run_node(node_args, report=_stamped)
 

@@ -62,6 +62,7 @@ class LocalNetwork:
         chain: str = "ganache",
         poll_interval: float = 0.5,
         fetch_timeout: float = 10.0,
+        linger: float | None = None,
         report: Callable[[str], None] = print,
     ) -> None:
         if nodes < 1:
@@ -75,6 +76,7 @@ class LocalNetwork:
         self.report = report
         self.poll_interval = poll_interval
         self.fetch_timeout = fetch_timeout
+        self.linger = linger
         launcher = Ganache if chain == "ganache" else Anvil
         self.chain = ProcessChain(launcher(accounts=nodes + 1, log_dir=self.root / "chain", data_dir=self.root / "chain" / "db"))
         try:
@@ -107,7 +109,7 @@ class LocalNetwork:
             "--shards", str(len(self.nodes)),
             "--poll-interval", str(self.poll_interval),
             "--fetch-timeout", str(self.fetch_timeout),
-        ]
+        ] + (["--linger", str(self.linger)] if self.linger is not None else [])
 
     def start_node(self, index: int) -> NodeProcess:
         """Start (or restart) node ``index`` as an OS process; output goes to its state directory."""

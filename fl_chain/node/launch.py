@@ -37,6 +37,7 @@ class NodeArgs:
     ipfs_port: int = 0
     poll_interval: float = 0.5
     fetch_timeout: float = 20.0
+    linger: float | None = None
     threads: int | None = 1
 
 
@@ -111,7 +112,9 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
             trainer=TorchTrainer(spec, train, test, threads=args.threads),
             storage=storage,
             state=state,
-            options=NodeOptions(poll_interval=args.poll_interval, fetch_timeout=args.fetch_timeout, clock=time.time),
+            options=NodeOptions(
+                poll_interval=args.poll_interval, fetch_timeout=args.fetch_timeout, clock=time.time, linger=args.linger
+            ),
             logs=logs,
             report=report,
         )

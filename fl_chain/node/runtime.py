@@ -75,6 +75,9 @@ class NodeOptions:
     poll_interval: float = 0.5
     fetch_timeout: float = 20.0
     clock: Callable[[], float] = time.time
+    #: Seconds ``run`` keeps serving blobs after the task ended, so slower nodes can still fetch the
+    #: final model from this peer; ``None`` means the task's aggregation duration.
+    linger: float | None = None
 
 
 class Node:
@@ -150,6 +153,11 @@ class Node:
         while not should_stop():
             result = self.step()
             if result is Step.DONE:
+                linger = self.options.linger if self.options.linger is not None else self.config.aggregation_duration
+                self.report(f"serving blobs to slower peers for {linger:.0f} s before exiting")
+                deadline = time.monotonic() + linger
+                while time.monotonic() < deadline and not should_stop():
+                    time.sleep(min(self.options.poll_interval, max(0.0, deadline - time.monotonic())))
                 return
             if result is Step.IDLE:
                 time.sleep(self.options.poll_interval)

@@ -78,7 +78,9 @@ class LocalNetwork:
         self.fetch_timeout = fetch_timeout
         self.linger = linger
         launcher = Ganache if chain == "ganache" else Anvil
-        self.chain = ProcessChain(launcher(accounts=nodes + 1, log_dir=self.root / "chain", data_dir=self.root / "chain" / "db"))
+        self.chain = ProcessChain(
+            launcher(accounts=nodes + 1, log_dir=self.root / "chain", data_dir=self.root / "chain" / "db", block_time=1)
+        )
         try:
             self.client = ChainClient(self.chain.w3)
             self.operator, *accounts = dev_accounts(nodes + 1)

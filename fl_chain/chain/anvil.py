@@ -32,6 +32,8 @@ class Anvil(LocalChainProcess):
             "--accounts", str(self.accounts),
             "--balance", str(DEV_BALANCE_ETHER),
         ]
+        if self.block_time:
+            command += ["--block-time", str(self.block_time)]
         if self.data_dir is not None:
             command += ["--state", str(self.data_dir / "anvil-state.json")]
         return command

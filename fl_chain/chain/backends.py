@@ -96,6 +96,7 @@ def open_chain(
     chain_id: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
+    block_time: int | None = None,
 ) -> Chain:
     """Open a chain: start the embedded one or a local process, or connect to a URL.
 
@@ -106,7 +107,9 @@ def open_chain(
         return EmbeddedChain(accounts=accounts)
     if backend in ("ganache", "anvil"):
         cls = Ganache if backend == "ganache" else Anvil
-        return ProcessChain(cls(port=port, chain_id=chain_id, accounts=accounts, data_dir=data_dir, log_dir=log_dir))
+        return ProcessChain(
+            cls(port=port, chain_id=chain_id, accounts=accounts, data_dir=data_dir, log_dir=log_dir, block_time=block_time)
+        )
     if backend.startswith(("http://", "https://")):
         return RemoteChain(backend)
     raise ConfigError(f"unknown chain {backend!r}; use one of {', '.join(BACKENDS)} or an http:// URL")

@@ -35,8 +35,11 @@ from fl_chain.errors import (
 
 #: Seconds to wait for a transaction receipt before giving up.
 RECEIPT_TIMEOUT = 120.0
-#: Safety margin on top of the node's gas estimate.
-GAS_MARGIN = 1.25
+#: Gas limit = estimate * GAS_MARGIN + GAS_HEADROOM. The state can change between estimate and
+#: execution (the commit that finalizes a round also starts the next one), and unused gas is not
+#: charged, so the limit is generous.
+GAS_MARGIN = 1.5
+GAS_HEADROOM = 250_000
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class ChainClient:
         return receipt
 
     def _fill(self, account: LocalAccount, params: dict[str, Any], gas: int) -> dict[str, Any]:
-        gas_limit = int(gas * GAS_MARGIN) + 10_000
+        gas_limit = int(gas * GAS_MARGIN) + GAS_HEADROOM
         block_gas_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
         gas_price = int(self.w3.eth.gas_price)
         needed = gas_limit * gas_price + int(params.get("value", 0))

@@ -34,9 +34,12 @@ class Ganache(LocalChainProcess):
             "--wallet.mnemonic", DEV_MNEMONIC,
             "--wallet.totalAccounts", str(self.accounts),
             "--wallet.defaultBalance", str(DEV_BALANCE_ETHER),
-            "--miner.instamine", "eager",
             "--logging.quiet", "false",
         ]
+        if self.block_time:
+            command += ["--miner.blockTime", str(self.block_time)]
+        else:
+            command += ["--miner.instamine", "eager"]
         if self.data_dir is not None:
             command += ["--database.dbPath", str(self.data_dir)]
         return command

@@ -60,6 +60,10 @@ class LocalChainProcess(ABC):
         Directory that persists the chain state across restarts; ``None`` keeps it in memory.
     log_dir:
         Directory for ``<name>.stdout.log`` and ``<name>.stderr.log``; a temporary one when ``None``.
+    block_time:
+        Seconds between blocks, mined even without transactions, as on a production chain, so the
+        latest block's timestamp follows the clock and deadlines pass by themselves. ``None`` mines
+        a block per transaction only (tests that move time explicitly).
     """
 
     name: str = "chain"
@@ -73,6 +77,7 @@ class LocalChainProcess(ABC):
         accounts: int = 10,
         data_dir: str | os.PathLike[str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        block_time: int | None = None,
     ) -> None:
         if port is not None and port_in_use(port):
             raise ChainLaunchError(f"port {port} on {HOST} is in use; choose another --port or stop what holds it")
@@ -81,6 +86,7 @@ class LocalChainProcess(ABC):
         self.accounts = accounts
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.block_time = block_time
         self.process: subprocess.Popen[bytes] | None = None
         self._logs: list[IO[bytes]] = []
 

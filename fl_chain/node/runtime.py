@@ -35,7 +35,15 @@ from eth_account.signers.local import LocalAccount
 from fl_chain.aggregation import Contribution, get_strategy, validate_values
 from fl_chain.assignment import assigned_partitions
 from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskConfig, TaskState, TaskStatus, UpdateCommit
-from fl_chain.errors import BlobInvalidError, BlobMismatchError, BlobNotFoundError, ConfigError, ContractRevertError
+from fl_chain.errors import (
+    BlobInvalidError,
+    BlobMismatchError,
+    BlobNotFoundError,
+    ChainUnreachableError,
+    ConfigError,
+    ContractRevertError,
+    TransactionFailedError,
+)
 from fl_chain.exchange import fetch_manifest, fetch_partition, publish_vector
 from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition, encode_partition
 from fl_chain.model.manifest import Manifest
@@ -49,6 +57,9 @@ from fl_chain.storage.cid import cid_from_digest, digest_from_cid
 from fl_chain.task import TaskSpec
 
 log = logging.getLogger("fl_chain.node")
+
+#: Consecutive failed steps (transactions or chain access) after which a node gives up.
+MAX_CONSECUTIVE_FAILURES = 120
 
 #: Revert names that only mean another node got there first or the round moved on.
 _BENIGN_REVERTS = {
@@ -150,8 +161,21 @@ class Node:
 
     def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Step until the task ends (or ``should_stop()``)."""
+        failures = 0
         while not should_stop():
-            result = self.step()
+            try:
+                result = self.step()
+                failures = 0
+            except (TransactionFailedError, ChainUnreachableError) as exc:
+                # A transaction that ran out of gas or lost a race, or a chain briefly away: the
+                # next step re-reads the chain and does what is still to do.
+                failures += 1
+                if failures > MAX_CONSECUTIVE_FAILURES:
+                    raise
+                self.report(f"warning: {exc} (retrying)")
+                log.warning("step failed (%d in a row): %s", failures, exc)
+                time.sleep(self.options.poll_interval * min(failures, 10))
+                continue
             if result is Step.DONE:
                 linger = self.options.linger if self.options.linger is not None else self.config.aggregation_duration
                 self.report(f"serving blobs to slower peers for {linger:.0f} s before exiting")

@@ -69,3 +69,54 @@ class InProcessFederation:
             target = now + 1
         self.chain.increase_time(max(1, int(target - now)))
         self.time_jumps += 1
+
+
+def build_federation(
+    spec,  # type: ignore[no-untyped-def]
+    *,
+    nodes: int,
+    state_root,
+    report: Callable[[int, str], None] | None = None,
+    trainer_factory: Callable[..., object] | None = None,
+) -> tuple[EmbeddedChain, Coordinator, int, list[Node]]:
+    """An embedded chain, a deployed coordinator, a started task and ``nodes`` joined nodes with
+    memory storage and their own state directories under ``state_root``."""
+    from pathlib import Path
+
+    from fl_chain.chain.client import ChainClient
+    from fl_chain.chain.keys import dev_accounts
+    from fl_chain.node.launch import load_node_data
+    from fl_chain.node.runtime import NodeOptions
+    from fl_chain.node.state import NodeState
+    from fl_chain.node.trainer import TorchTrainer
+    from fl_chain.operator_tasks import create_task
+    from fl_chain.storage.memory import MemoryNetwork, MemoryStorage
+
+    chain = EmbeddedChain(accounts=nodes + 1)
+    client = ChainClient(chain.w3)
+    operator, *accounts = dev_accounts(nodes + 1)
+    coordinator = Coordinator.deploy(client, operator)
+    coordinator.admit(operator, [a.address for a in accounts])
+    task_id, _ = create_task(coordinator, operator, spec)
+    network = MemoryNetwork()
+    clock = chain_clock(chain)
+    members = []
+    for i, account in enumerate(accounts):
+        train, test = load_node_data(spec, i, nodes)
+        trainer = (trainer_factory or TorchTrainer)(spec, train, test)
+        state = NodeState(Path(state_root) / f"node-{i}", chain_id=client.chain_id, contract=coordinator.address, account=account.address)
+        node = Node(
+            coordinator=coordinator,
+            account=account,
+            task_id=task_id,
+            spec=spec,
+            trainer=trainer,  # type: ignore[arg-type]
+            storage=MemoryStorage(network),
+            state=state,
+            options=NodeOptions(clock=clock, linger=0),
+            report=(lambda message, i=i: report(i, message)) if report else None,
+        )
+        node.step()  # joins
+        members.append(node)
+    coordinator.start_task(operator, task_id)
+    return chain, coordinator, task_id, members

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +55,10 @@ def write_task(path: Path, **protocol: int) -> Path:
     return path
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fl_chain.cli", *args], capture_output=True, text=True, timeout=300)
+
+
 def final_models(net: LocalNetwork, indices: list[int], timeout: float = 120.0) -> list[np.ndarray]:
     """Each node's final model file, waiting for nodes that are still fetching it."""
     paths = [net.nodes[i].state_dir / f"task-{net.task_id}" / "final-model.npy" for i in indices]
@@ -87,6 +93,13 @@ def test_four_nodes_three_rounds_match_fedavg_recomputed_from_ipfs(tmp_path: Pat
         dimension = final_models(net, [0])[0].size
         globals_ = check_every_finalized_round(verifier, net.coordinator, net.task_id, dimension)
         finals = final_models(net, [0, 1, 2, 3])
+        rpc = ["--rpc", str(net.chain.rpc_url), "--deployment", str(net.deployment_file)]
+        got = run_cli("model", "get", *rpc, "--task", str(net.task_id), "--round", "1", "--out", str(tmp_path / "r1.npy"))
+        status = run_cli("status", *rpc, "--task", str(net.task_id))
+    assert got.returncode == 0, got.stderr
+    assert np.load(tmp_path / "r1.npy").tobytes() == globals_[1].tobytes()
+    assert status.returncode == 0, status.stderr
+    assert "3/3 finalized" in status.stdout and status.stdout.count("4 updates") == 3
     assert sorted(globals_) == [0, 1, 2]
     assert all(f.tobytes() == globals_[2].tobytes() for f in finals)
     assert not np.array_equal(globals_[0], globals_[2])

@@ -18,8 +18,8 @@ from typing import IO
 
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.anvil import Anvil
+from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.ganache import Ganache

@@ -10,7 +10,8 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, TaskConfig, connect, dev_accounts, open_chain
 from fl_chain.chain.anvil import ANVIL_BINARY
-from fl_chain.chain.ganache import GANACHE_CLI
+from fl_chain.chain.backends import ProcessChain
+from fl_chain.chain.ganache import GANACHE_CLI, Ganache
 
 #: Funded development accounts on every test chain: index 0 is the operator.
 TEST_ACCOUNTS = 12
@@ -43,6 +44,17 @@ def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="module")
+def ganache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
+    """A real ganache process for tests that talk to it over JSON-RPC from other processes."""
+    require_backend("ganache")
+    process_chain = ProcessChain(Ganache(accounts=TEST_ACCOUNTS, log_dir=tmp_path_factory.mktemp("ganache-logs")))
+    try:
+        yield process_chain
+    finally:
+        process_chain.close()
 
 
 @pytest.fixture(scope="module")

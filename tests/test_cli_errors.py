@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,9 @@ from eth_account import Account
 
 from fl_chain.chain import ChainClient, dev_account
 from fl_chain.chain.backends import ProcessChain
-from fl_chain.chain.ganache import Ganache
 from fl_chain.chain.local_process import free_port
-from tests.conftest import require_backend
 
 pytestmark = pytest.mark.process_chain
-
-
-@pytest.fixture(scope="module")
-def ganache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
-    """A real ganache process for the CLI to talk to."""
-    require_backend("ganache")
-    chain = ProcessChain(Ganache(accounts=3, log_dir=tmp_path_factory.mktemp("ganache-logs")))
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 @pytest.fixture()

@@ -53,7 +53,6 @@ from fl_chain.chain import (
     open_chain,
 )
 from fl_chain.errors import ContractRevertError
-
 from tests.conftest import digest, multiaddr, task_config
 
 #: Participant pool size (account 0 is the operator and never participates).

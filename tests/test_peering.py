@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +9,10 @@ import pytest
 
 from fl_chain.chain import ChainClient, Coordinator, dev_accounts
 from fl_chain.chain.backends import ProcessChain
-from fl_chain.chain.ganache import Ganache
-from tests.conftest import require_backend, task_config
 from fl_chain.storage.peer_process import PeerProcess
+from tests.conftest import task_config
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain]
-
-
-@pytest.fixture(scope="module")
-def ganache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
-    require_backend("ganache")
-    chain = ProcessChain(Ganache(accounts=4, log_dir=tmp_path_factory.mktemp("ganache-logs")))
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 def test_node_fetches_contributor_partitions_using_only_multiaddrs_from_the_chain(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from fl_chain.chain.backends import RemoteChain
 from fl_chain.chain.client import ChainClient
@@ -43,7 +42,8 @@ class NodeArgs:
 
 def load_node_data(spec: TaskSpec, shard: int, shards: int):  # type: ignore[no-untyped-def]
     """This node's private training shard and the shared test split of the task's dataset."""
-    from fl_chain.training import load_dataset, shard as make_shard
+    from fl_chain.training import load_dataset
+    from fl_chain.training import shard as make_shard
 
     if not 0 <= shard < shards:
         raise ConfigError(f"--shard must be in 0..{shards - 1}, got {shard}")

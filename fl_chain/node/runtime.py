@@ -34,7 +34,15 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.aggregation import Contribution, get_strategy, validate_values
 from fl_chain.assignment import assigned_partitions
-from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskConfig, TaskState, TaskStatus, UpdateCommit
+from fl_chain.chain.coordinator import (
+    Coordinator,
+    RoundInfo,
+    RoundStatus,
+    TaskConfig,
+    TaskState,
+    TaskStatus,
+    UpdateCommit,
+)
 from fl_chain.errors import (
     BlobInvalidError,
     BlobMismatchError,

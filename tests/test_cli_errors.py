@@ -153,3 +153,19 @@ def test_non_operator_admit_is_rejected_by_contract(ganache: ProcessChain, tmp_p
     (tmp_path / "other.key").write_text(dev_account(1).key.hex())
     result = run_cli("admit", "--rpc", str(ganache.rpc_url), "--key", "other.key", dev_account(2).address, cwd=tmp_path)
     assert_one_line_error(result, "FLCoordinatorUnauthorizedOperator", dev_account(1).address)
+
+
+def test_task_create_from_toml_and_malformed_task_files(ganache: ProcessChain, tmp_path: Path, operator_key: Path) -> None:
+    """task create puts the TOML's task on chain; malformed or out-of-range files get one line each."""
+    deploy(ganache, operator_key, tmp_path / "deployment.json")
+    example = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml"
+    rpc = ("--rpc", str(ganache.rpc_url), "--key", str(operator_key))
+    created = run_cli("task", "create", *rpc, str(example), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "created task 1" in created.stdout
+    (tmp_path / "broken.toml").write_text("[protocol\nrounds = 3")
+    assert_one_line_error(run_cli("task", "create", *rpc, "broken.toml", cwd=tmp_path), "broken.toml", "not valid TOML")
+    (tmp_path / "quorum.toml").write_text(example.read_text().replace("quorum = 2", "quorum = 1"))
+    assert_one_line_error(run_cli("task", "create", *rpc, "quorum.toml", cwd=tmp_path), "protocol.quorum")
+    (tmp_path / "data.toml").write_text(example.read_text().replace('name = "digits"', 'name = "mnist-from-the-web"'))
+    assert_one_line_error(run_cli("task", "create", *rpc, "data.toml", cwd=tmp_path), "unknown dataset", "digits")

@@ -88,3 +88,22 @@ def test_dropout_before_update_ends_phase_at_deadline_and_round_finalizes(tmp_pa
     assert status == TaskStatus.COMPLETED
     info = coordinator.get_round(task_id, 0)
     assert info.status == RoundStatus.FINALIZED and info.contributors == 2
+
+
+def test_node_that_was_away_syncs_to_the_latest_global_model_and_contributes(tmp_path: Path) -> None:
+    """A node absent for round 0 fetches round 0's global model from its peers, then contributes."""
+    chain, coordinator, task_id, nodes = build_federation(spec(rounds=2), nodes=3, state_root=tmp_path)
+    early = InProcessFederation(chain, coordinator, task_id, nodes[:2])
+    for _ in range(200):
+        if coordinator.get_task(task_id)[1].current_round >= 1:
+            break
+        if not any(node.step() is not Step.IDLE for node in nodes[:2]):
+            early._jump_to_next_deadline()
+    assert coordinator.get_round(task_id, 0).status == RoundStatus.FINALIZED
+    assert coordinator.get_round(task_id, 0).contributors == 2
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+    assert status == TaskStatus.COMPLETED
+    late = nodes[2].address
+    assert late in {c.contributor for c in coordinator.find_update_commits(task_id, 1)}
+    finals = [np.load(tmp_path / f"node-{i}" / f"task-{task_id}" / "final-model.npy") for i in range(3)]
+    assert finals[2].tobytes() == finals[0].tobytes() == finals[1].tobytes()

@@ -225,7 +225,7 @@ def _simulate(args: argparse.Namespace) -> int:
     summary = run_simulation(spec, nodes=args.nodes, out=out, report=lambda m: print(m, flush=True))
     final = summary["final_accuracy"]
     shown = f"{final:.4f}" if final is not None else "n/a"
-    print(f"done in {summary['wall_seconds']:.0f} s: final test accuracy {shown}; {out}/summary.json, metrics.csv, final-model.npy")
+    print(f"done in {summary['wall_seconds']:.0f} s: final test accuracy {shown}; {out}/summary.json, metrics.csv, accuracy.png, final-model.npy")
     return 0
 
 

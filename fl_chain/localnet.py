@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from fl_chain.chain.anvil import Anvil
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
+from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.chain.ganache import Ganache
 from fl_chain.chain.keys import dev_accounts
 from fl_chain.deployment import deploy
@@ -221,4 +221,4 @@ class LocalNetwork:
         self.close()
 
 
-__all__ = ["LocalNetwork", "NodeProcess", "Coordinator"]
+__all__ = ["LocalNetwork", "NodeProcess"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 
@@ -13,7 +12,6 @@ from fl_chain.chain.anvil import Anvil
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.embedded import EmbeddedChain
 from fl_chain.chain.ganache import Ganache
-from fl_chain.chain.keys import dev_accounts
 from fl_chain.chain.local_process import LocalChainProcess
 from fl_chain.errors import ChainError, ConfigError
 
@@ -119,7 +117,3 @@ def connect(chain: Chain) -> ChainClient:
     """A :class:`ChainClient` on ``chain`` (checks that it answers)."""
     return ChainClient(chain.w3)
 
-
-def funded_accounts(count: int) -> list[LocalAccount]:
-    """The development accounts a local backend funds."""
-    return dev_accounts(count)

@@ -12,7 +12,7 @@ from fl_chain.chain.keys import load_key, read_password_file
 from fl_chain.deployment import Deployment, open_deployment
 from fl_chain.errors import ConfigError
 from fl_chain.node.logs import RoundLogs
-from fl_chain.node.runtime import Node, NodeOptions, Step
+from fl_chain.node.runtime import Node, NodeOptions
 from fl_chain.node.state import NodeState
 from fl_chain.node.trainer import TorchTrainer
 from fl_chain.storage.base import Storage
@@ -126,4 +126,4 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
         logs.close()
 
 
-__all__ = ["NodeArgs", "Step", "load_node_data", "open_storage", "pick_task", "run_node"]
+__all__ = ["NodeArgs", "load_node_data", "open_storage", "pick_task", "run_node"]

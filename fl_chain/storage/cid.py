@@ -10,7 +10,6 @@ are accepted on input.
 from __future__ import annotations
 
 import base64
-import hashlib
 
 from fl_chain.errors import BlobFormatError
 
@@ -80,7 +79,3 @@ def cidv0_from_digest(digest: bytes) -> str:
     """The CIDv0 (``Qm...``) naming the same dag-pb block as :func:`cid_from_digest`."""
     return b58encode(bytes([_SHA2_256, 0x20]) + digest)
 
-
-def sha256(data: bytes) -> bytes:
-    """sha2-256 of ``data``."""
-    return hashlib.sha256(data).digest()

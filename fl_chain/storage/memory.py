@@ -61,10 +61,6 @@ class MemoryStorage(Storage):
         self._blobs[cid] = bytes(data)
         return cid
 
-    def has(self, cid: str) -> bool:
-        """Whether this peer holds ``cid``."""
-        return normalize_cid(cid) in self._blobs
-
     def _fetch(self, cid: str, timeout: float) -> bytes:
         local = self._blobs.get(cid)
         if local is not None:

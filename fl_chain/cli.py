@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch-size", type=int, default=16)
     sim.add_argument("--lr", type=float, default=0.1)
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--chain", default="embedded", help="embedded (in-process py-evm), ganache or anvil")
+    sim.add_argument("--storage", default="memory", help="memory (in-process) or kubo (one embedded IPFS peer per node)")
+    sim.add_argument(
+        "--compare", action="store_true",
+        help="also replay the same clients with central FedAvg (parity check) and train on the pooled data",
+    )
+    sim.add_argument("--quiet", action="store_true", help="no progress display or table")
     sim.add_argument("--out", help="run folder (default: runs/sim-<time>)")
 
     chain = sub.add_parser("chain", help="local development chains")
@@ -208,24 +215,23 @@ def _demo(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fl_chain.simulate import run_simulation, simulate_spec
+    from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
+    from fl_chain.simulate_display import SimulationDisplay
 
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
     if args.partitions < 1:
         raise ConfigError("--partitions must be at least 1")
     spec = simulate_spec(args)
-    out = Path(args.out or f"runs/sim-{time.strftime('%Y%m%d-%H%M%S')}")
-    p = spec.protocol
-    print(
-        f"simulating {args.nodes} nodes, {args.rounds} rounds, {args.dataset}/{args.model}, "
-        f"P={p['partitions']} r={p['replication']} q={p['quorum']}, {args.strategy}; run folder {out}",
-        flush=True,
+    options = SimulationOptions(
+        nodes=args.nodes,
+        out=Path(args.out or f"runs/sim-{time.strftime('%Y%m%d-%H%M%S')}"),
+        chain=args.chain,
+        storage=args.storage,
+        compare=args.compare,
     )
-    summary = run_simulation(spec, nodes=args.nodes, out=out, report=lambda m: print(m, flush=True))
-    final = summary["final_accuracy"]
-    shown = f"{final:.4f}" if final is not None else "n/a"
-    print(f"done in {summary['wall_seconds']:.0f} s: final test accuracy {shown}; {out}/summary.json, metrics.csv, accuracy.png, final-model.npy")
+    options.validate()
+    run_simulation(spec, options, SimulationDisplay(quiet=args.quiet))
     return 0
 
 

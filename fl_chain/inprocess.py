@@ -1,29 +1,55 @@
-"""Many nodes in one process on the embedded chain: cooperative steps, chain time jumps when idle.
+"""Many nodes in one process on a development chain: cooperative steps, chain time jumps when idle.
 
 Every node is a full :class:`~fl_chain.node.runtime.Node` (real contract, real runtime, real
-training); they take turns calling ``step()``. Node clocks read the embedded chain's latest block
-time, and when no node can make progress the runner moves chain time to the next deadline, so a
-phase that ends by deadline costs no wall time.
+training); they take turns calling ``step()``. Node clocks read the chain's latest block time, and
+when no node can make progress the runner moves chain time to the next deadline, so a phase that
+ends by deadline costs no wall time. The chain is the embedded one by default, or a ganache/anvil
+process (anything with ``w3``, ``increase_time`` and ``mine``); storage is an in-process memory
+network by default, or one embedded kubo peer per node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from web3 import Web3
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.embedded import EmbeddedChain
 from fl_chain.node.runtime import Node, Step
+from fl_chain.node.state import NodeState
+from fl_chain.storage.base import Storage
 
 
-def chain_clock(chain: EmbeddedChain) -> Callable[[], float]:
-    """A clock that reads the embedded chain's latest block timestamp."""
-    return lambda: float(chain.tester.get_block_by_number("latest")["timestamp"])
+class DevChain(Protocol):
+    """A development chain whose time the runner may move: embedded, ganache or anvil."""
+
+    w3: Web3
+
+    def increase_time(self, seconds: int) -> None:
+        """Move chain time forward and mine a block."""
+
+    def mine(self) -> None:
+        """Mine one empty block."""
+
+
+#: Makes node ``i``'s storage peer given its state directory.
+StorageFactory = Callable[[int, NodeState], Storage]
+
+
+def chain_clock(chain: DevChain) -> Callable[[], float]:
+    """A clock that reads the chain's latest block timestamp."""
+    if isinstance(chain, EmbeddedChain):
+        return lambda: float(chain.tester.get_block_by_number("latest")["timestamp"])
+    return lambda: float(chain.w3.eth.get_block("latest")["timestamp"])
 
 
 class InProcessFederation:
     """Runs ``nodes`` of one task round-robin until the task ends."""
 
-    def __init__(self, chain: EmbeddedChain, coordinator: Coordinator, task_id: int, nodes: Sequence[Node]) -> None:
+    def __init__(self, chain: DevChain, coordinator: Coordinator, task_id: int, nodes: Sequence[Node]) -> None:
         self.chain = chain
         self.coordinator = coordinator
         self.task_id = task_id
@@ -78,27 +104,29 @@ def build_federation(
     state_root,
     report: Callable[[int, str], None] | None = None,
     trainer_factory: Callable[..., object] | None = None,
-) -> tuple[EmbeddedChain, Coordinator, int, list[Node]]:
-    """An embedded chain, a deployed coordinator, a started task and ``nodes`` joined nodes with
-    memory storage and their own state directories under ``state_root``."""
-    from pathlib import Path
-
+    chain: DevChain | None = None,
+    storage_factory: StorageFactory | None = None,
+) -> tuple[DevChain, Coordinator, int, list[Node]]:
+    """A chain (embedded unless ``chain`` is given, with ``nodes + 1`` funded development accounts),
+    a deployed coordinator, a started task and ``nodes`` joined nodes with their own state
+    directories under ``state_root`` and storage from ``storage_factory`` (default: one shared
+    in-process memory network). Account 0 is the operator, account ``i + 1`` is node ``i``."""
     from fl_chain.chain.client import ChainClient
     from fl_chain.chain.keys import dev_accounts
     from fl_chain.node.launch import load_node_data
     from fl_chain.node.runtime import NodeOptions
-    from fl_chain.node.state import NodeState
     from fl_chain.node.trainer import TorchTrainer
     from fl_chain.operator_tasks import create_task
     from fl_chain.storage.memory import MemoryNetwork, MemoryStorage
 
-    chain = EmbeddedChain(accounts=nodes + 1)
+    chain = chain if chain is not None else EmbeddedChain(accounts=nodes + 1)
     client = ChainClient(chain.w3)
     operator, *accounts = dev_accounts(nodes + 1)
     coordinator = Coordinator.deploy(client, operator)
     coordinator.admit(operator, [a.address for a in accounts])
     task_id, _ = create_task(coordinator, operator, spec)
     network = MemoryNetwork()
+    make_storage: StorageFactory = storage_factory or (lambda i, state: MemoryStorage(network))
     clock = chain_clock(chain)
     members = []
     for i, account in enumerate(accounts):
@@ -111,7 +139,7 @@ def build_federation(
             task_id=task_id,
             spec=spec,
             trainer=trainer,  # type: ignore[arg-type]
-            storage=MemoryStorage(network),
+            storage=make_storage(i, state),
             state=state,
             options=NodeOptions(clock=clock, linger=0),
             report=(lambda message, i=i: report(i, message)) if report else None,

@@ -1,19 +1,35 @@
-"""Local training for federated nodes: bundled datasets and their shards, seeded models, a torch adapter.
+"""Local training for federated nodes: bundled datasets and their shards, seeded models, a torch adapter,
+and Flower-style numpy clients for any other framework.
 
-A model is exchanged as a flat little-endian float32 vector (see :class:`TorchAdapter`).
+A model is exchanged as a flat little-endian float32 vector (see :class:`TorchAdapter` and
+:class:`ClientTrainer`).
 """
 
 from fl_chain.training.datasets import DATASETS, SHARD_SCHEMES, ArrayDataset, load_dataset, shard
 from fl_chain.training.models import MODELS, build_model
+from fl_chain.training.numpy_client import (
+    ClientTrainer,
+    NumPyClient,
+    NumPyClientError,
+    SoftmaxRegressionClient,
+    client_trainer_factory,
+)
+from fl_chain.training.plugins import load_client_factory
 from fl_chain.training.torch_adapter import TorchAdapter
 
 __all__ = [
     "ArrayDataset",
+    "ClientTrainer",
     "DATASETS",
     "MODELS",
+    "NumPyClient",
+    "NumPyClientError",
     "SHARD_SCHEMES",
+    "SoftmaxRegressionClient",
     "TorchAdapter",
     "build_model",
+    "client_trainer_factory",
+    "load_client_factory",
     "load_dataset",
     "shard",
 ]

@@ -237,7 +237,8 @@ def test_a_flower_numpy_client_subclass_is_a_numpy_client() -> None:
         ([[0.0, 1.0]], r"item 0 is list, not a numpy array"),
         ([np.zeros(3, dtype=np.int64)], r"array 0 has dtype int64; only floating-point"),
         ([np.zeros(3, dtype=np.complex64)], r"array 0 has dtype complex64"),
-        ([], r"returned no arrays"),
+        ([], r"returned no values"),
+        ([np.zeros((0, 3))], r"returned no values; the model needs at least one parameter"),
     ],
 )
 def test_get_parameters_that_are_not_a_list_of_float_arrays_are_refused(parameters: Any, message: str) -> None:

@@ -4,7 +4,8 @@ A :class:`NumPyClient` hands its model over as a list of numpy arrays, as Flower
 ``flwr.client.NumPyClient`` does; :class:`ClientTrainer` turns such a client into the node's
 :class:`~fl_chain.node.trainer.Trainer` by mapping the list to and from the flat little-endian
 float32 vector that nodes exchange. :class:`SoftmaxRegressionClient` is a client written with numpy
-alone. Nothing here imports torch.
+alone. This module does not import torch (the ``fl_chain.training`` package still loads it for
+:class:`TorchAdapter`).
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class ClientTrainer:
     Raises
     ------
     NumPyClientError
-        If ``client`` lacks a protocol method, or ``get_parameters`` does not return a non-empty
-        list of floating-point arrays.
+        If ``client`` lacks a protocol method, or ``get_parameters`` does not return a list of
+        floating-point arrays holding at least one value.
     ConfigError
         If ``config`` uses a reserved key (``round``, ``seed``) or holds a non-scalar value.
     """
@@ -104,8 +105,8 @@ class ClientTrainer:
         self.config = _checked_config(config or {})
         name = type(client).__name__
         arrays = _checked_arrays(client.get_parameters(dict(self.config)), f"{name}.get_parameters")
-        if not arrays:
-            raise NumPyClientError(f"{name}.get_parameters returned no arrays; the model needs at least one parameter")
+        if sum(a.size for a in arrays) == 0:
+            raise NumPyClientError(f"{name}.get_parameters returned no values; the model needs at least one parameter")
         self._shapes = tuple(a.shape for a in arrays)
         self._dtypes = tuple(a.dtype for a in arrays)
         self._sizes = tuple(int(a.size) for a in arrays)

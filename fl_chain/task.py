@@ -18,10 +18,13 @@ Example ``task.toml``::
     seed = 42                 # every node builds the same initial model from it
 
     [dataset]
-    name = "digits"           # digits | breast_cancer
+    name = "digits"           # digits | breast_cancer | fashion_mnist | csv
     split = "iid"             # iid | dirichlet | quantity
     alpha = 0.5
     seed = 0
+    # fashion_mnist: path = "/usr/share/datasets/fashion-mnist" (default; or $FLCHAIN_FASHION_MNIST_DIR)
+    # csv: path = "site.csv" (optional: each node may pass its own file), label = "label",
+    #      num_classes = 3, standardize = false
 
     [training]
     epochs = 1
@@ -49,6 +52,9 @@ from fl_chain.storage.unixfs import unixfs_digest
 TASK_FORMAT = "fl-chain/task"
 TASK_VERSION = 1
 MAX_REPLICATION = 64
+
+#: Keys of [dataset] that choose the shards, besides the name and the dataset's own options.
+_DATASET_SHARD_KEYS = ("seed", "split", "alpha")
 
 _PROTOCOL_DEFAULTS: dict[str, Any] = {
     "rounds": 3,
@@ -132,18 +138,48 @@ class TaskSpec:
         if not isinstance(p["open_admission"], bool):
             raise ConfigError(f"{origin}: protocol.open_admission must be true or false")
         from fl_chain.aggregation import get_strategy
-        from fl_chain.training import DATASETS, MODELS
+        from fl_chain.training import MODELS
 
         if self.model["name"] not in MODELS:
             raise ConfigError(f"{origin}: unknown model {self.model['name']!r}; use one of {', '.join(MODELS)}")
-        if self.dataset["name"] not in DATASETS:
-            raise ConfigError(f"{origin}: unknown dataset {self.dataset['name']!r}; use one of {', '.join(DATASETS)}")
+        self._validate_dataset(origin)
         get_strategy(self.strategy["name"], **self.strategy_options)
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")
         if not isinstance(self.training.get("lr"), (int, float)) or self.training["lr"] <= 0:
             raise ConfigError(f"{origin}: training.lr must be a positive number")
+
+    def _validate_dataset(self, origin: str) -> None:
+        """Check [dataset]: a known name, the shard keys, and the options that dataset accepts.
+
+        A ``csv`` task may leave ``path`` out: each node then passes its own file.
+        """
+        from fl_chain.training import DATASET_OPTIONS, DATASETS, SHARD_SCHEMES, check_dataset_options
+
+        d = self.dataset
+        name = d["name"]
+        if name not in DATASETS:
+            raise ConfigError(f"{origin}: unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+        accepted = sorted({"name", *_DATASET_SHARD_KEYS, *DATASET_OPTIONS[name]})
+        unknown = sorted(set(d) - set(accepted))
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [dataset] key(s) {unknown} for dataset {name!r}; accepted: {', '.join(accepted)}")
+        seed = d.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{origin}: dataset.seed must be a non-negative integer, got {seed!r}")
+        if d.get("split", "iid") not in SHARD_SCHEMES:
+            raise ConfigError(f"{origin}: dataset.split must be one of {', '.join(SHARD_SCHEMES)}, got {d['split']!r}")
+        alpha = d.get("alpha", 0.5)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            raise ConfigError(f"{origin}: dataset.alpha must be a positive number, got {alpha!r}")
+        try:
+            check_dataset_options(name, {k: v for k, v in d.items() if k in DATASET_OPTIONS[name]})
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        classes = (d.get("num_classes"), self.model.get("num_classes"))
+        if None not in classes and classes[0] != classes[1]:
+            raise ConfigError(f"{origin}: dataset.num_classes ({classes[0]}) and model.num_classes ({classes[1]}) differ")
 
     # -- derived values -----------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fl_chain.chain.backends import RemoteChain
 from fl_chain.chain.client import ChainClient
@@ -17,6 +19,9 @@ from fl_chain.node.state import NodeState
 from fl_chain.node.trainer import TorchTrainer
 from fl_chain.storage.base import Storage
 from fl_chain.task import TaskSpec
+
+if TYPE_CHECKING:
+    from fl_chain.training import ArrayDataset
 
 
 @dataclass
@@ -40,19 +45,48 @@ class NodeArgs:
     threads: int | None = 1
 
 
-def load_node_data(spec: TaskSpec, shard: int, shards: int):  # type: ignore[no-untyped-def]
-    """This node's private training shard and the shared test split of the task's dataset."""
-    from fl_chain.training import load_dataset
+def load_node_data(
+    spec: TaskSpec, shard: int, shards: int, data_path: str | Path | None = None
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """This node's training data and test split of the task's dataset.
+
+    Parameters
+    ----------
+    spec:
+        The task; its [dataset] section names the dataset, its options, and the shard split.
+    shard, shards:
+        This node's shard of the task dataset's train split, ``0 <= shard < shards``.
+    data_path:
+        This site's own data, overriding the task's ``path`` option. For ``csv``: the site's private
+        file, used whole (its train split, not a shard of it; ``shard`` and ``shards`` are ignored)
+        with a test split of the same file. For ``fashion_mnist``: the directory of the files, sharded
+        as usual. ``None``: the task's dataset as it is, sharded.
+
+    Raises
+    ------
+    ConfigError
+        For a shard out of range, a ``data_path`` for a dataset that takes none, or bad data.
+    """
+    from fl_chain.training import DATASET_OPTIONS, load_dataset
     from fl_chain.training import shard as make_shard
 
+    name = spec.dataset["name"]
+    seed = int(spec.dataset.get("seed", 0))
+    options = {k: v for k, v in spec.dataset.items() if k in DATASET_OPTIONS.get(name, ())}
+    if data_path is not None:
+        if "path" not in DATASET_OPTIONS.get(name, ()):
+            raise ConfigError(f"dataset {name!r} ships with scikit-learn and takes no data path; leave it out")
+        options["path"] = str(data_path)
+        if name == "csv":
+            return load_dataset(name, seed=seed, **options)
     if not 0 <= shard < shards:
         raise ConfigError(f"--shard must be in 0..{shards - 1}, got {shard}")
-    train, test = load_dataset(spec.dataset["name"], seed=int(spec.dataset.get("seed", 0)))
+    train, test = load_dataset(name, seed=seed, **options)
     part = make_shard(
         train,
         shard,
         shards,
-        seed=int(spec.dataset.get("seed", 0)),
+        seed=seed,
         scheme=spec.dataset.get("split", "iid"),
         alpha=float(spec.dataset.get("alpha", 0.5)),
     )

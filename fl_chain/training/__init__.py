@@ -1,11 +1,19 @@
-"""Local training for federated nodes: bundled datasets and their shards, seeded models, a torch adapter,
+"""Local training for federated nodes: datasets on local disk and their shards, seeded models, a torch adapter,
 and Flower-style numpy clients for any other framework.
 
 A model is exchanged as a flat little-endian float32 vector (see :class:`TorchAdapter` and
 :class:`ClientTrainer`).
 """
 
-from fl_chain.training.datasets import DATASETS, SHARD_SCHEMES, ArrayDataset, load_dataset, shard
+from fl_chain.training.datasets import (
+    DATASET_OPTIONS,
+    DATASETS,
+    SHARD_SCHEMES,
+    ArrayDataset,
+    check_dataset_options,
+    load_dataset,
+    shard,
+)
 from fl_chain.training.models import MODELS, build_model
 from fl_chain.training.numpy_client import (
     ClientTrainer,
@@ -21,6 +29,7 @@ __all__ = [
     "ArrayDataset",
     "ClientTrainer",
     "DATASETS",
+    "DATASET_OPTIONS",
     "MODELS",
     "NumPyClient",
     "NumPyClientError",
@@ -28,6 +37,7 @@ __all__ = [
     "SoftmaxRegressionClient",
     "TorchAdapter",
     "build_model",
+    "check_dataset_options",
     "client_trainer_factory",
     "load_client_factory",
     "load_dataset",

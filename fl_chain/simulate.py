@@ -64,7 +64,10 @@ def simulate_spec(args: Any) -> TaskSpec:
                 "aggregation_duration": 3600,
             },
             "model": {"name": args.model, "seed": args.seed, **({"hidden": args.hidden} if args.model == "mlp" else {})},
-            "dataset": {"name": args.dataset, "split": args.split, "alpha": args.alpha, "seed": args.seed},
+            "dataset": {
+                "name": args.dataset, "split": args.split, "alpha": args.alpha, "seed": args.seed,
+                **_dataset_options(args),
+            },
             "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr},
             "strategy": {"name": args.strategy},
         },
@@ -93,6 +96,20 @@ class SimulationOptions:
             raise ConfigError(f"unknown --storage {self.storage!r}; use one of {', '.join(SIM_STORAGES)}")
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise ConfigError(f"run folder {self.out} already exists and is not empty; choose another --out")
+
+
+def _dataset_options(args: Any) -> dict[str, Any]:
+    """The [dataset] options the simulate flags set (only those given: other datasets refuse them)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "data", None):
+        options["path"] = str(Path(args.data).resolve())
+    if getattr(args, "label", None):
+        options["label"] = args.label
+    if getattr(args, "num_classes", None):
+        options["num_classes"] = args.num_classes
+    if getattr(args, "standardize", False):
+        options["standardize"] = True
+    return options
 
 
 def run_simulation(

@@ -169,3 +169,19 @@ def test_task_create_from_toml_and_malformed_task_files(ganache: ProcessChain, t
     assert_one_line_error(run_cli("task", "create", *rpc, "quorum.toml", cwd=tmp_path), "protocol.quorum")
     (tmp_path / "data.toml").write_text(example.read_text().replace('name = "digits"', 'name = "mnist-from-the-web"'))
     assert_one_line_error(run_cli("task", "create", *rpc, "data.toml", cwd=tmp_path), "unknown dataset", "digits")
+
+
+def test_task_create_for_site_csv_data_needs_a_sample_file(ganache: ProcessChain, tmp_path: Path, operator_key: Path) -> None:
+    """A csv task is sized by a sample of the sites' data (--data); without one, a one-line error says so."""
+    deploy(ganache, operator_key, tmp_path / "deployment.json")
+    example = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml"
+    task = example.read_text().replace('name = "digits"', 'name = "csv"\nnum_classes = 2').replace('split = "iid"\n', "")
+    (tmp_path / "csv.toml").write_text(task)
+    rows = ["a,b,label"] + [f"{i / 10},{(i * 7) % 5},{i % 2}" for i in range(40)]
+    (tmp_path / "sample.csv").write_text("\n".join(rows) + "\n")
+    rpc = ("--rpc", str(ganache.rpc_url), "--key", str(operator_key))
+    assert_one_line_error(run_cli("task", "create", *rpc, "csv.toml", cwd=tmp_path), "--data")
+    assert_one_line_error(run_cli("task", "create", *rpc, "csv.toml", "--data", "missing.csv", cwd=tmp_path), "missing.csv")
+    created = run_cli("task", "create", *rpc, "csv.toml", "--data", "sample.csv", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "created task 1" in created.stdout

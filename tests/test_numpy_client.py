@@ -440,17 +440,14 @@ def federation_spec() -> TaskSpec:
     })  # fmt: skip
 
 
-def test_four_numpy_client_nodes_finalize_three_rounds_whose_globals_equal_reference_fedavg(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_four_numpy_client_nodes_finalize_three_rounds_whose_globals_equal_reference_fedavg(tmp_path: Path) -> None:
     """Clients loaded as examples.numpy_client:make_client train a federation on the embedded chain."""
     # Prepare
     spec = federation_spec()
     trainer_factory = client_trainer_factory(load_client_factory("examples.numpy_client:make_client"))
     train, test = load_dataset("digits")
+    # The task's initial model on chain is the client's (build_federation passes it to create_task).
     initial = trainer_factory(spec, train, test).initial_vector()
-    # The task's initial model is the client's, not the torch model's (see the report on issue 5).
-    monkeypatch.setattr("fl_chain.operator_tasks.initial_vector_for", lambda s: initial)
     chain, coordinator, task_id, nodes = build_federation(
         spec, nodes=4, state_root=tmp_path, trainer_factory=trainer_factory
     )

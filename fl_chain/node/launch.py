@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,9 +34,11 @@ class NodeArgs:
     key: str
     task_file: str
     state_dir: str
-    shard: int
-    shards: int
+    shard: int = 0
+    shards: int = 1
     task_id: int | None = None
+    data: str | None = None
+    client: str | None = None
     password_file: str | None = None
     storage: str = "kubo"
     ipfs_port: int = 0
@@ -93,6 +96,16 @@ def load_node_data(
     return part, test
 
 
+def trainer_factory(client: str | None, *, threads: int | None = 1) -> Callable[..., object]:
+    """What builds the node's trainer from ``(spec, train, test)``: the user's Flower-style client
+    ``module:callable`` wrapped in a ClientTrainer, or the task's torch model."""
+    if client is not None:
+        from fl_chain.training import client_trainer_factory, load_client_factory
+
+        return client_trainer_factory(load_client_factory(client))
+    return lambda spec, train, test: TorchTrainer(spec, train, test, threads=threads)
+
+
 def open_storage(kind: str, state: NodeState, port: int) -> Storage:
     """The node's IPFS peer: an embedded kubo node in the state directory (or memory, for tests)."""
     if kind == "kubo":
@@ -127,7 +140,8 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
     password = read_password_file(args.password_file) if args.password_file else None
     account = load_key(args.key, password)
     spec = TaskSpec.from_toml(args.task_file)
-    train, test = load_node_data(spec, args.shard, args.shards)
+    train, test = load_node_data(spec, args.shard, args.shards, args.data)
+    trainer = trainer_factory(args.client, threads=args.threads)(spec, train, test)
     client = ChainClient(RemoteChain(args.rpc).w3)
     coordinator = open_deployment(client, Deployment.read(args.deployment))
     state = NodeState(args.state_dir, chain_id=client.chain_id, contract=coordinator.address, account=account.address)
@@ -143,7 +157,7 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
             account=account,
             task_id=task_id,
             spec=spec,
-            trainer=TorchTrainer(spec, train, test, threads=args.threads),
+            trainer=trainer,  # type: ignore[arg-type]
             storage=storage,
             state=state,
             options=NodeOptions(

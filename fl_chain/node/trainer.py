@@ -42,9 +42,10 @@ class TorchTrainer:
         options = {k: v for k, v in spec.model.items() if k not in ("name", "seed", "num_classes")}
         input_shape = tuple(train_set.features.shape[1:])
         # The class count must be the same on every node: a skewed shard may lack some classes, so
-        # take it from the task, else from the shared test split, else from the local shard.
+        # take it from the task ([model], then [dataset]), else from the shared test split and the shard.
         labels = test_set.labels if test_set is not None else train_set.labels
-        num_classes = int(spec.model.get("num_classes", max(int(labels.max()), int(train_set.labels.max())) + 1))
+        observed = max(int(labels.max()), int(train_set.labels.max())) + 1
+        num_classes = int(spec.model.get("num_classes", spec.dataset.get("num_classes", observed)))
         model = build_model(spec.model["name"], input_shape=input_shape, num_classes=num_classes, seed=spec.model_seed, **options)
         self.adapter = TorchAdapter(model, threads=threads)
         self._initial = self.adapter.get_vector().copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -108,7 +109,7 @@ class TorchAdapter:
                 "training needs epochs >= 1, batch_size >= 1, lr > 0, momentum >= 0, weight_decay >= 0; got "
                 f"epochs={epochs}, batch_size={batch_size}, lr={lr}, momentum={momentum}, weight_decay={weight_decay}"
             )
-        features, labels = torch.from_numpy(dataset.features), torch.from_numpy(dataset.labels)
+        features, labels = _as_tensors(dataset)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         with self._thread_scope():
@@ -139,7 +140,7 @@ class TorchAdapter:
             raise ConfigError("cannot evaluate on an empty dataset")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
-        features, labels = torch.from_numpy(dataset.features), torch.from_numpy(dataset.labels)
+        features, labels = _as_tensors(dataset)
         total_loss, correct = 0.0, 0
         with self._thread_scope(), torch.no_grad():
             self.model.eval()
@@ -178,3 +179,11 @@ class TorchAdapter:
             yield
         finally:
             torch.set_num_threads(previous)
+
+
+def _as_tensors(dataset: ArrayDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels as tensors sharing the arrays' memory (read, never written: shared
+    datasets such as Fashion-MNIST are read-only arrays, which torch would warn about)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(dataset.features), torch.from_numpy(dataset.labels)

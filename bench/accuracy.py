@@ -1,0 +1,103 @@
+"""Accuracy of fl-chain federations against centralized training, as ``flchain simulate`` runs them.
+
+Two jobs, each a full simulation (embedded chain, memory storage, the real contract and node runtime)
+with ``--compare``, which also replays the same clients with central FedAvg (the global models must
+be byte-identical) and trains one model on the pooled data for as many epochs:
+
+* ``digits``: scikit-learn digits, an MLP, 8 nodes, Dirichlet(0.5) label skew, 20 rounds;
+* ``fashion``: Fashion-MNIST (Debian's dataset-fashion-mnist, 60k/10k), a small CNN, 8 nodes
+  (IID), 10 rounds.
+
+Prints one line per job and writes ``bench/results/accuracy.json`` (and each run folder under
+``bench/results/accuracy-runs/``). Run: ``.venv/bin/python bench/accuracy.py [--jobs digits fashion]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from fl_chain.cli import build_parser
+from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
+from fl_chain.simulate_display import SimulationDisplay
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: ``flchain simulate`` arguments of each job.
+JOBS: dict[str, list[str]] = {
+    "digits": [
+        "--nodes", "8", "--rounds", "20", "--dataset", "digits", "--model", "mlp", "--hidden", "32",
+        "--split", "dirichlet", "--alpha", "0.5", "--partitions", "8", "--replication", "2",
+        "--epochs", "1", "--batch-size", "16", "--lr", "0.1",
+    ],
+    "fashion": [
+        "--nodes", "8", "--rounds", "10", "--dataset", "fashion_mnist", "--model", "cnn",
+        "--split", "iid", "--partitions", "8", "--replication", "2",
+        "--epochs", "1", "--batch-size", "32", "--lr", "0.05",
+    ],
+}
+
+
+def run_job(name: str, *, verbose: bool) -> dict[str, object]:
+    """Run one job with --compare; returns its figures."""
+    args = build_parser().parse_args(["simulate", *JOBS[name]])
+    out = RESULTS / "accuracy-runs" / name
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.monotonic()
+    summary = run_simulation(
+        simulate_spec(args), SimulationOptions(nodes=args.nodes, out=out, compare=True), SimulationDisplay(quiet=not verbose)
+    )
+    wall = time.monotonic() - started
+    reference = summary["reference"]
+    finalized = [r for r in summary["rounds"] if r["status"] == "finalized"]
+    return {
+        "job": name,
+        "command": "flchain simulate --compare " + " ".join(JOBS[name]),
+        "rounds_finalized": len(finalized),
+        "final_accuracy": summary["final_accuracy"],
+        "pooled_accuracy": summary["pooled"]["test_accuracy"],
+        "pooled_epochs": summary["pooled"]["epochs"],
+        "central_fedavg_identical": reference.get("final_identical"),
+        "central_fedavg_rounds_identical": f"{reference.get('rounds_identical')}/{reference.get('rounds_compared')}",
+        "federation_seconds": summary["wall_seconds"],
+        "seconds_per_round": summary["wall_seconds"] / max(len(summary["rounds"]), 1),
+        "total_seconds_with_baselines": wall,
+        "accuracy_per_round": [r["test_accuracy"] for r in finalized],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", nargs="+", choices=sorted(JOBS), default=list(JOBS))
+    parser.add_argument("--verbose", action="store_true", help="show each simulation's progress and table")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.jobs:
+        print(f"{name}: flchain simulate --compare {' '.join(JOBS[name])}", flush=True)
+        figures = run_job(name, verbose=args.verbose)
+        results.append(figures)
+        print(
+            f"  final accuracy {figures['final_accuracy']:.4f} after {figures['rounds_finalized']} rounds; "
+            f"pooled centralized {figures['pooled_accuracy']:.4f} ({figures['pooled_epochs']} epochs); "
+            f"central FedAvg byte-identical: {figures['central_fedavg_identical']} "
+            f"({figures['central_fedavg_rounds_identical']} rounds); "
+            f"federation wall time {figures['federation_seconds']:.0f} s ({figures['seconds_per_round']:.1f} s/round)",
+            flush=True,
+        )
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
+        "jobs": results,
+    }
+    (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS / 'accuracy.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

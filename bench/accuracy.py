@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -89,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
             f"federation wall time {figures['federation_seconds']:.0f} s ({figures['seconds_per_round']:.1f} s/round)",
             flush=True,
         )
+    # Jobs not run this time keep their last figures.
+    path = RESULTS / "accuracy.json"
+    previous = json.loads(path.read_text()).get("jobs", []) if path.exists() else []
+    kept = [job for job in previous if job["job"] not in {r["job"] for r in results}]
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
-        "jobs": results,
+        "machine": f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores",
+        "jobs": kept + results,
     }
-    (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2))
+    path.write_text(json.dumps(report, indent=2))
     print(f"wrote {RESULTS / 'accuracy.json'}")
     return 0
 

@@ -1,0 +1,311 @@
+"""Poisoned and broken updates on the real contract and runtime: invalid ones are excluded alike.
+
+One contributor of four is adversarial (:mod:`tests.adversaries`); the other three, and the
+adversary's own aggregation step, are the honest runtime. Checks, per case:
+
+- **invalid** updates (NaN or Inf values, a manifest of the wrong dimension, partition blobs one
+  value short, a blob served with bytes that do not hash to its CID, a payload that does not match
+  its header's hash, a digest of content that is not a manifest, a manifest naming another
+  contributor or another round) are excluded by every honest aggregator alike: every round
+  finalizes with no dissent, the global model equals FedAvg of the honest updates only, byte for
+  byte, and every node recomputes the same bytes for every partition;
+- **valid but malicious** updates (scaled by 100, sign-flipped) are not invalid: plain FedAvg
+  includes them. With ``norm_bound`` in the task's [strategy] section (a per-partition L2 bound on
+  the *published vector*, see :func:`fl_chain.aggregation.validate_values`) the scaled update, and a
+  sign flip scaled by 10, are excluded on every node alike; a plain sign flip keeps the vector's
+  norm and passes any bound the honest updates pass (xfail below: a bound on the vector cannot see
+  it);
+- an update whose committed content nobody can fetch is *unavailable*, not invalid: no honest
+  aggregator commits without it, so the round fails at its fallback deadline; an adversary that
+  does this every round stalls the task forever (xfail below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl_chain.aggregation import l2_norm, reference_fedavg
+from fl_chain.chain.coordinator import Coordinator, FailureReason, RoundStatus, TaskStatus
+from fl_chain.exchange import fetch_manifest, fetch_vector
+from fl_chain.inprocess import InProcessFederation, build_federation
+from fl_chain.model.blob import BlobKind
+from fl_chain.model.partitioning import partition_bounds
+from fl_chain.node.runtime import Node
+from fl_chain.storage.base import Storage
+from fl_chain.task import TaskSpec
+from tests.adversaries import (
+    FORGERIES,
+    Attack,
+    ForgingContributor,
+    TamperingTrainer,
+    nan_in_partition,
+    one_value_more,
+    rebuild,
+    scaled,
+    sign_flipped,
+    with_inf,
+    with_nan,
+)
+from tests.federation_checks import check_every_finalized_round, fetch_global
+
+NODES = 4
+PARTITIONS = 4
+ROUNDS = 2
+#: Index of the adversarial node (any works; not the first, whose trainer made the initial model).
+ADVERSARY = 2
+#: Per-partition L2 bound for the norm-bound cases. Honest slices of this task have norms near 1
+#: (checked in each test), a 100-fold update near 100.
+NORM_BOUND = 5.0
+
+
+def spec(*, strategy: dict[str, object] | None = None) -> TaskSpec:
+    return TaskSpec.from_dict({
+        "protocol": {"rounds": ROUNDS, "partitions": PARTITIONS, "replication": 3, "quorum": 2,
+                     "min_contributors": 2, "update_duration": 3600, "aggregation_duration": 3600},
+        "model": {"name": "logreg", "seed": 3},
+        "dataset": {"name": "digits", "split": "iid"},
+        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+        "strategy": strategy or {"name": "fedavg"},
+    })
+
+
+def federation(tmp_path: Path, adversary: Callable[[Node], Node], task: TaskSpec | None = None):  # type: ignore[no-untyped-def]
+    """A started federation whose node ``ADVERSARY`` is replaced by ``adversary(node)``."""
+    chain, coordinator, task_id, nodes = build_federation(task or spec(), nodes=NODES, state_root=tmp_path)
+    nodes[ADVERSARY] = adversary(nodes[ADVERSARY])
+    return chain, coordinator, task_id, nodes
+
+
+def tampering(attack: Attack) -> Callable[[Node], Node]:
+    """Make a node publish ``attack(trained, base)`` through its usual update path."""
+
+    def apply(node: Node) -> Node:
+        node.trainer = TamperingTrainer(node.trainer, attack)
+        return node
+
+    return apply
+
+
+def forging(forgery: str) -> Callable[[Node], Node]:
+    return lambda node: rebuild(node, ForgingContributor, forgery=forgery)
+
+
+def committed_updates(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, contributors: set[str]):  # type: ignore[no-untyped-def]
+    """``(address, samples, vector)`` of ``contributors``' updates in ``round_``, fetched and verified."""
+    updates = []
+    for commit in coordinator.find_update_commits(task_id, round_):
+        if commit.contributor not in contributors:
+            continue
+        manifest = fetch_manifest(storage, commit.digest, kind="update", task_id=task_id, round_=round_,
+                                  partitions=PARTITIONS, contributor=commit.contributor, timeout=5)
+        updates.append((commit.contributor, commit.samples, fetch_vector(storage, manifest, blob_kind=BlobKind.UPDATE, timeout=5)))
+    return updates
+
+
+def check_honest_result(
+    coordinator: Coordinator, task_id: int, nodes: list[Node], *, expected: Callable[[int, list], np.ndarray]
+) -> dict[int, np.ndarray]:
+    """Every round finalized without retry or dissent, its global model equals ``expected(round,
+    honest updates)`` byte for byte, and every node recomputes every partition to the same bytes."""
+    _, task = coordinator.get_task(task_id)
+    assert task.status == TaskStatus.COMPLETED
+    assert (task.current_round, task.finalized_rounds) == (ROUNDS - 1, ROUNDS)
+    adversary = nodes[ADVERSARY].address
+    honest = {node.address for node in nodes} - {adversary}
+    storage = nodes[0].storage
+    dimension = nodes[0]._initial.size
+    bounds = partition_bounds(dimension, PARTITIONS)
+    globals_: dict[int, np.ndarray] = {}
+    previous = nodes[0]._initial
+    for round_ in range(ROUNDS):
+        assert coordinator.get_round(task_id, round_).status == RoundStatus.FINALIZED
+        commits = coordinator.find_update_commits(task_id, round_)
+        assert adversary in {c.contributor for c in commits}, "the adversary must be in the contributor set"
+        assert coordinator.find_dissenting_aggregators(task_id, round_) == []
+        actual = fetch_global(storage, coordinator, task_id, round_, dimension)
+        want = expected(round_, committed_updates(storage, coordinator, task_id, round_, honest))
+        assert actual.tobytes() == want.tobytes(), f"round {round_}: global model is not the honest-only result"
+        for node in nodes:  # every node alike, the adversary's own (honest) aggregation step included
+            for b in bounds:
+                mine = node._aggregate_partition(round_, b.index, commits, previous)
+                assert mine is not None and mine.tobytes() == actual[b.offset : b.offset + b.length].tobytes()
+        globals_[round_] = actual
+        previous = actual
+    final = [node.state.load_vector(task_id, "final-model") for node in nodes]
+    assert all(f is not None and f.tobytes() == globals_[ROUNDS - 1].tobytes() for f in final)
+    return globals_
+
+
+def honest_fedavg(round_: int, honest_updates: list) -> np.ndarray:
+    return reference_fedavg(honest_updates)
+
+
+INVALID = {
+    "nan": tampering(with_nan),
+    "inf": tampering(with_inf),
+    "wrong_dimension": tampering(one_value_more),
+    **{name: forging(name) for name in FORGERIES if name != "unavailable"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_update_is_excluded_alike_by_every_honest_aggregator(tmp_path: Path, case: str) -> None:
+    """Each round finalizes; the global model is FedAvg of the three honest updates only."""
+    # Prepare
+    chain, coordinator, task_id, nodes = federation(tmp_path, INVALID[case])
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert
+    assert status == TaskStatus.COMPLETED
+    check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
+
+
+def test_nan_in_one_partition_excludes_only_that_slice_of_the_update(tmp_path: Path) -> None:
+    """Validation is per partition (an aggregator sees only its partition): a NaN in partition 1
+    drops the update from partition 1 on every node; its other slices still count."""
+    # Prepare
+    bad = 1
+    chain, coordinator, task_id, nodes = federation(tmp_path, tampering(nan_in_partition(bad, PARTITIONS)))
+    adversary = nodes[ADVERSARY].address
+
+    def expected(round_: int, honest_updates: list) -> np.ndarray:
+        (mine,) = committed_updates(nodes[0].storage, coordinator, task_id, round_, {adversary})
+        everyone = reference_fedavg([*honest_updates, mine])
+        honest_only = reference_fedavg(honest_updates)
+        b = partition_bounds(everyone.size, PARTITIONS)[bad]
+        everyone[b.offset : b.offset + b.length] = honest_only[b.offset : b.offset + b.length]
+        return everyone
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert
+    assert status == TaskStatus.COMPLETED
+    globals_ = check_honest_result(coordinator, task_id, nodes, expected=expected)
+    assert all(np.isfinite(g).all() for g in globals_.values())
+
+
+@pytest.mark.parametrize("attack", [scaled(100), sign_flipped], ids=["scaled_100", "sign_flipped"])
+def test_valid_but_malicious_update_is_included_by_plain_fedavg(tmp_path: Path, attack: Attack) -> None:
+    """Finite, right length, verified: not invalid, so FedAvg averages it in like any other update."""
+    # Prepare
+    chain, coordinator, task_id, nodes = federation(tmp_path, tampering(attack))
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert
+    assert status == TaskStatus.COMPLETED
+    globals_ = check_every_finalized_round(nodes[0].storage, coordinator, task_id, nodes[0]._initial.size)
+    assert sorted(globals_) == list(range(ROUNDS))
+    honest = {n.address for n in nodes} - {nodes[ADVERSARY].address}
+    for round_, actual in globals_.items():
+        honest_only = reference_fedavg(committed_updates(nodes[0].storage, coordinator, task_id, round_, honest))
+        assert actual.tobytes() != honest_only.tobytes()
+    assert len(nodes[ADVERSARY].trainer.published) == ROUNDS  # type: ignore[attr-defined]
+
+
+def check_honest_slices_within_bound(coordinator: Coordinator, task_id: int, nodes: list[Node]) -> None:
+    """The bound is realistic: every honest update's every partition slice is within it."""
+    honest = {n.address for n in nodes} - {nodes[ADVERSARY].address}
+    for round_ in range(ROUNDS):
+        for _, _, vector in committed_updates(nodes[0].storage, coordinator, task_id, round_, honest):
+            for b in partition_bounds(vector.size, PARTITIONS):
+                assert l2_norm(vector[b.offset : b.offset + b.length]) <= NORM_BOUND / 2
+
+
+@pytest.mark.parametrize("attack", [scaled(100), scaled(-10)], ids=["scaled_100", "sign_flipped_scaled_10"])
+def test_norm_bound_excludes_an_oversized_update_on_every_node(tmp_path: Path, attack: Attack) -> None:
+    """With [strategy] norm_bound, a scaled update exceeds the bound in every partition and is
+    excluded by every node alike: the global model is FedAvg of the honest updates only."""
+    # Prepare
+    task = spec(strategy={"name": "fedavg", "norm_bound": NORM_BOUND})
+    chain, coordinator, task_id, nodes = federation(tmp_path, tampering(attack), task)
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert
+    assert status == TaskStatus.COMPLETED
+    check_honest_slices_within_bound(coordinator, task_id, nodes)
+    check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="norm_bound bounds the L2 norm of the published vector (the trained model), not of its "
+    "change from the global model: a sign-flipped model has exactly the honest model's norm",
+)
+def test_norm_bound_excludes_a_sign_flipped_update(tmp_path: Path) -> None:
+    """What the issue asks of validation for a sign-flipped update; fl_chain cannot do it yet."""
+    # Prepare
+    task = spec(strategy={"name": "fedavg", "norm_bound": NORM_BOUND})
+    chain, coordinator, task_id, nodes = federation(tmp_path, tampering(sign_flipped), task)
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert
+    assert status == TaskStatus.COMPLETED
+    check_honest_slices_within_bound(coordinator, task_id, nodes)
+    check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
+
+
+class _Stop(Exception):
+    """Raised from on_sweep to stop a federation that does not end by itself."""
+
+
+def run_until_round(federation_: InProcessFederation, last_round: int) -> TaskStatus:
+    """Run until the task ends or reaches round ``last_round``; returns the task status then."""
+    coordinator, task_id = federation_.coordinator, federation_.task_id
+
+    def stop_late() -> None:
+        if coordinator.get_task(task_id)[1].current_round >= last_round:
+            raise _Stop
+
+    try:
+        return federation_.run(on_sweep=stop_late)
+    except _Stop:
+        return coordinator.get_task(task_id)[1].status
+
+
+def test_unavailable_update_fails_the_round_instead_of_being_dropped_by_some_nodes(tmp_path: Path) -> None:
+    """A committed digest whose content no peer has: no aggregator commits an average without it
+    (that set might not be the one another honest node sees), so the round fails at its fallback
+    deadline and a new round starts."""
+    # Prepare
+    chain, coordinator, task_id, nodes = federation(tmp_path, forging("unavailable"))
+
+    # Execute
+    run_until_round(InProcessFederation(chain, coordinator, task_id, nodes), last_round=1)
+
+    # Assert
+    failed = coordinator.get_round(task_id, 0)
+    assert (failed.status, failed.failure, failed.contributors) == (
+        RoundStatus.FAILED, FailureReason.AGGREGATION_TIMED_OUT, NODES
+    )
+    assert coordinator.find_aggregate_commits(task_id, 0) == []
+    assert coordinator.get_round(task_id, 1).status in (RoundStatus.UPDATE, RoundStatus.AGGREGATION)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an unavailable contribution is never excluded and nothing stops its contributor from "
+    "committing one again in every retry: one participant can stall a task forever",
+)
+def test_contributor_whose_updates_never_appear_cannot_stall_the_task(tmp_path: Path) -> None:
+    """The adversary commits an unavailable digest in every round; the task should still complete."""
+    # Prepare
+    chain, coordinator, task_id, nodes = federation(tmp_path, forging("unavailable"))
+
+    # Execute: give it three times the rounds the task needs.
+    status = run_until_round(InProcessFederation(chain, coordinator, task_id, nodes), last_round=3 * ROUNDS)
+
+    # Assert
+    assert status == TaskStatus.COMPLETED

@@ -14,7 +14,8 @@ adversary's own aggregation step, are the honest runtime. Checks, per case:
   the *published vector*, see :func:`fl_chain.aggregation.validate_values`) the scaled update, and a
   sign flip scaled by 10, are excluded on every node alike; a plain sign flip keeps the vector's
   norm and passes any bound the honest updates pass (xfail below: a bound on the vector cannot see
-  it);
+  it); a norm_bound that is negative, NaN or not a number should be refused when the task is read
+  (xfail below: it is accepted and fails every node only when it aggregates);
 - an update whose committed content nobody can fetch is *unavailable*, not invalid: no honest
   aggregator commits without it, so the round fails at its fallback deadline; an adversary that
   does this every round stalls the task forever (xfail below).
@@ -30,6 +31,7 @@ import pytest
 
 from fl_chain.aggregation import l2_norm, reference_fedavg
 from fl_chain.chain.coordinator import Coordinator, FailureReason, RoundStatus, TaskStatus
+from fl_chain.errors import ConfigError
 from fl_chain.exchange import fetch_manifest, fetch_vector
 from fl_chain.inprocess import InProcessFederation, build_federation
 from fl_chain.model.blob import BlobKind
@@ -255,6 +257,18 @@ def test_norm_bound_excludes_a_sign_flipped_update(tmp_path: Path) -> None:
     assert status == TaskStatus.COMPLETED
     check_honest_slices_within_bound(coordinator, task_id, nodes)
     check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TaskSpec.validate does not check [strategy] norm_bound: the task is created on chain and "
+    "every node fails only when it aggregates (ConfigError for a negative or NaN bound, ValueError for text)",
+)
+@pytest.mark.parametrize("bound", [-1.0, float("nan"), "abc"], ids=["negative", "nan", "text"])
+def test_task_with_an_unusable_norm_bound_is_refused_when_read(bound: object) -> None:
+    """A bad norm_bound is bad input: a one-line ConfigError naming it, before anything is on chain."""
+    with pytest.raises(ConfigError, match="norm_bound"):
+        spec(strategy={"name": "fedavg", "norm_bound": bound})
 
 
 class _Stop(Exception):

@@ -55,6 +55,8 @@ PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", 
 POLL = 0.15
 #: Seconds a node gets to exit by itself after the task ended (its linger plus fetching the final model).
 EXIT_GRACE = 45.0
+#: Times the chain-restart run restarts one crashed node.
+MAX_SUPERVISOR_RESTARTS = 3
 #: Seconds the harness's verifier waits for one blob.
 VERIFY_TIMEOUT = 10.0
 
@@ -517,9 +519,18 @@ class ChainRestartResult:
     unverified_rounds: int = 0
     verified_rounds: int = 0
     exit_codes: list[int | None] = field(default_factory=list)
+    #: Last stderr line of each node process that exited with an error (crashed) during the run.
     node_errors: dict[int, str] = field(default_factory=dict)
+    #: Nodes the harness restarted (as a supervisor would) after they crashed.
+    supervisor_restarts: list[int] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+
+
+def _last_error(path: Path) -> str:
+    """The last line of a node's stderr (the exception of a traceback)."""
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return lines[-1] if lines else ""
 
 
 def run_chain_restart(
@@ -529,12 +540,15 @@ def run_chain_restart(
     stop_in_round: int = 1,
     stop_in_phase: str = "aggregation",
     down_seconds: float = 5.0,
+    restart_crashed: bool = True,
     report: Callable[[str], None] = lambda message: None,
 ) -> ChainRestartResult:
     """Stop the chain process (SIGTERM) when round ``stop_in_round`` reaches ``stop_in_phase``
     (``update`` or ``aggregation``), keep it down ``down_seconds``, start it again on the same port
-    with the same data directory, and let the node processes go on. Never raises for what happens
-    in the federation; every process is stopped by pid at the end."""
+    with the same data directory, and let the node processes go on. A node process that exits with
+    an error is recorded in ``node_errors`` and, with ``restart_crashed``, started again on its state
+    directory (what a supervisor such as systemd would do). Never raises for what happens in the
+    federation; every process is stopped by pid at the end."""
     config = config or FaultConfig(chain="ganache")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -591,6 +605,13 @@ def run_chain_restart(
             status = task.status
             if status != TaskStatus.RUNNING:
                 break
+            for node in net.nodes:
+                if node.process is not None and node.process.poll() not in (None, 0):
+                    result.node_errors.setdefault(node.index, _last_error(node.state_dir / "stderr.log"))
+                    if restart_crashed and result.supervisor_restarts.count(node.index) < MAX_SUPERVISOR_RESTARTS:
+                        net.start_node(node.index)
+                        result.supervisor_restarts.append(node.index)
+                        report(f"node {node.index} crashed ({result.node_errors[node.index]}); restarted it")
             checker.poll(task.current_round)
             time.sleep(0.5)
         else:
@@ -619,8 +640,7 @@ def run_chain_restart(
         result.exit_codes = codes
         for node in net.nodes:
             if node.process is not None and node.process.poll() not in (None, 0):
-                lines = (node.state_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
-                result.node_errors[node.index] = lines[-1] if lines else ""
+                result.node_errors.setdefault(node.index, _last_error(node.state_dir / "stderr.log"))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         result.error = f"{exc.__class__.__name__}: {exc}"
         report(f"error: {result.error}\n{traceback.format_exc()}")

@@ -3,26 +3,74 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from fl_chain.chain.coordinator import Coordinator
+from fl_chain.chain.coordinator import Coordinator, ParticipantInfo
 from fl_chain.errors import StorageError
 from fl_chain.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
+#: Events that are emitted whenever a participant's registered multiaddrs change.
+PEER_EVENTS = ("ParticipantJoined", "PeerUpdated")
+
+
+class PeerDirectory:
+    """The registered participants of one task, read again from the chain only after a peer change.
+
+    Accounts and multiaddrs change only through ``join`` and ``updatePeer``, and each emits an event
+    (:data:`PEER_EVENTS`). A read notes the latest block number before calling ``getParticipants``;
+    the next read looks for either event after that block and returns the previous list when there
+    is none, so the accounts and multiaddrs returned are always those a fresh read would give (a
+    change in the very block of the previous read only causes one more read). The other fields
+    (``update_round``, ``index``, ``samples``) are those of the last read: use this for peer
+    addresses only.
+    """
+
+    def __init__(self, coordinator: Coordinator, task_id: int) -> None:
+        self.coordinator = coordinator
+        self.task_id = task_id
+        self._participants: list[ParticipantInfo] | None = None
+        self._read_at = -1
+
+    def participants(self) -> list[ParticipantInfo]:
+        """Every participant of the task with its current multiaddrs, in join order."""
+        latest = self.coordinator.client.block_number()
+        if self._participants is not None and not self._changed(latest):
+            return self._participants
+        self._participants = self.coordinator.get_participants(self.task_id)
+        self._read_at = latest
+        return self._participants
+
+    def _changed(self, latest: int) -> bool:
+        if latest <= self._read_at:
+            return False
+        return any(
+            self.coordinator.find_events(name, from_block=self._read_at + 1, to_block=latest, taskId=self.task_id)
+            for name in PEER_EVENTS
+        )
+
 
 def connect_to_participants(
-    storage: Storage, coordinator: Coordinator, task_id: int, accounts: Iterable[str]
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    accounts: Iterable[str],
+    *,
+    participants: Sequence[ParticipantInfo] | None = None,
 ) -> dict[str, bool]:
     """Connect ``storage`` to the registered peers of ``accounts`` in ``task_id``.
+
+    ``participants`` are the task's registered participants when the caller has just read them
+    (by default they are read from the chain here).
 
     Returns, per account, whether at least one of its multiaddrs connected. An unreachable peer is
     not an error here: fetching its blobs will fail on its timeout, the same way for every node.
     """
     wanted = {a.lower() for a in accounts}
     connected: dict[str, bool] = {}
-    for participant in coordinator.get_participants(task_id):
+    registered = coordinator.get_participants(task_id) if participants is None else participants
+    for participant in registered:
         if participant.account.lower() not in wanted:
             continue
         ok = False

@@ -170,6 +170,10 @@ class ChainClient:
         """Runtime bytecode at ``address`` (empty for an account without code)."""
         return bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
 
+    def block_number(self) -> int:
+        """Number of the latest block."""
+        return int(self.w3.eth.block_number)
+
     def block_timestamp(self) -> int:
         """Timestamp of the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"])

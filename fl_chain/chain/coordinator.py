@@ -333,11 +333,17 @@ class Coordinator:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def find_events(self, name: str, *, from_block: int | None = None, **filters: Any) -> list[Any]:
-        """Every ``name`` event matching ``filters`` (indexed arguments), oldest first."""
+    def find_events(
+        self, name: str, *, from_block: int | None = None, to_block: int | None = None, **filters: Any
+    ) -> list[Any]:
+        """Every ``name`` event matching ``filters`` (indexed arguments), oldest first.
+
+        The range is ``from_block`` (default: the deployment block) to ``to_block`` (default: the latest).
+        """
         event = getattr(self.contract.events, name)()
         start = self.deploy_block if from_block is None else from_block
-        return list(event.get_logs(from_block=start, to_block="latest", argument_filters=filters or None))
+        end = "latest" if to_block is None else to_block
+        return list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None))
 
     def find_update_commits(self, task_id: int, round_: int) -> list[UpdateCommit]:
         """The contributors of ``round_`` with their digests, in commit-index order."""

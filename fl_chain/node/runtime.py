@@ -59,7 +59,7 @@ from fl_chain.model.partitioning import join_partitions, partition_bounds
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState, RoundProgress
 from fl_chain.node.trainer import Trainer, initial_model_digest, training_seed
-from fl_chain.peering import connect_to_participants
+from fl_chain.peering import PeerDirectory, connect_to_participants
 from fl_chain.storage.base import Storage
 from fl_chain.storage.cid import cid_from_digest, digest_from_cid
 from fl_chain.task import TaskSpec
@@ -135,6 +135,7 @@ class Node:
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
+        self._peers = PeerDirectory(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
 
     # -- setup ----------------------------------------------------------------------------------
@@ -278,8 +279,10 @@ class Node:
         return join_partitions(parts)
 
     def _connect_all(self) -> None:
-        participants = [p.account for p in self.coordinator.get_participants(self.task_id) if p.account != self.address]
-        connect_to_participants(self.storage, self.coordinator, self.task_id, participants)
+        others = [p for p in self._peers.participants() if p.account != self.address]
+        connect_to_participants(
+            self.storage, self.coordinator, self.task_id, [p.account for p in others], participants=others
+        )
 
     # -- update phase ---------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ chain and compares it byte for byte with the global the federation finalized.
 
 Prints one line per run, a table and totals; writes ``bench/results/faults.json`` after every run
 (so an interrupted benchmark keeps what it measured). Hangs and wrong global models must be 0.
+``touch WORKDIR/STOP`` ends a benchmark after the runs in progress (later seeds are recorded as
+skipped and left out of the totals); ``--summarize FILE`` prints the table of a results file again.
 One run takes about 1.5 to 2 minutes on 2 cores, most of it starting the node processes.
 """
 
@@ -46,10 +48,26 @@ def config_for(seed: int, base: FaultConfig) -> FaultConfig:
     return replace(base, nodes=4 + seed % 2)
 
 
+#: Create this file in the work directory to end the benchmark after the runs in progress.
+STOP_FILE = "STOP"
+
+
+def skipped(seed: int) -> dict[str, Any]:
+    """The record of a seed not run because the benchmark was stopped."""
+    return {
+        "seed": seed, "nodes": 4 + seed % 2, "skipped": True, "status": "skipped", "completed": False,
+        "hung": False, "rounds_finalized": 0, "rounds_failed": 0, "failures": [], "wrong_models": 0,
+        "unverified_rounds": 0, "verified_rounds": 0, "kills": [], "restarts": 0, "stuck_nodes": [],
+        "unexpected_exits": [], "exit_codes": [], "error": None, "seconds": 0.0, "task_seconds": None,
+    }  # fmt: skip
+
+
 def one_run(seed: int, base: FaultConfig, workdir: str, keep: bool) -> dict[str, Any]:
     """Run seed ``seed`` in a fresh directory (in a worker process); returns the result as a dict."""
     import shutil
 
+    if (Path(workdir) / STOP_FILE).exists():
+        return skipped(seed)
     root = Path(workdir) / f"seed-{seed}"
     result = run_faults(seed, root, config_for(seed, base))
     data = result.as_dict()
@@ -61,7 +79,8 @@ def one_run(seed: int, base: FaultConfig, workdir: str, keep: bool) -> dict[str,
 
 
 def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sums over runs."""
+    """Sums over the runs that ran (stopped seeds left out)."""
+    runs = [r for r in runs if not r.get("skipped")]
     kills = [k for r in runs for k in r["kills"] if k["at"] is not None]
     return {
         "runs": len(runs),
@@ -117,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where runs live (default a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the directories of runs that passed")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    parser.add_argument("--summarize", type=Path, default=None, help="print the table of a results file and exit")
     args = parser.parse_args(argv)
+    if args.summarize is not None:
+        return summarize(args.summarize)
     seeds = (
         [int(s) for s in args.seeds.split(",") if s]
         if args.seeds
@@ -156,18 +178,39 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, max_tasks_per_child=1) as pool:
-            futures = [pool.submit(one_run, seed, base, workdir, args.keep) for seed in seeds]
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = [pool.submit(one_run, seed, base, workdir, args.keep) for seed in seeds]
+        try:
             for future in as_completed(futures):
                 data = future.result()
                 runs.append(data)
-                print(line(data), flush=True)
+                if not data.get("skipped"):
+                    print(line(data), flush=True)
                 save()
-    except KeyboardInterrupt:
-        print("interrupted; reporting the runs that finished", file=sys.stderr)
+        except KeyboardInterrupt:
+            # Runs in progress end in their own finally (every process stopped by pid); the rest are dropped.
+            print("interrupted; reporting the runs that finished", file=sys.stderr)
+            pool.shutdown(wait=True, cancel_futures=True)
     save()
-    elapsed = time.perf_counter() - started
+    print_summary(runs, time.perf_counter() - started, args.output)
+    summary = totals(runs)
+    bad = summary["hangs"] + summary["wrong_global_models"] + summary["errors"]
+    return 1 if bad else 0
+
+
+def summarize(path: Path) -> int:
+    """Print the table and totals of an existing results file."""
+    data = json.loads(path.read_text())
+    print(HEADER)
+    for run in data["runs"]:
+        if not run.get("skipped"):
+            print(line(run))
+    print_summary(data["runs"], float(data["seconds"]), None)
+    return 0
+
+
+def print_summary(runs: list[dict[str, Any]], elapsed: float, output: Path | None) -> None:
+    """The totals block."""
     summary = totals(runs)
     print()
     print(f"runs                     {summary['runs']} ({summary['completed']} completed) in {elapsed / 60:.1f} min")
@@ -186,9 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"stuck nodes              {summary['stuck_nodes']}   unexpected exits {summary['unexpected_exits']}   errors {summary['errors']}"
     )
-    print(f"\nwrote {args.output}")
-    bad = summary["hangs"] + summary["wrong_global_models"] + summary["errors"]
-    return 1 if bad else 0
+    if output is not None:
+        print(f"\nwrote {output}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+from fl_chain.errors import ConfigError
 from fl_chain.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.trainer import TorchTrainer
@@ -107,3 +108,16 @@ def test_node_that_was_away_syncs_to_the_latest_global_model_and_contributes(tmp
     assert late in {c.contributor for c in coordinator.find_update_commits(task_id, 1)}
     finals = [np.load(tmp_path / f"node-{i}" / f"task-{task_id}" / "final-model.npy") for i in range(3)]
     assert finals[2].tobytes() == finals[0].tobytes() == finals[1].tobytes()
+
+
+def test_state_directory_of_a_reset_chain_is_refused_not_resumed(tmp_path: Path) -> None:
+    """Same contract address and task id on a fresh chain: the old progress must not be resumed."""
+    # Prepare: a finished federation's state directories
+    chain, coordinator, task_id, nodes = build_federation(spec(rounds=1), nodes=3, state_root=tmp_path)
+    InProcessFederation(chain, coordinator, task_id, nodes).run()
+    before = {p: p.read_bytes() for p in (tmp_path / "node-0" / f"task-{task_id}").iterdir() if p.is_file()}
+    # Execute / Assert: a fresh chain, same accounts, same deployment address, same task id
+    with pytest.raises(ConfigError, match="another chain"):
+        build_federation(spec(rounds=1), nodes=3, state_root=tmp_path)
+    after = {p: p.read_bytes() for p in (tmp_path / "node-0" / f"task-{task_id}").iterdir() if p.is_file()}
+    assert after == before

@@ -12,7 +12,7 @@ from web3.contract.contract import Contract
 
 from fl_chain.chain.artifacts import Artifact, load_artifact
 from fl_chain.chain.client import ChainClient, RevertDecoder
-from fl_chain.errors import ContractNotFoundError
+from fl_chain.errors import ConfigError, ContractNotFoundError
 
 ZERO_DIGEST = b"\x00" * 32
 
@@ -344,6 +344,13 @@ class Coordinator:
         start = self.deploy_block if from_block is None else from_block
         end = "latest" if to_block is None else to_block
         return list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None))
+
+    def task_anchor(self, task_id: int) -> str:
+        """Hex hash of the block whose transaction created ``task_id`` (unique to this chain's history)."""
+        events = self.find_events("TaskCreated", taskId=task_id)
+        if not events:
+            raise ConfigError(f"task {task_id} does not exist on this coordinator")
+        return "0x" + bytes(events[0]["blockHash"]).hex()
 
     def find_update_commits(self, task_id: int, round_: int) -> list[UpdateCommit]:
         """The contributors of ``round_`` with their digests, in commit-index order."""

@@ -131,6 +131,7 @@ class Node:
         self.config, _ = coordinator.get_task(task_id)
         self._initial = trainer.initial_vector()
         self._check_task_matches_chain()
+        state.bind_task(task_id, coordinator.task_anchor(task_id))
         self._global: tuple[int, np.ndarray] | None = None
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}

@@ -3,6 +3,7 @@
 Layout::
 
     STATE_DIR/node.json                 identity (chain id, contract, account) and finished tasks
+    STATE_DIR/task-<id>/task.json       the hash of the block that created the task (guards a reset chain)
     STATE_DIR/task-<id>/progress.json   per round: update digest and samples, aggregates, commits
     STATE_DIR/task-<id>/update-<r>.npy  the trained update of round r (kept until it is committed)
     STATE_DIR/task-<id>/global.npy      the latest global model and global-round.txt its round
@@ -100,6 +101,30 @@ class NodeState:
         path = self.root / f"task-{task_id}"
         path.mkdir(exist_ok=True)
         return path
+
+    def bind_task(self, task_id: int, anchor: str) -> None:
+        """Tie ``task-<id>/`` to one task on one chain: ``anchor`` is the hash of the block that
+        created it. A chain that was reset (same contract address and task id on a fresh chain)
+        has another anchor, and its task must not resume this directory's progress.
+
+        Raises
+        ------
+        ConfigError
+            If the directory already holds the task of another anchor.
+        """
+        path = self.task_dir(task_id) / "task.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text()).get("anchor")
+            except (json.JSONDecodeError, AttributeError):
+                raise ConfigError(f"{path} is corrupt; move {path.parent} aside and start the task fresh") from None
+            if stored != anchor:
+                raise ConfigError(
+                    f"{path.parent} holds task {task_id} of another chain (created in block {stored}, the chain's task "
+                    f"{task_id} in block {anchor}; was the chain reset?): move {path.parent} aside or use another --state-dir"
+                )
+            return
+        _atomic_write(path, json.dumps({"anchor": anchor}).encode())
 
     def _progress_path(self, task_id: int) -> Path:
         return self.task_dir(task_id) / "progress.json"

@@ -19,7 +19,8 @@ Prints one line per run, a table and totals; writes ``bench/results/faults.json`
 (so an interrupted benchmark keeps what it measured). Hangs and wrong global models must be 0.
 ``touch WORKDIR/STOP`` ends a benchmark after the runs in progress (later seeds are recorded as
 skipped and left out of the totals); ``--summarize FILE`` prints the table of a results file again.
-One run takes about 1.5 to 2 minutes on 2 cores, most of it starting the node processes.
+One run takes 2 to 4 minutes on 2 cores (starting the node processes is most of it); with
+``--jobs 2`` on 2 shared cores, 33 runs took 51 minutes (about 1.5 minutes per run).
 """
 
 from __future__ import annotations

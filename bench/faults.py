@@ -19,7 +19,7 @@ Prints one line per run, a table and totals; writes ``bench/results/faults.json`
 (so an interrupted benchmark keeps what it measured). Hangs and wrong global models must be 0.
 ``touch WORKDIR/STOP`` ends a benchmark after the runs in progress (later seeds are recorded as
 skipped and left out of the totals); ``--summarize FILE`` prints the table of a results file again.
-One run takes 2 to 4 minutes on 2 cores (starting the node processes is most of it); with
+One run takes 1.3 to 4 minutes (mean 1.8) on 2 cores, mostly starting the node processes; with
 ``--jobs 2`` on 2 shared cores, 33 runs took 51 minutes (about 1.5 minutes per run).
 """
 

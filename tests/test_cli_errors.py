@@ -185,3 +185,18 @@ def test_task_create_for_site_csv_data_needs_a_sample_file(ganache: ProcessChain
     created = run_cli("task", "create", *rpc, "csv.toml", "--data", "sample.csv", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     assert "created task 1" in created.stdout
+
+
+def test_chain_reads_on_a_dead_endpoint_raise_chain_unreachable_not_a_transport_error() -> None:
+    """Nodes retry ChainUnreachableError; a raw requests ConnectionError would kill them instead."""
+    from web3 import HTTPProvider, Web3
+
+    from fl_chain.chain.client import ChainClient
+    from fl_chain.chain.local_process import free_port
+    from fl_chain.errors import ChainUnreachableError
+
+    client = ChainClient.__new__(ChainClient)
+    client.w3 = Web3(HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
+    for read in (client.block_number, client.block_timestamp, lambda: client.balance("0x" + "11" * 20)):
+        with pytest.raises(ChainUnreachableError, match="lost the connection"):
+            read()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ast
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -34,6 +35,8 @@ from fl_chain.errors import (
 )
 
 #: Seconds to wait for a transaction receipt before giving up.
+T = TypeVar("T")
+
 RECEIPT_TIMEOUT = 120.0
 #: Gas limit = estimate * GAS_MARGIN + GAS_HEADROOM. The state can change between estimate and
 #: execution (the commit that finalizes a round also starts the next one), and unused gas is not
@@ -162,21 +165,29 @@ class ChainClient:
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, decoder) from None
 
+    def read(self, request: Callable[[], T], *, decoder: RevertDecoder | None = None) -> T:
+        """Run a read against the chain; a lost connection becomes ChainUnreachableError (which
+        callers retry), any other failure one of our ChainErrors, never a raw transport error."""
+        try:
+            return request()
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, decoder) from None
+
     def balance(self, address: str) -> int:
         """Balance of ``address`` in wei."""
-        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+        return int(self.read(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address))))
 
     def code_at(self, address: str) -> bytes:
         """Runtime bytecode at ``address`` (empty for an account without code)."""
-        return bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
+        return bytes(self.read(lambda: self.w3.eth.get_code(Web3.to_checksum_address(address))))
 
     def block_number(self) -> int:
         """Number of the latest block."""
-        return int(self.w3.eth.block_number)
+        return int(self.read(lambda: self.w3.eth.block_number))
 
     def block_timestamp(self) -> int:
         """Timestamp of the latest block."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        return int(self.read(lambda: self.w3.eth.get_block("latest")["timestamp"]))
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -226,8 +237,8 @@ class ChainClient:
 
     def _fill(self, account: LocalAccount, params: dict[str, Any], gas: int) -> dict[str, Any]:
         gas_limit = int(gas * GAS_MARGIN) + GAS_HEADROOM
-        block_gas_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
-        gas_price = int(self.w3.eth.gas_price)
+        block_gas_limit = int(self.read(lambda: self.w3.eth.get_block("latest")["gasLimit"]))
+        gas_price = int(self.read(lambda: self.w3.eth.gas_price))
         needed = gas_limit * gas_price + int(params.get("value", 0))
         have = self.balance(account.address)
         if have < needed:
@@ -239,7 +250,7 @@ class ChainClient:
             **params,
             "gas": min(gas_limit, block_gas_limit),
             "gasPrice": gas_price,
-            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+            "nonce": self.read(lambda: self.w3.eth.get_transaction_count(account.address, "pending")),
             "chainId": self.chain_id,
         }
 
@@ -261,6 +272,8 @@ class ChainClient:
             raise TransactionFailedError(
                 f"transaction {tx_hash.hex()} was not mined within {self.receipt_timeout:.0f} s"
             ) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. the connection dropped while waiting
+            raise self._translate(exc, decoder) from None
         if receipt["status"] != 1:
             raise self._explain_failure(tx, receipt, decoder, fn)
         return receipt

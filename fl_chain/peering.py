@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
 
 from fl_chain.chain.coordinator import Coordinator, ParticipantInfo
@@ -33,6 +34,18 @@ class PeerDirectory:
         self._participants: list[ParticipantInfo] | None = None
         self._read_at = -1
 
+    @classmethod
+    def shared(cls, coordinator: Coordinator, task_id: int) -> PeerDirectory:
+        """The directory of ``task_id`` shared by everyone using this ``coordinator`` object.
+
+        Nodes simulated in one process share one coordinator, so the participants are read once
+        for all of them, not once per node; the answers are those of a directory of one's own.
+        """
+        directories = _SHARED.setdefault(coordinator, {})
+        if task_id not in directories:
+            directories[task_id] = cls(coordinator, task_id)
+        return directories[task_id]
+
     def participants(self) -> list[ParticipantInfo]:
         """Every participant of the task with its current multiaddrs, in join order."""
         latest = self.coordinator.client.block_number()
@@ -49,6 +62,9 @@ class PeerDirectory:
             self.coordinator.find_events(name, from_block=self._read_at + 1, to_block=latest, taskId=self.task_id)
             for name in PEER_EVENTS
         )
+
+
+_SHARED: weakref.WeakKeyDictionary[Coordinator, dict[int, PeerDirectory]] = weakref.WeakKeyDictionary()
 
 
 def connect_to_participants(

@@ -83,6 +83,40 @@ class _IndexedTester(EthereumTester):
     def _reset_local_state(self) -> None:
         super()._reset_local_state()
         self._block_logs: dict[int, list[Any]] = {}
+        self._accounts: tuple[Any, Any] | None = None
+        self._calls: tuple[Any, dict[Any, Any]] = (None, {})
+
+    def call(self, transaction: Any, block_number: Any = "latest") -> Any:
+        # A call at "latest" runs on the state and header of the latest mined block, so its result
+        # is a function of that block and the call: many nodes read the same views between two
+        # blocks. Keep the results of the current head only.
+        if block_number != "latest":
+            return super().call(transaction, block_number)
+        try:
+            key = tuple(sorted(transaction.items()))
+            hash(key)
+        except TypeError:
+            return super().call(transaction, block_number)
+        pending = self.backend.chain.header
+        head = (pending.parent_hash, pending.block_number)
+        if self._calls[0] != head:
+            self._calls = (head, {})
+        results = self._calls[1]
+        if key in results:
+            return results[key]
+        result = super().call(transaction, block_number)
+        results[key] = result
+        return result
+
+    def get_accounts(self) -> Any:
+        # web3 fills in the sender of every eth_call from eth_accounts, and eth-tester answers it by
+        # hashing and checksumming every funded account's public key: keep the answer until the
+        # backend's key tuple changes (add_account and reset_to_genesis replace it).
+        keys = self.backend.account_keys
+        if self._accounts is None or self._accounts[0] is not keys:
+            self._accounts = (keys, super().get_accounts())
+        accounts = self._accounts[1]
+        return type(accounts)(accounts)
 
     def revert_to_snapshot(self, snapshot_id: Any) -> None:
         self._block_logs = {}

@@ -136,7 +136,7 @@ class Node:
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
-        self._peers = PeerDirectory(coordinator, task_id)
+        self._peers = PeerDirectory.shared(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
 
     # -- setup ----------------------------------------------------------------------------------

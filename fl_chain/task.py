@@ -40,6 +40,7 @@ Example ``task.toml``::
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,11 @@ class TaskSpec:
             raise ConfigError(f"{origin}: unknown model {self.model['name']!r}; use one of {', '.join(MODELS)}")
         self._validate_dataset(origin)
         get_strategy(self.strategy["name"], **self.strategy_options)
+        bound = self.strategy.get("norm_bound")
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
+        ):
+            raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")

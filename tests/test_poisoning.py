@@ -259,12 +259,7 @@ def test_norm_bound_excludes_a_sign_flipped_update(tmp_path: Path) -> None:
     check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TaskSpec.validate does not check [strategy] norm_bound: the task is created on chain and "
-    "every node fails only when it aggregates (ConfigError for a negative or NaN bound, ValueError for text)",
-)
-@pytest.mark.parametrize("bound", [-1.0, float("nan"), "abc"], ids=["negative", "nan", "text"])
+@pytest.mark.parametrize("bound", [-1.0, 0, float("nan"), float("inf"), "abc", True], ids=["negative", "zero", "nan", "inf", "text", "bool"])
 def test_task_with_an_unusable_norm_bound_is_refused_when_read(bound: object) -> None:
     """A bad norm_bound is bad input: a one-line ConfigError naming it, before anything is on chain."""
     with pytest.raises(ConfigError, match="norm_bound"):

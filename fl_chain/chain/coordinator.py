@@ -151,6 +151,7 @@ class Coordinator:
         self.artifact = artifact
         self.decoder = RevertDecoder(artifact.abi)
         self.deploy_block = deploy_block
+        self._frozen_commits: dict[tuple[int, int], list[UpdateCommit]] = {}
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -366,6 +367,21 @@ class Coordinator:
             for e in events
         ]
         return sorted(commits, key=lambda c: c.index)
+
+    def find_frozen_update_commits(self, task_id: int, round_: int) -> list[UpdateCommit]:
+        """:meth:`find_update_commits`, read once per coordinator object once the round is frozen.
+
+        After the contributor set freezes (aggregation began) no update can be committed to the
+        round, so the list is final; nodes simulated in one process share one coordinator object
+        and read it once between them. A round that is not frozen yet is read afresh every time.
+        """
+        key = (task_id, round_)
+        cached = self._frozen_commits.get(key)
+        if cached is None:
+            if not self.get_round(task_id, round_).frozen:
+                return self.find_update_commits(task_id, round_)
+            cached = self._frozen_commits[key] = self.find_update_commits(task_id, round_)
+        return list(cached)
 
     def find_aggregate_commits(self, task_id: int, round_: int) -> list[AggregateCommit]:
         """Every aggregate commit of ``round_``, in chain order."""

@@ -187,6 +187,10 @@ class EmbeddedChain:
         )
         self.tester = _IndexedTester(backend=backend, auto_mine_transactions=True)
         self.w3 = Web3(EthereumTesterProvider(self.tester))
+        # A call or estimate without "from" gets eth_accounts[0] from the eth-tester middleware,
+        # which asks for (and checksums) every account twice per call; web3 fills in the same
+        # address itself when it is the default account.
+        self.w3.eth.default_account = self.w3.eth.accounts[0]
         self.accounts = accounts
 
     def increase_time(self, seconds: int) -> None:

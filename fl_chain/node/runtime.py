@@ -405,7 +405,7 @@ class Node:
 
     def _round_commits(self, round_: int) -> list[UpdateCommit]:
         if round_ not in self._commits:
-            self._commits = {round_: self.coordinator.find_update_commits(self.task_id, round_)}
+            self._commits = {round_: self.coordinator.find_frozen_update_commits(self.task_id, round_)}
             self._manifests = {}
         return self._commits[round_]
 

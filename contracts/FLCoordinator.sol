@@ -17,7 +17,9 @@ pragma solidity 0.8.28;
 ///               fails and the next round starts (retry).
 ///   Aggregation [freeze, aggregationDeadline) only assigned aggregators commit.
 ///   Fallback    [aggregationDeadline, fallbackDeadline) any joined participant may commit for a
-///               partition without quorum.
+///               partition without quorum, and report a contributor whose committed update it
+///               cannot fetch; `quorum` such reports exclude that update from the round (so one
+///               participant that commits digests of content nobody has cannot stall a task).
 ///   after fallbackDeadline an unfinished round fails on `advance` and the next round starts.
 /// A round number is never reused: a retry is a new round started from the last final model.
 contract FLCoordinator {
@@ -107,6 +109,10 @@ contract FLCoordinator {
         // Votes for digests other than the partition's candidate (only used when aggregators disagree).
         mapping(uint256 partition => mapping(bytes32 digest => uint256 count)) otherVotes;
         mapping(uint256 partition => mapping(address aggregator => bool)) fallbackCommitted;
+        // Contributions reported unavailable in the fallback phase; `quorum` reports exclude one.
+        address[] excluded;
+        mapping(address contributor => uint256 reports) unavailableReports;
+        mapping(address contributor => mapping(address reporter => bool)) hasReported;
     }
 
     /// @notice Everything a node needs about one round, returned by one call.
@@ -195,6 +201,16 @@ contract FLCoordinator {
     error FLCoordinatorLengthMismatch(uint256 partitions, uint256 digests);
     /// @dev No deadline has passed that `advance` could act on.
     error FLCoordinatorNothingToAdvance(uint256 taskId, uint256 round);
+    /// @dev Unavailability is reported only in the fallback phase, after the aggregation deadline.
+    error FLCoordinatorReportTooEarly(uint256 taskId, uint256 round);
+    /// @dev `account` committed no update in `round`, so there is nothing of it to report.
+    error FLCoordinatorNotAContributor(uint256 taskId, uint256 round, address account);
+    /// @dev A participant cannot report its own update.
+    error FLCoordinatorSelfReport(uint256 taskId, address account);
+    /// @dev `reporter` already reported `contributor` in this round.
+    error FLCoordinatorAlreadyReported(uint256 taskId, uint256 round, address contributor, address reporter);
+    /// @dev `contributor`'s update is already excluded from this round.
+    error FLCoordinatorAlreadyExcluded(uint256 taskId, uint256 round, address contributor);
 
     // ---------------------------------------------------------------------------------------------
     // Events
@@ -256,6 +272,13 @@ contract FLCoordinator {
     event PartitionFinalized(uint256 indexed taskId, uint256 indexed round, uint256 indexed partition, bytes32 digest);
     /// @notice Every partition of the round is final: the round's global model is fixed.
     event RoundFinalized(uint256 indexed taskId, uint256 indexed round);
+    /// @notice `reporter` could not fetch the update `contributor` committed in `round`.
+    event UnavailabilityReported(
+        uint256 indexed taskId, uint256 indexed round, address indexed contributor, address reporter, uint256 reports
+    );
+    /// @notice `quorum` participants reported `contributor`'s update unavailable: aggregates of the
+    /// partitions not yet final leave it out.
+    event ContributionExcluded(uint256 indexed taskId, uint256 indexed round, address indexed contributor);
     /// @notice The round ended without a global model; the next round retries from the last one.
     event RoundFailed(uint256 indexed taskId, uint256 indexed round, FailureReason reason);
     /// @notice The task reached its number of finalized rounds.
@@ -475,6 +498,43 @@ contract FLCoordinator {
         }
     }
 
+    /// @notice Reports that `contributor`'s committed update of `round` could not be fetched.
+    /// Once `quorum` distinct participants reported it, the update is excluded: every aggregate of a
+    /// partition not yet final leaves it out (partitions already final keep it, since a quorum could
+    /// fetch it). If the remaining contributors are fewer than `minContributors`, the round fails.
+    /// @dev Only in the fallback phase: the assigned phase gives a slow peer time to serve its update.
+    /// Fewer than `quorum` colluding participants cannot exclude anyone.
+    /// @param taskId The running task.
+    /// @param round The current round, in its fallback phase.
+    /// @param contributor A contributor of `round` other than the caller.
+    function reportUnavailable(uint256 taskId, uint256 round, address contributor) external {
+        Task storage task = _runningTask(taskId);
+        Round storage r = _aggregationRound(taskId, task, round);
+        if (block.timestamp < r.aggregationDeadline) revert FLCoordinatorReportTooEarly(taskId, round);
+        _requireAdmitted(taskId, task);
+        _joinedParticipant(taskId, msg.sender);
+        if (contributor == msg.sender) revert FLCoordinatorSelfReport(taskId, msg.sender);
+        if (_participants[taskId][contributor].updateRound != round + 1) {
+            revert FLCoordinatorNotAContributor(taskId, round, contributor);
+        }
+        uint256 reports = r.unavailableReports[contributor];
+        if (reports >= task.config.quorum) revert FLCoordinatorAlreadyExcluded(taskId, round, contributor);
+        if (r.hasReported[contributor][msg.sender]) {
+            revert FLCoordinatorAlreadyReported(taskId, round, contributor, msg.sender);
+        }
+        r.hasReported[contributor][msg.sender] = true;
+        reports += 1;
+        r.unavailableReports[contributor] = reports;
+        emit UnavailabilityReported(taskId, round, contributor, msg.sender, reports);
+        if (reports < task.config.quorum) return;
+
+        r.excluded.push(contributor);
+        emit ContributionExcluded(taskId, round, contributor);
+        if (r.contributors - r.excluded.length < task.config.minContributors) {
+            _failRound(taskId, task, round, r, FailureReason.TooFewContributors);
+        }
+    }
+
     /// @notice Moves the current round past a deadline: freezes the contributor set after the
     /// update deadline, or fails an unfinished round after the fallback deadline and starts the
     /// next one. Anyone may call it.
@@ -563,6 +623,12 @@ contract FLCoordinator {
             Partition storage part = _rounds[taskId][round].partitions[p];
             if (part.isFinal) digests[p] = part.digest;
         }
+    }
+
+    /// @notice The contributors of `round` whose updates are excluded as unavailable, in order of exclusion.
+    function getExcluded(uint256 taskId, uint256 round) external view returns (address[] memory) {
+        _task(taskId);
+        return _rounds[taskId][round].excluded;
     }
 
     /// @notice How many aggregators committed `digest` for `partition` of `round`.

@@ -44,8 +44,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from fl_chain.audit import audit_round
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.localnet import LocalNetwork
 
@@ -276,45 +275,6 @@ class _Observer:
         raise ValueError(f"unknown phase {phase!r}")
 
 
-def _recompute_round(storage, coordinator: Coordinator, task_id: int, round_: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
-    """(global model from its final partitions, reference FedAvg of the committed updates), both from IPFS."""
-    from fl_chain.aggregation import reference_fedavg
-    from fl_chain.exchange import fetch_manifest, fetch_vector
-    from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition
-    from fl_chain.model.partitioning import join_partitions, partition_bounds
-    from fl_chain.storage.cid import cid_from_digest
-
-    config, _ = coordinator.get_task(task_id)
-    updates = []
-    dimension = None
-    for commit in coordinator.find_update_commits(task_id, round_):
-        manifest = fetch_manifest(
-            storage,
-            commit.digest,
-            kind="update",
-            task_id=task_id,
-            round_=round_,
-            partitions=config.partitions,
-            contributor=commit.contributor,
-            timeout=VERIFY_TIMEOUT,
-        )
-        dimension = manifest.dimension
-        vector = fetch_vector(storage, manifest, blob_kind=BlobKind.UPDATE, timeout=VERIFY_TIMEOUT)
-        updates.append((commit.contributor, commit.samples, vector))
-    expected = reference_fedavg(updates)
-    assert dimension is not None
-    parts = []
-    digests = coordinator.get_final_digests(task_id, round_)
-    for bounds, digest in zip(partition_bounds(dimension, config.partitions), digests):
-        if digest is None:
-            raise RuntimeError(f"round {round_} partition {bounds.index} is not final")
-        header = BlobHeader(
-            BlobKind.AGGREGATE, task_id, round_, bounds.index, config.partitions, bounds.offset, bounds.length
-        )
-        parts.append(decode_partition(storage.get(cid_from_digest(digest), timeout=VERIFY_TIMEOUT), header)[1])
-    return join_partitions(parts), expected
-
-
 class RoundChecker:
     """Checks every finalized round as soon as it finalizes, while the peers holding its blobs run.
 
@@ -338,10 +298,10 @@ class RoundChecker:
         participants = [p.account for p in self.coordinator.get_participants(self.task_id)]
         connect_to_participants(self.storage, self.coordinator, self.task_id, participants)
         try:
-            actual, expected = _recompute_round(self.storage, self.coordinator, self.task_id, round_)
+            audit = audit_round(self.storage, self.coordinator, self.task_id, round_, timeout=VERIFY_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - unavailable blob: recorded, not a wrong model
             return f"unverified: {exc.__class__.__name__}: {exc}"
-        return "ok" if actual.tobytes() == expected.tobytes() else "wrong"
+        return "ok" if audit.ok else "wrong"
 
     def poll(self, current_round: int, *, ended: bool = False) -> None:
         """Check the rounds before ``current_round`` (and it too if the task ``ended``) not seen yet."""

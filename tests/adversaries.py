@@ -94,8 +94,8 @@ class LyingAggregator(Node):
         finally:
             self.coordinator = honest_view
 
-    def _aggregate_partition(self, round_, partition, commits, base):  # type: ignore[no-untyped-def]
-        honest = super()._aggregate_partition(round_, partition, commits, base)
+    def _aggregate_partition(self, round_, partition, commits, base, unavailable=None):  # type: ignore[no-untyped-def]
+        honest = super()._aggregate_partition(round_, partition, commits, base, unavailable)
         if honest is None or self.lie != "skewed":
             return honest
         return honest + SKEW

@@ -17,8 +17,9 @@ adversary's own aggregation step, are the honest runtime. Checks, per case:
   it); a norm_bound that is negative, NaN or not a number should be refused when the task is read
   (xfail below: it is accepted and fails every node only when it aggregates);
 - an update whose committed content nobody can fetch is *unavailable*, not invalid: no honest
-  aggregator commits without it, so the round fails at its fallback deadline; an adversary that
-  does this every round stalls the task forever (xfail below).
+  aggregator commits without it in the assigned phase; in the fallback phase the honest nodes
+  report it and ``quorum`` reports exclude it on chain, so the round finalizes with the honest
+  updates and an adversary that does this every round cannot stall the task.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import pytest
 
 from fl_chain.aggregation import l2_norm, reference_fedavg
-from fl_chain.chain.coordinator import Coordinator, FailureReason, RoundStatus, TaskStatus
+from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.errors import ConfigError
 from fl_chain.exchange import fetch_manifest, fetch_vector
 from fl_chain.inprocess import InProcessFederation, build_federation
@@ -127,6 +128,8 @@ def check_honest_result(
         assert coordinator.get_round(task_id, round_).status == RoundStatus.FINALIZED
         commits = coordinator.find_update_commits(task_id, round_)
         assert adversary in {c.contributor for c in commits}, "the adversary must be in the contributor set"
+        excluded = set(coordinator.get_excluded(task_id, round_))
+        commits = [c for c in commits if c.contributor not in excluded]
         assert coordinator.find_dissenting_aggregators(task_id, round_) == []
         actual = fetch_global(storage, coordinator, task_id, round_, dimension)
         want = expected(round_, committed_updates(storage, coordinator, task_id, round_, honest))
@@ -284,32 +287,39 @@ def run_until_round(federation_: InProcessFederation, last_round: int) -> TaskSt
         return coordinator.get_task(task_id)[1].status
 
 
-def test_unavailable_update_fails_the_round_instead_of_being_dropped_by_some_nodes(tmp_path: Path) -> None:
+def test_unavailable_update_is_excluded_by_quorum_reports_and_the_round_finalizes(tmp_path: Path) -> None:
     """A committed digest whose content no peer has: no aggregator commits an average without it
-    (that set might not be the one another honest node sees), so the round fails at its fallback
-    deadline and a new round starts."""
+    while it could still appear; in the fallback phase the honest nodes report it, the contract
+    excludes it once ``quorum`` reported, and the round finalizes with the honest updates only."""
     # Prepare
     chain, coordinator, task_id, nodes = federation(tmp_path, forging("unavailable"))
+    adversary = nodes[ADVERSARY].address
 
     # Execute
     run_until_round(InProcessFederation(chain, coordinator, task_id, nodes), last_round=1)
 
     # Assert
-    failed = coordinator.get_round(task_id, 0)
-    assert (failed.status, failed.failure, failed.contributors) == (
-        RoundStatus.FAILED, FailureReason.AGGREGATION_TIMED_OUT, NODES
+    round0 = coordinator.get_round(task_id, 0)
+    assert (round0.status, round0.contributors) == (RoundStatus.FINALIZED, NODES)
+    assert coordinator.get_excluded(task_id, 0) == [adversary]
+    reports = coordinator.find_events("UnavailabilityReported", taskId=task_id, round=0)
+    reporters = {r["args"]["reporter"] for r in reports}
+    assert adversary not in reporters and len(reporters) >= 2  # quorum is 2
+    assert all(r["args"]["contributor"] == adversary for r in reports)
+    # Nothing was committed in the assigned phase: every aggregate came after the aggregation deadline.
+    commits = coordinator.find_aggregate_commits(task_id, 0)
+    assert commits and all(
+        chain.w3.eth.get_block(c.block_number)["timestamp"] >= round0.aggregation_deadline for c in commits
     )
-    assert coordinator.find_aggregate_commits(task_id, 0) == []
-    assert coordinator.get_round(task_id, 1).status in (RoundStatus.UPDATE, RoundStatus.AGGREGATION)
+    honest = {node.address for node in nodes} - {adversary}
+    storage = nodes[0].storage
+    expected = reference_fedavg(committed_updates(storage, coordinator, task_id, 0, honest))
+    assert fetch_global(storage, coordinator, task_id, 0, nodes[0]._initial.size).tobytes() == expected.tobytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unavailable contribution is never excluded and nothing stops its contributor from "
-    "committing one again in every retry: one participant can stall a task forever",
-)
 def test_contributor_whose_updates_never_appear_cannot_stall_the_task(tmp_path: Path) -> None:
-    """The adversary commits an unavailable digest in every round; the task should still complete."""
+    """The adversary commits an unavailable digest in every round; every round still finalizes
+    (in its fallback phase) and the global models are FedAvg of the honest updates."""
     # Prepare
     chain, coordinator, task_id, nodes = federation(tmp_path, forging("unavailable"))
 
@@ -318,3 +328,4 @@ def test_contributor_whose_updates_never_appear_cannot_stall_the_task(tmp_path: 
 
     # Assert
     assert status == TaskStatus.COMPLETED
+    check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)

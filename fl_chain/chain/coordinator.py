@@ -253,6 +253,10 @@ class Coordinator:
         """Commit several aggregate digests in one transaction."""
         return self._transact(account, "commitAggregates", task_id, round_, list(partitions), list(digests))
 
+    def report_unavailable(self, account: LocalAccount, task_id: int, round_: int, contributor: str) -> dict[str, Any]:
+        """Report that ``contributor``'s update of ``round_`` could not be fetched (fallback phase only)."""
+        return self._transact(account, "reportUnavailable", task_id, round_, Web3.to_checksum_address(contributor))
+
     def advance(self, account: LocalAccount, task_id: int) -> dict[str, Any]:
         """Move the current round past an expired deadline."""
         return self._transact(account, "advance", task_id)
@@ -319,6 +323,10 @@ class Coordinator:
     def get_final_digests(self, task_id: int, round_: int) -> list[bytes | None]:
         """Final digest per partition of ``round_`` (``None`` where not final)."""
         return [None if bytes(d) == ZERO_DIGEST else bytes(d) for d in self._call("getFinalDigests", task_id, round_)]
+
+    def get_excluded(self, task_id: int, round_: int) -> list[str]:
+        """Contributors of ``round_`` whose updates were excluded as unavailable, in order of exclusion."""
+        return [Web3.to_checksum_address(a) for a in self._call("getExcluded", task_id, round_)]
 
     def get_votes(self, task_id: int, round_: int, partition: int, digest: bytes) -> int:
         """Aggregators that committed ``digest`` for ``partition``."""

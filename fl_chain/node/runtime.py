@@ -12,10 +12,12 @@ Rules that keep honest aggregators in agreement:
 - Content is addressed by hash, so an invalid contribution (a blob or manifest that does not
   verify, non-finite values, a wrong length, a norm above the bound) is invalid for every
   aggregator alike and is excluded by every one of them.
-- An *unavailable* contribution (nothing arrived within the timeout) is never excluded: the
-  aggregator does not commit that partition and tries again. If it stays unavailable the round
-  fails at its fallback deadline and the next round retries without it. So no aggregator ever
-  commits an average over a set that another honest aggregator could not reproduce.
+- An *unavailable* contribution (nothing arrived within the timeout) is never dropped on one
+  node's say-so: the aggregator does not commit that partition and tries again. In the fallback
+  phase it reports the contributor on chain; once ``quorum`` participants reported it, the contract
+  excludes that update and every aggregator leaves it out of the partitions not yet final. So no
+  aggregator commits an average over a set the chain does not define, and a contributor whose
+  content nobody can fetch (crashed, or withholding on purpose) cannot stall a round.
 
 ``step()`` does one unit of work and returns; ``run()`` calls it until the task ends. Every step
 reads the chain first, so a node that restarts (or joins late) picks up where the chain is.
@@ -335,9 +337,12 @@ class Node:
         now = self.options.clock()
         if now >= info.fallback_deadline:
             return self._advance()
+        fallback = now >= info.aggregation_deadline
         commits = self._round_commits(round_)
         final = self.coordinator.get_final_digests(self.task_id, round_)
         progress = self.state.round(self.task_id, round_)
+        if fallback:  # exclusions happen only in the fallback phase
+            commits = self._without_excluded(round_, commits, progress)
         mine = next((c for c in commits if c.contributor == self.address), None)
         todo: list[int] = []
         if mine is not None:
@@ -348,7 +353,6 @@ class Node:
                 partitions=config.partitions,
                 replication=config.replication,
             )
-        fallback = now >= info.aggregation_deadline
         if fallback:
             start = (mine.index if mine else 0) % config.partitions
             rotation = [(start + i) % config.partitions for i in range(config.partitions)]
@@ -358,10 +362,11 @@ class Node:
             return Step.IDLE
         self._connect_all()
         ready: dict[int, bytes] = {}
+        unavailable: set[str] = set()
         for partition in todo:
             known = progress.aggregates.get(str(partition))
             if known is None:
-                aggregate = self._aggregate_partition(round_, partition, commits, base)
+                aggregate = self._aggregate_partition(round_, partition, commits, base, unavailable)
                 if aggregate is None:
                     continue
                 bounds = partition_bounds(base.size, config.partitions)[partition]
@@ -378,9 +383,37 @@ class Node:
                 progress.aggregates[str(partition)] = known
                 self.state.save_round(self.task_id, round_, progress)
             ready[partition] = bytes.fromhex(known)
+        if fallback and unavailable:
+            self._report_unavailable(round_, unavailable, progress)
         if not ready:
             return Step.IDLE
         return self._commit_aggregates(round_, ready, progress, fallback)
+
+    def _without_excluded(self, round_: int, commits: list[UpdateCommit], progress: RoundProgress) -> list[UpdateCommit]:
+        """``commits`` minus the updates the chain excluded; forgets aggregates computed before an exclusion."""
+        excluded = self.coordinator.get_excluded(self.task_id, round_)
+        if excluded != progress.excluded:
+            stale = [p for p in progress.aggregates if int(p) not in progress.aggregates_committed]
+            for partition in stale:
+                del progress.aggregates[partition]
+            progress.excluded = excluded
+            self.state.save_round(self.task_id, round_, progress)
+            log.warning("round %d: updates of %s excluded as unavailable", round_, ", ".join(excluded))
+        leave_out = set(excluded)
+        return [c for c in commits if c.contributor not in leave_out]
+
+    def _report_unavailable(self, round_: int, contributors: set[str], progress: RoundProgress) -> None:
+        """Report each contributor whose update this node could not fetch (once per round)."""
+        for contributor in sorted(contributors - set(progress.reported)):
+            try:
+                self.coordinator.report_unavailable(self.account, self.task_id, round_, contributor)
+                self.report(f"round {round_}: reported the update of {contributor} unavailable")
+            except ContractRevertError as exc:
+                if exc.name not in ("FLCoordinatorAlreadyReported", "FLCoordinatorAlreadyExcluded", *_BENIGN_REVERTS):
+                    raise
+                log.info("round %d: report on %s not taken (%s)", round_, contributor, exc.name)
+            progress.reported.append(contributor)
+            self.state.save_round(self.task_id, round_, progress)
 
     def _commit_aggregates(self, round_: int, ready: dict[int, bytes], progress: RoundProgress, fallback: bool) -> Step:
         partitions = sorted(ready)
@@ -410,12 +443,24 @@ class Node:
         return self._commits[round_]
 
     def _aggregate_partition(
-        self, round_: int, partition: int, commits: list[UpdateCommit], base: np.ndarray
+        self,
+        round_: int,
+        partition: int,
+        commits: list[UpdateCommit],
+        base: np.ndarray,
+        unavailable: set[str] | None = None,
     ) -> np.ndarray | None:
-        """The aggregate of ``partition``, or None while some contribution is unavailable."""
+        """The aggregate of ``partition``, or None while some contribution is unavailable.
+
+        Contributors found unavailable are added to ``unavailable``; a contributor already in it
+        is not fetched again (one timeout per contributor per step, not one per partition).
+        """
         bounds = partition_bounds(base.size, self.config.partitions)[partition]
+        unavailable = set() if unavailable is None else unavailable
         contributions = []
         for commit in sorted(commits, key=lambda c: c.contributor.lower()):
+            if commit.contributor in unavailable:
+                return None
             try:
                 manifest = self._manifest(round_, commit, base.size)
                 if manifest is None:
@@ -425,6 +470,7 @@ class Node:
                 )
             except BlobNotFoundError as exc:
                 log.warning("round %d partition %d: contribution of %s unavailable (%s); retrying later", round_, partition, commit.contributor, exc)
+                unavailable.add(commit.contributor)
                 return None
             except BlobInvalidError as exc:
                 log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, exc)

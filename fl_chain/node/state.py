@@ -47,6 +47,8 @@ class RoundProgress:
     update_committed: bool = False
     aggregates: dict[str, str] = field(default_factory=dict)  # partition -> digest hex
     aggregates_committed: list[int] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # contributors excluded on chain when `aggregates` were computed
+    reported: list[str] = field(default_factory=list)  # contributors this node reported unavailable
 
 
 class NodeState:

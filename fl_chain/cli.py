@@ -233,6 +233,13 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.partitions < 1:
         raise ConfigError("--partitions must be at least 1")
     spec = simulate_spec(args)
+    needed = spec.protocol["min_contributors"]
+    if needed > args.nodes:
+        raise ConfigError(
+            f"--nodes {args.nodes} is fewer than the {needed} contributors a round needs (quorum "
+            f"{spec.protocol['quorum']} of --replication {spec.protocol['replication']}); "
+            "raise --nodes or lower --replication/--quorum"
+        )
     options = SimulationOptions(
         nodes=args.nodes,
         out=Path(args.out or f"runs/sim-{time.strftime('%Y%m%d-%H%M%S')}"),
@@ -251,6 +258,8 @@ def _chain_start(args: argparse.Namespace) -> int:
     from fl_chain.chain.ganache import Ganache
     from fl_chain.chain.keys import dev_accounts
 
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     cls = Ganache if args.backend == "ganache" else Anvil
     process = cls(port=args.port, chain_id=args.chain_id, accounts=args.accounts, data_dir=args.data_dir, log_dir=args.log_dir)
     process.start()
@@ -323,6 +332,12 @@ def _task(args: argparse.Namespace) -> int:
 
         spec = TaskSpec.from_toml(args.task_file)
         initial = initial_vector_for(spec, trainer_factory(args.client), args.data)
+        if spec.protocol["partitions"] > initial.size:
+            # Nodes refuse such a task when they start; refuse it before it reaches the chain.
+            raise ConfigError(
+                f"{args.task_file}: protocol.partitions must be between 1 and the model dimension {initial.size}, "
+                f"got {spec.protocol['partitions']}"
+            )
         coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
         task_id, digest = create_task(coordinator, account, spec, initial=initial)
         print(f"created task {task_id} (manifest digest {digest.hex()})")

@@ -46,8 +46,10 @@ def load_key(path: str | os.PathLike[str], password: str | None = None) -> Local
         The file is missing or unreadable, is not a key, or the password is wrong or missing.
     """
     key_path = Path(path)
-    if not key_path.is_file():
+    if not key_path.exists():
         raise KeyFileError(f"key file {key_path} does not exist; pass --key with a hex key file or keystore")
+    if not key_path.is_file():
+        raise KeyFileError(f"key file {key_path} is not a file; pass --key with a hex key file or keystore")
     try:
         text = key_path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -80,13 +82,30 @@ def _load_keystore(path: Path, text: str, password: str | None) -> LocalAccount:
         if "MAC mismatch" in str(exc):
             raise KeyFileError(f"wrong password for keystore {path}") from None
         raise KeyFileError(f"keystore {path} is malformed: {exc}") from None
-    except (KeyError, TypeError):
+    except NotImplementedError:
+        # eth-keyfile raises a NotImplementedError subclass for keystore versions it cannot read.
+        raise KeyFileError(
+            f"keystore {path} has an unsupported format (version {keystore.get('version')!r}); use a version 3 keystore"
+        ) from None
+    except (KeyError, TypeError, AttributeError):
         raise KeyFileError(f"keystore {path} is malformed: missing crypto fields") from None
 
 
 def read_password_file(path: str | os.PathLike[str]) -> str:
-    """The password in ``path`` (first line, without its newline)."""
+    """The password in ``path`` (first line, without its newline).
+
+    Raises
+    ------
+    KeyFileError
+        The file is missing, not a file, or not readable as UTF-8 text.
+    """
     pw_path = Path(path)
+    if not pw_path.exists():
+        raise KeyFileError(f"password file {pw_path} does not exist; pass --password-file with the keystore's password")
     if not pw_path.is_file():
-        raise KeyFileError(f"password file {pw_path} does not exist")
-    return pw_path.read_text().splitlines()[0] if pw_path.read_text() else ""
+        raise KeyFileError(f"password file {pw_path} is not a file; pass --password-file with the keystore's password")
+    try:
+        text = pw_path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"password file {pw_path} cannot be read as text ({exc.__class__.__name__})") from None
+    return text.splitlines()[0] if text else ""

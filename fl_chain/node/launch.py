@@ -12,16 +12,19 @@ from fl_chain.chain.backends import RemoteChain
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.coordinator import Coordinator, TaskStatus
 from fl_chain.chain.keys import load_key, read_password_file
+from fl_chain.chain.local_process import port_in_use
 from fl_chain.deployment import Deployment, open_deployment
-from fl_chain.errors import ConfigError
+from fl_chain.errors import ConfigError, StorageStartError
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.runtime import Node, NodeOptions
 from fl_chain.node.state import NodeState
-from fl_chain.node.trainer import TorchTrainer
+from fl_chain.node.trainer import TorchTrainer, initial_model_digest
 from fl_chain.storage.base import Storage
 from fl_chain.task import TaskSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from fl_chain.training import ArrayDataset
 
 
@@ -108,15 +111,35 @@ def trainer_factory(client: str | None, *, threads: int | None = 1) -> Callable[
 
 def open_storage(kind: str, state: NodeState, port: int) -> Storage:
     """The node's IPFS peer: an embedded kubo node in the state directory (or memory, for tests)."""
+    check_storage_options(kind, port)
     if kind == "kubo":
         from fl_chain.storage.kubo import KuboStorage
 
         return KuboStorage(state.ipfs_repo, port=port, log_dir=state.root / "logs")
-    if kind == "memory":
-        from fl_chain.storage.memory import MemoryStorage
+    from fl_chain.storage.memory import MemoryStorage
 
-        return MemoryStorage()
-    raise ConfigError(f"unknown storage {kind!r}; use kubo or memory")
+    return MemoryStorage()
+
+
+def check_storage_options(kind: str, port: int) -> None:
+    """Refuse an unknown storage kind, or a swarm port out of range or already taken on 127.0.0.1.
+
+    Checked before the state directory is opened, so a node that cannot start its peer leaves the
+    directory as it was.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown kind or a port outside 0..65535.
+    StorageStartError
+        For a port something already listens on.
+    """
+    if kind not in ("kubo", "memory"):
+        raise ConfigError(f"unknown storage {kind!r}; use kubo or memory")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--ipfs-port must be in 0..65535 (0: any free port), got {port!r}")
+    if kind == "kubo" and port and port_in_use(port):
+        raise StorageStartError(f"IPFS swarm port {port} on 127.0.0.1 is in use; choose another --ipfs-port or 0 for any free port")
 
 
 def pick_task(coordinator: Coordinator, state: NodeState, requested: int | None) -> int | None:
@@ -135,12 +158,40 @@ def pick_task(coordinator: Coordinator, state: NodeState, requested: int | None)
     return None
 
 
+def check_task_file(coordinator: Coordinator, task_id: int, spec: TaskSpec, initial_vector: np.ndarray) -> None:
+    """Refuse a task file whose manifest (with the initial model ``initial_vector``) is not the one
+    of ``task_id`` on chain. The node checks this again; here it runs before the state directory
+    and the IPFS peer are touched.
+
+    Raises
+    ------
+    ConfigError
+        If the manifest digests differ.
+    """
+    config, _ = coordinator.get_task(task_id)
+    digest = spec.manifest_digest(initial_model_digest(initial_vector, config.partitions))
+    if digest != config.manifest_digest:
+        raise ConfigError(
+            f"the task file does not match task {task_id} on chain (manifest digest differs: other parameters, "
+            "or another torch version building a different initial model); pass the task's own --task-file"
+        )
+
+
 def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
-    """Run a node until its task ends; returns the process exit status."""
+    """Run a node until its task ends; returns the process exit status.
+
+    Everything that can be checked without the state directory (key, task file, data, storage
+    options, chain, deployment) is checked before it is opened, and the directory's identity and
+    task anchor before the IPFS peer starts in it: a start that fails on bad input leaves a node's
+    state directory byte for byte as it was, so the next correct start resumes from it.
+    """
     password = read_password_file(args.password_file) if args.password_file else None
     account = load_key(args.key, password)
     spec = TaskSpec.from_toml(args.task_file)
     train, test = load_node_data(spec, args.shard, args.shards, args.data)
+    check_storage_options(args.storage, args.ipfs_port)
+    if Path(args.state_dir).exists() and not Path(args.state_dir).is_dir():
+        raise ConfigError(f"--state-dir {args.state_dir} is a file, not a directory; pass this node's state directory")
     trainer = trainer_factory(args.client, threads=args.threads)(spec, train, test)
     client = ChainClient(RemoteChain(args.rpc).w3)
     coordinator = open_deployment(client, Deployment.read(args.deployment))
@@ -149,9 +200,14 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
     if task_id is None:
         report("no task left to run: every task is finished here or none is open")
         return 0
-    logs = RoundLogs(state.root / "logs")
+    check_task_file(coordinator, task_id, spec, trainer.initial_vector())  # type: ignore[attr-defined]
+    # The Node binds the task too; doing it here refuses a directory of a reset chain before the
+    # IPFS peer starts in it.
+    state.bind_task(task_id, coordinator.task_anchor(task_id))
     storage = open_storage(args.storage, state, args.ipfs_port)
+    logs: RoundLogs | None = None
     try:
+        logs = RoundLogs(state.root / "logs")
         node = Node(
             coordinator=coordinator,
             account=account,
@@ -171,7 +227,8 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
         return 0
     finally:
         storage.close()
-        logs.close()
+        if logs is not None:
+            logs.close()
 
 
-__all__ = ["NodeArgs", "load_node_data", "open_storage", "pick_task", "run_node"]
+__all__ = ["NodeArgs", "check_storage_options", "check_task_file", "load_node_data", "open_storage", "pick_task", "run_node"]

@@ -93,6 +93,7 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "wrong_global_models": sum(r["wrong_models"] for r in runs),
         "unverified_rounds": sum(r["unverified_rounds"] for r in runs),
         "verified_rounds": sum(r["verified_rounds"] for r in runs),
+        "excluded_updates": sum(r.get("excluded_updates", 0) for r in runs),
         "kills": len(kills),
         "kills_per_phase": {p: sum(k["phase"] == p for k in kills) for p in PHASES},
         "planned_kills_not_fired": sum(1 for r in runs for k in r["kills"] if k["at"] is None),

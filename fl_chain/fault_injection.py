@@ -173,6 +173,7 @@ class RunResult:
     wrong_models: int = 0
     unverified_rounds: int = 0
     verified_rounds: int = 0
+    excluded_updates: int = 0  # updates the chain excluded as unavailable, over the finalized rounds
     checks: dict[int, str] = field(default_factory=dict)  # finalized round -> ok | wrong | unverified: why
     exit_codes: list[int | None] = field(default_factory=list)
     stuck_nodes: list[int] = field(default_factory=list)
@@ -289,6 +290,7 @@ class RoundChecker:
         self.coordinator = coordinator
         self.task_id = task_id
         self.outcome: dict[int, str] = {}
+        self.excluded: dict[int, int] = {}  # finalized round -> updates excluded on chain as unavailable
         self._next = 0
 
     def check(self, round_: int) -> str:
@@ -301,6 +303,7 @@ class RoundChecker:
             audit = audit_round(self.storage, self.coordinator, self.task_id, round_, timeout=VERIFY_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - unavailable blob: recorded, not a wrong model
             return f"unverified: {exc.__class__.__name__}: {exc}"
+        self.excluded[round_] = len(audit.excluded)
         return "ok" if audit.ok else "wrong"
 
     def poll(self, current_round: int, *, ended: bool = False) -> None:
@@ -433,6 +436,7 @@ def run_faults(
         checker.finish(task.current_round)
         result.wrong_models, result.unverified_rounds = checker.wrong, checker.unverified
         result.verified_rounds = checker.verified
+        result.excluded_updates = sum(checker.excluded.values())
         result.checks = dict(checker.outcome)
         for note in checker.notes():
             report(f"seed {seed}: {note}")

@@ -34,7 +34,8 @@ Example ``task.toml``::
     [strategy]
     name = "fedavg"           # fedavg | median | trimmed_mean
     # trim_fraction = 0.1
-    # norm_bound = 100.0
+    # norm_bound = 1.0         # per-partition L2 bound on an update's change from the global model
+    # max_samples = 100000     # larger claimed sample counts are excluded (FedAvg weights by them)
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ MAX_REPLICATION = 64
 
 #: Keys of [dataset] that choose the shards, besides the name and the dataset's own options.
 _DATASET_SHARD_KEYS = ("seed", "split", "alpha")
+#: [strategy] keys that configure per-contribution validation, not the aggregation strategy.
+_VALIDATION_KEYS = ("norm_bound", "max_samples")
 
 _PROTOCOL_DEFAULTS: dict[str, Any] = {
     "rounds": 3,
@@ -144,12 +147,18 @@ class TaskSpec:
         if self.model["name"] not in MODELS:
             raise ConfigError(f"{origin}: unknown model {self.model['name']!r}; use one of {', '.join(MODELS)}")
         self._validate_dataset(origin)
-        get_strategy(self.strategy["name"], **self.strategy_options)
+        try:
+            get_strategy(self.strategy["name"], **self.strategy_options)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
         bound = self.strategy.get("norm_bound")
         if bound is not None and (
             isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
         ):
             raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
+        cap = self.strategy.get("max_samples")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap < 2**64):
+            raise ConfigError(f"{origin}: strategy.max_samples must be a positive integer, got {cap!r}")
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")
@@ -192,13 +201,19 @@ class TaskSpec:
     @property
     def strategy_options(self) -> dict[str, Any]:
         """Options of the strategy besides its name and the validation bound."""
-        return {k: v for k, v in self.strategy.items() if k not in ("name", "norm_bound")}
+        return {k: v for k, v in self.strategy.items() if k not in ("name", *_VALIDATION_KEYS)}
 
     @property
     def norm_bound(self) -> float | None:
-        """Per-partition L2 norm bound for contributions, if any."""
+        """Per-partition L2 bound on a contribution's change from the global model, if any."""
         bound = self.strategy.get("norm_bound")
         return float(bound) if bound is not None else None
+
+    @property
+    def max_samples(self) -> int | None:
+        """Largest sample count a contribution may claim, if capped."""
+        cap = self.strategy.get("max_samples")
+        return int(cap) if cap is not None else None
 
     @property
     def model_seed(self) -> int:

@@ -300,6 +300,18 @@ class TamperingTrainer:
         return self.inner.evaluate(vector)
 
 
+class InflatingTrainer(TamperingTrainer):
+    """Trains honestly but claims ``samples`` training samples (the FedAvg weight) every round."""
+
+    def __init__(self, inner: Trainer, samples: int) -> None:
+        super().__init__(inner, lambda trained, base: trained)
+        self.samples = samples
+
+    def train(self, vector: np.ndarray, *, seed: int) -> tuple[np.ndarray, int, dict[str, float]]:
+        trained, _, metrics = super().train(vector, seed=seed)
+        return trained, self.samples, metrics
+
+
 def with_nan(trained: np.ndarray, base: np.ndarray) -> np.ndarray:
     """A NaN in every 7th coordinate (so in every partition)."""
     out = trained.copy()

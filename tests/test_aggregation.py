@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import fl_chain.aggregation as aggregation
+from fl_chain import aggregation
 from fl_chain.aggregation import (
     STRATEGIES,
     AggregationError,
@@ -498,3 +498,28 @@ def test_public_names_are_sorted_and_importable() -> None:
     """__all__ is sorted and every name in it exists."""
     assert aggregation.__all__ == sorted(aggregation.__all__)
     assert all(hasattr(aggregation, name) for name in aggregation.__all__)
+
+
+def test_validation_with_reference_bounds_the_change_not_the_vector() -> None:
+    """With a reference (the global slice) the bound applies to values - reference: a sign-flipped
+    slice with an ordinary norm is rejected, a small honest step away from it passes."""
+    # Prepare
+    reference = np.zeros(10, dtype=np.float32)
+    reference[:2] = [3.0, 4.0]
+    flipped = -reference
+    step = reference + np.float32(0.1)
+    # Execute / Assert
+    assert validate_values(flipped, expected_length=10, norm_bound=6.0) is None
+    assert validate_values(flipped, expected_length=10, norm_bound=6.0, reference=reference) == "change norm 10 > bound 6"
+    assert validate_values(step, expected_length=10, norm_bound=1.0, reference=reference) is None
+
+
+def test_validation_with_reference_rejects_a_change_that_overflows_float32() -> None:
+    """Finite values whose difference from the reference is not finite in float32 exceed any bound."""
+    # Prepare
+    reference = np.full(4, -3e38, dtype=np.float32)
+    values = np.full(4, 3e38, dtype=np.float32)
+    # Execute
+    reason = validate_values(values, expected_length=4, norm_bound=1e30, reference=reference)
+    # Assert
+    assert reason is not None and "overflows" in reason

@@ -13,7 +13,13 @@ from fl_chain.errors import ConfigError
 _CHUNK = 1 << 20
 
 
-def validate_values(values: np.ndarray, *, expected_length: int, norm_bound: float | None = None) -> str | None:
+def validate_values(
+    values: np.ndarray,
+    *,
+    expected_length: int,
+    norm_bound: float | None = None,
+    reference: np.ndarray | None = None,
+) -> str | None:
     """Why a contribution's slice must be excluded, or None if it is valid.
 
     Parameters
@@ -26,6 +32,11 @@ def validate_values(values: np.ndarray, *, expected_length: int, norm_bound: flo
         Largest allowed L2 norm, or None for no bound. With per-partition aggregation the
         bound applies to this partition's slice, not to the whole update: a task that means
         a whole-vector bound B over P equal partitions can use for example ``B / sqrt(P)``.
+    reference:
+        The same slice of the global model the update was trained from. When given, the bound
+        applies to the *change* ``values - reference`` (computed in float32, so the same bytes on
+        every machine), not to the published vector: a sign-flipped or scaled model moves far
+        from the global model although its own norm may look ordinary.
 
     Returns
     -------
@@ -49,10 +60,21 @@ def validate_values(values: np.ndarray, *, expected_length: int, norm_bound: flo
         return f"length {values.size} != {expected_length}"
     if not np.isfinite(values).all():
         return "non-finite values"
-    if norm_bound is not None and not _certainly_within(values, norm_bound):
+    if norm_bound is None:
+        return None
+    what = "norm"
+    if reference is not None:
+        if reference.shape != values.shape or reference.dtype != np.float32:
+            raise ValueError(f"reference must be float32 of shape {values.shape}, got {reference.dtype} {reference.shape}")
+        with np.errstate(over="ignore"):
+            values = values - reference
+        if not np.isfinite(values).all():
+            return f"change from the global model overflows float32 (bound {norm_bound:g})"
+        what = "change norm"
+    if not _certainly_within(values, norm_bound):
         norm = l2_norm(values)
         if norm > norm_bound:
-            return f"norm {norm:.10g} > bound {norm_bound:g}"
+            return f"{what} {norm:.10g} > bound {norm_bound:g}"
     return None
 
 

@@ -10,8 +10,9 @@ Rules that keep honest aggregators in agreement:
 
 - Contributions are taken in canonical order (by address) and aggregated deterministically.
 - Content is addressed by hash, so an invalid contribution (a blob or manifest that does not
-  verify, non-finite values, a wrong length, a norm above the bound) is invalid for every
-  aggregator alike and is excluded by every one of them.
+  verify, non-finite values, a wrong length, a change from the global model above the norm bound,
+  a claimed sample count above the task's cap) is invalid for every aggregator alike and is
+  excluded by every one of them.
 - An *unavailable* contribution (nothing arrived within the timeout) is never dropped on one
   node's say-so: the aggregator does not commit that partition and tries again. In the fallback
   phase it reports the contributor on chain; once ``quorum`` participants reported it, the contract
@@ -458,9 +459,13 @@ class Node:
         bounds = partition_bounds(base.size, self.config.partitions)[partition]
         unavailable = set() if unavailable is None else unavailable
         contributions = []
+        cap = self.spec.max_samples
         for commit in sorted(commits, key=lambda c: c.contributor.lower()):
             if commit.contributor in unavailable:
                 return None
+            if cap is not None and commit.samples > cap:
+                log.warning("round %d partition %d: excluding %s: claims %d samples > max_samples %d", round_, partition, commit.contributor, commit.samples, cap)
+                continue
             try:
                 manifest = self._manifest(round_, commit, base.size)
                 if manifest is None:
@@ -475,7 +480,12 @@ class Node:
             except BlobInvalidError as exc:
                 log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, exc)
                 continue
-            reason = validate_values(values, expected_length=bounds.length, norm_bound=self.spec.norm_bound)
+            reason = validate_values(
+                values,
+                expected_length=bounds.length,
+                norm_bound=self.spec.norm_bound,
+                reference=base[bounds.offset : bounds.offset + bounds.length],
+            )
             if reason is not None:
                 log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, reason)
                 continue

@@ -60,10 +60,7 @@ class NodeState:
         identity = {"chain_id": chain_id, "contract": contract.lower(), "account": account.lower()}
         path = self.root / "node.json"
         if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path} is corrupt; move the state directory aside and start fresh") from None
+            stored = _read_json_object(path)
             for key, value in identity.items():
                 if stored.get(key) != value:
                     raise ConfigError(
@@ -135,7 +132,7 @@ class NodeState:
         path = self._progress_path(task_id)
         if not path.exists():
             return {}
-        return json.loads(path.read_text())
+        return _read_json_object(path)
 
     def round(self, task_id: int, round_: int) -> RoundProgress:
         """What this node recorded for ``round_``."""
@@ -173,3 +170,14 @@ class NodeState:
         """Store the global model of ``round_`` (-1: initial)."""
         self.save_vector(task_id, "global", vector)
         _atomic_write(self.task_dir(task_id) / "global-round.txt", str(round_).encode())
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ConfigError naming the file if it is anything else."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is corrupt; move the state directory aside and start fresh")
+    return data

@@ -91,6 +91,7 @@ class Recorder:
     current_round: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     round_end: dict[int, float] = field(default_factory=dict)
     round_outcome: dict[int, str] = field(default_factory=dict)
+    round_end_cpu: dict[int, float] = field(default_factory=dict)  # process CPU seconds at the round's end
     origin: dict[str, int] = field(default_factory=dict)  # cid -> node that stored it first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -212,6 +213,7 @@ class TimedCoordinator:
             for log in getattr(self._inner.contract.events, event)().process_receipt(receipt, errors=DISCARD):
                 ended = int(log["args"]["round"])
                 self._rec.round_end.setdefault(ended, end)
+                self._rec.round_end_cpu.setdefault(ended, time.process_time())
                 self._rec.round_outcome.setdefault(ended, "finalized" if event == "RoundFinalized" else "failed")
         return receipt
 
@@ -367,16 +369,17 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
         status = InProcessFederation(chain, coordinator, task_id, members).run()
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
-    return summarize(job, recorder, started=started, wall=wall, cpu=cpu, setup=setup_seconds,
+    return summarize(job, recorder, started=started, cpu_started=cpu_started, wall=wall, cpu=cpu, setup=setup_seconds,
                      dimension=dimension, partitions=partitions, replication=replication,
                      quorum=spec.protocol["quorum"], status=status.name.lower())
 
 
-def summarize(job: FederationJob, rec: Recorder, *, started: float, wall: float, cpu: float, setup: float,
+def summarize(job: FederationJob, rec: Recorder, *, started: float, cpu_started: float, wall: float, cpu: float, setup: float,
               dimension: int, partitions: int, replication: int, quorum: int, status: str) -> dict[str, Any]:
     n = job.nodes
     rounds = []
     previous_end = started
+    previous_cpu = cpu_started
     for r in sorted(rec.round_end):
         end = rec.round_end[r]
         # Nodes run one step at a time, so a round is a window of wall time: every call that started
@@ -396,6 +399,7 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, wall: float,
             "round": r,
             "outcome": rec.round_outcome.get(r),
             "wall_seconds": round_wall,
+            "cpu_seconds": rec.round_end_cpu[r] - previous_cpu,
             "split_seconds_all_nodes": split,
             "other_seconds": round_wall - sum(split.values()),
             "finalize_wait_seconds_mean": float(np.mean(waits)) if waits else None,
@@ -407,6 +411,7 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, wall: float,
             "upload_bytes_per_node_by_origin": upload,
         })
         previous_end = end
+        previous_cpu = rec.round_end_cpu[r]
     model_bytes = 4 * dimension
     bound = 2 * (n - 1) / n * model_bytes
     steady = rounds[1:] or rounds
@@ -432,6 +437,7 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, wall: float,
         "rounds": rounds,
         "steady_rounds": [r["round"] for r in steady],
         "mean_round_seconds": mean("wall_seconds"),
+        "mean_round_cpu_seconds": mean("cpu_seconds"),
         "mean_split_seconds_all_nodes": {
             c: float(np.mean([r["split_seconds_all_nodes"][c] for r in steady])) for c in CATEGORIES
         } if steady else {},

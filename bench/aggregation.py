@@ -49,41 +49,63 @@ def _median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure(*, contributors: int = 8, length: int = 1_000_000, repeats: int = 7, quick: bool = False) -> dict[str, object]:
+    """Median seconds and GB/s of every case; ``quick``: 8 x 100,000 values, 3 repeats."""
+    if quick:
+        length, repeats = 100_000, 3
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(length).astype(np.float32) for _ in range(contributors)]
+    contributions = [
+        Contribution(f"0x{i:040x}", int(rng.integers(1, 10_000)), v) for i, v in enumerate(values)
+    ]
+    updates = [(c.contributor, c.samples, c.values) for c in contributions]
+    trimmed = TrimmedMean(trim_fraction=0.125)
+    cases: list[tuple[str, str, Callable[[], object]]] = [
+        ("baseline", "np.sum(np.stack(...), axis=0)  [baseline]", lambda: np.sum(np.stack(values), axis=0)),
+        ("fedavg", "FedAvg", lambda: FedAvg().aggregate(contributions)),
+        ("reference_fedavg", "reference_fedavg", lambda: reference_fedavg(updates)),
+        ("median", "CoordinateMedian", lambda: CoordinateMedian().aggregate(contributions)),
+        ("trimmed_mean", f"TrimmedMean(trim_fraction=0.125), k={trimmed.trimmed_count(contributors)}",
+         lambda: trimmed.aggregate(contributions)),
+        ("validate_within", "validate_values, norm well within bound", lambda: [
+            validate_values(v, expected_length=length, norm_bound=1e6) for v in values
+        ]),
+        ("validate_above", "validate_values, norm above bound (exact norm)", lambda: [
+            validate_values(v, expected_length=length, norm_bound=1.0) for v in values
+        ]),
+    ]
+    processed = contributors * length * 4
+    rows = []
+    for key, label, run in cases:
+        seconds = _median_seconds(run, repeats)
+        rows.append({"case": key, "label": label, "seconds": seconds, "gb_per_s": processed / seconds / 1e9})
+    by_case = {r["case"]: r for r in rows}
+    return {
+        "benchmark": "aggregation",
+        "quick": quick,
+        "contributors": contributors,
+        "length": length,
+        "repeats": repeats,
+        "bytes_processed": processed,
+        "threads": 1,
+        "numpy": np.__version__,
+        "rows": rows,
+        "fedavg_over_baseline": by_case["fedavg"]["gb_per_s"] / by_case["baseline"]["gb_per_s"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contributors", type=int, default=8)
     parser.add_argument("--length", type=int, default=1_000_000, help="float32 values per contribution")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-
-    rng = np.random.default_rng(0)
-    values = [rng.standard_normal(args.length).astype(np.float32) for _ in range(args.contributors)]
-    contributions = [
-        Contribution(f"0x{i:040x}", int(rng.integers(1, 10_000)), v) for i, v in enumerate(values)
-    ]
-    updates = [(c.contributor, c.samples, c.values) for c in contributions]
-    trimmed = TrimmedMean(trim_fraction=0.125)
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("np.sum(np.stack(...), axis=0)  [baseline]", lambda: np.sum(np.stack(values), axis=0)),
-        ("FedAvg", lambda: FedAvg().aggregate(contributions)),
-        ("reference_fedavg", lambda: reference_fedavg(updates)),
-        ("CoordinateMedian", lambda: CoordinateMedian().aggregate(contributions)),
-        (f"TrimmedMean(trim_fraction=0.125), k={trimmed.trimmed_count(args.contributors)}",
-         lambda: trimmed.aggregate(contributions)),
-        ("validate_values, norm well within bound", lambda: [
-            validate_values(v, expected_length=args.length, norm_bound=1e6) for v in values
-        ]),
-        ("validate_values, norm above bound (exact norm)", lambda: [
-            validate_values(v, expected_length=args.length, norm_bound=1.0) for v in values
-        ]),
-    ]
-    processed = args.contributors * args.length * 4
-    print(f"{args.contributors} contributions x {args.length:,} float32 = {processed / 1e6:.1f} MB per aggregation, "
-          f"1 thread, numpy {np.__version__}, median of {args.repeats}")
+    result = measure(contributors=args.contributors, length=args.length, repeats=args.repeats)
+    print(f"{args.contributors} contributions x {args.length:,} float32 = {result['bytes_processed'] / 1e6:.1f} MB "
+          f"per aggregation, 1 thread, numpy {np.__version__}, median of {args.repeats}")
     print(f"{'operation':<48} {'ms':>9} {'GB/s':>7}")
-    for label, run in cases:
-        seconds = _median_seconds(run, args.repeats)
-        print(f"{label:<48} {seconds * 1e3:9.2f} {processed / seconds / 1e9:7.3f}")
+    for row in result["rows"]:
+        print(f"{row['label']:<48} {row['seconds'] * 1e3:9.2f} {row['gb_per_s']:7.3f}")
     return 0
 
 

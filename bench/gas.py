@@ -381,6 +381,55 @@ def print_report(chain_name: str, client_version: str, settings: list[dict[str, 
     )
 
 
+#: Sizes of ``measure(quick=True)``: one N, the smallest and largest model size.
+QUICK_PARTICIPANTS = [4]
+QUICK_EXPONENTS = [3, 8]
+
+
+def measure(
+    *,
+    chain: str = "embedded",
+    participants: list[int] | None = None,
+    exponents: list[int] | None = None,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Play every setting (N, P = 4 and P = N) and return the figures ``main`` prints and saves.
+
+    The model-size rounds commit digests that stand for models of 10^k parameters: no weights are
+    made (the contract only ever sees 32-byte digests); ``bench/round_breakdown.py`` records the gas
+    of rounds with real models of 1e4..1e7 parameters for comparison.
+    """
+    ns = participants or (QUICK_PARTICIPANTS if quick else [4, 16, 64])
+    exps = exponents if exponents is not None else (QUICK_EXPONENTS if quick else [3, 4, 5, 6, 7, 8])
+    started = time.perf_counter()
+    opened = open_chain(chain, accounts=max(ns) + 1)
+    try:
+        client = connect(opened)
+        accounts = dev_accounts(max(ns) + 1)
+        client_version = str(opened.w3.client_version)
+        settings = []
+        for n in ns:
+            for partitions in dict.fromkeys([4, n]):  # P = 4 and P = N (once when N = 4)
+                if progress:
+                    progress(f"gas: N={n} P={partitions}")
+                settings.append(run_setting(opened, client, accounts, n, partitions, exps))
+    finally:
+        opened.close()
+    return {
+        "benchmark": "gas",
+        "chain": chain,
+        "client_version": client_version,
+        "replication": REPLICATION,
+        "quorum": QUORUM,
+        "target_gas_per_participant_per_round": TARGET,
+        "exponents": exps,
+        "model_sizes_note": "digests stand for models of 10^k parameters; no weights are materialized",
+        "seconds": time.perf_counter() - started,
+        "settings": settings,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chain", default="embedded", choices=BACKENDS, help="chain backend (default embedded)")
@@ -395,40 +444,16 @@ def main(argv: list[str] | None = None) -> int:
     if not ns or min(ns) < QUORUM:
         parser.error(f"participant counts must be at least {QUORUM}")
 
-    started = time.perf_counter()
     try:
-        chain = open_chain(args.chain, accounts=max(ns) + 1)
+        result = measure(chain=args.chain, participants=ns, exponents=exponents,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))
     except FLChainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    try:
-        client = connect(chain)
-        accounts = dev_accounts(max(ns) + 1)
-        client_version = str(chain.w3.client_version)
-        settings = []
-        for n in ns:
-            for partitions in dict.fromkeys([4, n]):  # P = 4 and P = N (once when N = 4)
-                print(f"... N={n} P={partitions}", file=sys.stderr, flush=True)
-                settings.append(run_setting(chain, client, accounts, n, partitions, exponents))
-    finally:
-        chain.close()
-
+    client_version, settings = result["client_version"], result["settings"]
     print_report(args.chain, client_version, settings, exponents)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "chain": args.chain,
-                "client_version": client_version,
-                "replication": REPLICATION,
-                "quorum": QUORUM,
-                "target_gas_per_participant_per_round": TARGET,
-                "seconds": time.perf_counter() - started,
-                "settings": settings,
-            },
-            indent=2,
-        )
-    )
+    args.output.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.output}")
     return 0
 

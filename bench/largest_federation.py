@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""The largest federation this machine runs: simulated nodes (memory store) and real node processes.
+
+Usage::
+
+    python bench/largest_federation.py            # simulated N = 100, 200, 400, 800; processes N = 4, 8, 16, 24, 32
+    python bench/largest_federation.py --quick    # simulated N = 8 (1 round), processes N = 2 (1 round)
+    python bench/largest_federation.py --simulated 100,200 --processes 4,8 --rounds 2
+
+Two ladders; each stops at its first N that fails or runs past its time limit, and the largest N
+that completed every round is the figure.
+
+* **Simulated nodes**: ``flchain simulate`` in one process (``bench/simulate_scale.py``'s child
+  mode: embedded py-evm chain, memory store, real torch training on digits, P = 10, r = 3, q = 2),
+  one child process per N, so the peak memory (``ru_maxrss``/``VmHWM``) is that run's alone.
+* **Real node processes**: ``fl_chain.localnet.LocalNetwork`` (anvil with a block a second, the
+  contract, N ``flchain node`` OS processes, each with its own key, data shard, state directory and
+  embedded kubo IPFS peer on 127.0.0.1), the digits MLP task with P = min(N, 8), r = 2, q = 2.
+  The resident memory of every node process and of anvil is sampled each second from
+  ``/proc/<pid>/status`` (VmRSS); the peak of their sum and the largest single node are reported.
+  Every process is started by ``LocalNetwork`` and stopped by it, by pid.
+
+Writes ``bench/results/largest_federation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results" / "largest_federation.json"
+BENCH = Path(__file__).resolve().parent
+FULL_SIMULATED = [100, 200, 400, 800]
+FULL_PROCESSES = [4, 8, 16, 24, 32]
+#: Seconds one rung of a ladder may take (full mode; quick mode uses QUICK_TIMEOUT).
+RUN_TIMEOUT = 1800
+QUICK_TIMEOUT = 170
+
+
+def _vmrss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _available_mib() -> float:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# Simulated nodes
+# ------------------------------------------------------------------------------------------------
+
+
+def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
+    """One ``simulate_scale.py`` child run of ``nodes`` nodes; its figures, or an error."""
+    with tempfile.TemporaryDirectory(prefix="flchain-largest-") as tmp:
+        result = Path(tmp) / "result.json"
+        partitions = min(10, nodes)
+        replication = min(3, nodes)
+        command = [
+            sys.executable, str(BENCH / "simulate_scale.py"), "--child-result", str(result), "--nodes", str(nodes),
+            "--rounds", str(rounds), "--partitions", str(partitions), "--replication", str(replication),
+            "--out", str(Path(tmp) / "runs"),
+        ]
+        started = time.monotonic()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()  # our child, by pid
+            process.communicate()
+            return {"nodes": nodes, "ok": False, "error": f"over the time limit ({timeout:.0f} s)",
+                    "wall_seconds": time.monotonic() - started}
+        if process.returncode != 0 or not result.exists():
+            tail = " | ".join(stderr.strip().splitlines()[-3:])
+            return {"nodes": nodes, "ok": False, "error": f"exit {process.returncode}: {tail}",
+                    "wall_seconds": time.monotonic() - started}
+        figures = json.loads(result.read_text())
+    ok = figures["rounds_finalized"] == rounds
+    return {
+        "nodes": nodes, "ok": ok, "rounds": rounds, "rounds_finalized": figures["rounds_finalized"],
+        "wall_seconds": figures["wall_seconds"], "setup_seconds": figures["setup_seconds"],
+        "mean_round_seconds": figures["mean_round_seconds"], "final_accuracy": figures["final_accuracy"],
+        "peak_rss_mib": figures["peak_rss_ru_maxrss_mib"], "partitions": figures["partitions"],
+        "replication": figures["replication"],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Real node processes
+# ------------------------------------------------------------------------------------------------
+
+
+TASK_TOML = """\
+[protocol]
+rounds = {rounds}
+partitions = {partitions}
+replication = 2
+quorum = 2
+min_contributors = {nodes}
+update_duration = {update_duration}
+aggregation_duration = {aggregation_duration}
+open_admission = false
+
+[model]
+name = "mlp"
+hidden = 32
+seed = 7
+
+[dataset]
+name = "digits"
+split = "iid"
+seed = 0
+
+[training]
+epochs = 1
+batch_size = 16
+lr = 0.1
+
+[strategy]
+name = "fedavg"
+"""
+
+
+class _Sampler:
+    """Samples the summed VmRSS of a set of pids (re-read each time) every ``interval`` seconds."""
+
+    def __init__(self, pids: Any, interval: float = 1.0) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak_total_kib = 0
+        self.peak_single_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            chain_pid, node_pids = self.pids()
+            sizes = [_vmrss_kib(p) for p in node_pids]
+            total = sum(sizes) + (_vmrss_kib(chain_pid) if chain_pid else 0)
+            self.peak_total_kib = max(self.peak_total_kib, total)
+            self.peak_single_kib = max([self.peak_single_kib, *sizes])
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
+    """A LocalNetwork of ``nodes`` node processes on anvil; completed rounds and peak memory."""
+    from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+    from fl_chain.localnet import LocalNetwork
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="flchain-largest-net-") as tmp:
+        task_file = Path(tmp) / "task.toml"
+        # Generous phases: starting N processes on 2 shared cores is slow; rounds end by completion.
+        task_file.write_text(TASK_TOML.format(
+            rounds=rounds, partitions=min(nodes, 8), nodes=nodes,
+            update_duration=120 + 10 * nodes, aggregation_duration=120 + 5 * nodes,
+        ))
+        network = None
+        try:
+            network = LocalNetwork(Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil",
+                                   linger=0.0, report=lambda message: None)
+
+            def pids() -> tuple[int | None, list[int]]:
+                chain_process = getattr(network.chain.process, "process", None)
+                chain_pid = chain_process.pid if chain_process is not None else None
+                return chain_pid, [n.process.pid for n in network.nodes if n.process is not None and n.running]
+
+            with _Sampler(pids) as sampler:
+                network.start()
+                joined = time.monotonic() - started
+                status = network.follow(timeout=max(10.0, timeout - (time.monotonic() - started)))
+                finalized = sum(
+                    network.coordinator.get_round(network.task_id, r).status == RoundStatus.FINALIZED
+                    for r in range(rounds)
+                )
+        except Exception as exc:  # noqa: BLE001 - a failed rung is a result
+            return {"nodes": nodes, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                    "wall_seconds": time.monotonic() - started}
+        finally:
+            if network is not None:
+                network.close()  # stops the node processes and anvil it started, by pid
+    return {
+        "nodes": nodes, "ok": status == TaskStatus.COMPLETED and finalized == rounds, "rounds": rounds,
+        "rounds_finalized": finalized, "status": status.name.lower(), "wall_seconds": time.monotonic() - started,
+        "start_and_join_seconds": joined,
+        "peak_total_rss_mib": sampler.peak_total_kib / 1024, "peak_node_rss_mib": sampler.peak_single_kib / 1024,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+#: A rung is not started when its memory, extrapolated linearly from the previous rung, would pass
+#: this share of the memory available: other work on the machine must not be pushed out.
+MEMORY_SHARE = 0.8
+
+
+def _peak_mib(rung: dict[str, Any]) -> float | None:
+    return rung.get("peak_rss_mib", rung.get("peak_total_rss_mib"))
+
+
+def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, Any]:
+    rungs: list[dict[str, Any]] = []
+    for n in counts:
+        previous = rungs[-1] if rungs else None
+        if previous is not None and _peak_mib(previous):
+            predicted = _peak_mib(previous) * n / previous["nodes"]  # type: ignore[operator]
+            available = _available_mib()
+            if predicted > MEMORY_SHARE * available:
+                rungs.append({"nodes": n, "ok": False, "skipped": True, "wall_seconds": 0.0,
+                              "error": f"not run: about {predicted:.0f} MiB predicted, {available:.0f} MiB available"})
+                break
+        if progress:
+            progress(f"largest_federation: {kind} N={n}")
+        rung = run(n)
+        rungs.append(rung)
+        if not rung["ok"]:
+            break
+    passed = [r for r in rungs if r["ok"]]
+    best = max(passed, key=lambda r: r["nodes"]) if passed else None
+    return {
+        "rungs": rungs,
+        "largest_nodes": best["nodes"] if best else None,
+        "largest": best,
+        "stopped_by": None if len(passed) == len(rungs) else rungs[-1].get("error", "a round did not finalize"),
+        "ladder_exhausted": len(passed) == len(counts),
+    }
+
+
+def measure(
+    *, quick: bool = False, simulated: list[int] | None = None, processes: list[int] | None = None,
+    rounds: int | None = None, timeout: float | None = None, progress: Any = None,
+) -> dict[str, Any]:
+    simulated = simulated if simulated is not None else ([8] if quick else FULL_SIMULATED)
+    processes = processes if processes is not None else ([2] if quick else FULL_PROCESSES)
+    rounds = rounds or (1 if quick else 2)
+    timeout = timeout or (QUICK_TIMEOUT if quick else RUN_TIMEOUT)
+    return {
+        "benchmark": "largest_federation",
+        "quick": quick,
+        "rounds": rounds,
+        "timeout_seconds": timeout,
+        "memory_available_mib_at_start": _available_mib(),
+        "simulated": _ladder("simulated", simulated, lambda n: simulated_run(n, rounds, timeout), progress),
+        "processes": _ladder("processes", processes, lambda n: process_run(n, rounds, timeout), progress),
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = ["| kind | N | ok | rounds | wall s | peak memory | note |", "|---|---|---|---|---|---|---|"]
+    for kind in ("simulated", "processes"):
+        for r in result[kind]["rungs"]:
+            if kind == "simulated":
+                memory = f"{r['peak_rss_mib']:.0f} MiB (one process)" if "peak_rss_mib" in r else "-"
+            else:
+                memory = (f"{r['peak_total_rss_mib']:.0f} MiB total, {r['peak_node_rss_mib']:.0f} MiB/node"
+                          if "peak_total_rss_mib" in r else "-")
+            rounds = f"{r.get('rounds_finalized', 0)}/{result['rounds']}"
+            lines.append(f"| {kind} | {r['nodes']} | {'yes' if r['ok'] else 'no'} | {rounds} | "
+                         f"{r['wall_seconds']:.0f} | {memory} | {r.get('error', '')[:80]} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--simulated", help="comma-separated N for simulated nodes ('' for none)")
+    parser.add_argument("--processes", help="comma-separated N for node processes ('' for none)")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--timeout", type=float, help="seconds per rung")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    result = measure(
+        quick=args.quick,
+        simulated=[int(v) for v in args.simulated.split(",") if v] if args.simulated is not None else None,
+        processes=[int(v) for v in args.processes.split(",") if v] if args.processes is not None else None,
+        rounds=args.rounds, timeout=args.timeout, progress=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    print(format_table(result))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

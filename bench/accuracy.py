@@ -43,10 +43,15 @@ JOBS: dict[str, list[str]] = {
 }
 
 
-def run_job(name: str, *, verbose: bool) -> dict[str, object]:
+#: ``measure(quick=True)``: the digits job at 4 nodes and 2 rounds (later options override earlier ones).
+QUICK_OVERRIDES = ["--nodes", "4", "--rounds", "2", "--partitions", "4"]
+
+
+def run_job(name: str, *, verbose: bool, out: Path | None = None, overrides: list[str] | None = None) -> dict[str, object]:
     """Run one job with --compare; returns its figures."""
-    args = build_parser().parse_args(["simulate", *JOBS[name]])
-    out = RESULTS / "accuracy-runs" / name
+    argv = [*JOBS[name], *(overrides or [])]
+    args = build_parser().parse_args(["simulate", *argv])
+    out = out or RESULTS / "accuracy-runs" / name
     shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
     summary = run_simulation(
@@ -57,7 +62,7 @@ def run_job(name: str, *, verbose: bool) -> dict[str, object]:
     finalized = [r for r in summary["rounds"] if r["status"] == "finalized"]
     return {
         "job": name,
-        "command": "flchain simulate --compare " + " ".join(JOBS[name]),
+        "command": "flchain simulate --compare " + " ".join(argv),
         "rounds_finalized": len(finalized),
         "final_accuracy": summary["final_accuracy"],
         "pooled_accuracy": summary["pooled"]["test_accuracy"],
@@ -69,6 +74,17 @@ def run_job(name: str, *, verbose: bool) -> dict[str, object]:
         "total_seconds_with_baselines": wall,
         "accuracy_per_round": [r["test_accuracy"] for r in finalized],
     }
+
+
+def measure(*, quick: bool = False, jobs: list[str] | None = None) -> dict[str, object]:
+    """Figures of each job; ``quick``: digits only at 4 nodes, 2 rounds, run folder in a temporary directory."""
+    import tempfile
+
+    if quick:
+        with tempfile.TemporaryDirectory(prefix="flchain-accuracy-") as tmp:
+            figures = run_job("digits", verbose=False, out=Path(tmp) / "digits", overrides=QUICK_OVERRIDES)
+        return {"benchmark": "accuracy", "quick": True, "jobs": [figures]}
+    return {"benchmark": "accuracy", "quick": False, "jobs": [run_job(name, verbose=False) for name in jobs or JOBS]}
 
 
 def main(argv: list[str] | None = None) -> int:

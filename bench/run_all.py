@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""Every benchmark in one command: a JSON file and a markdown report with each target MET or MISSED.
+
+Usage::
+
+    nice -n 19 .venv/bin/python bench/run_all.py --quick          # tiny sizes, a few minutes
+    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (hours)
+    nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
+    nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
+
+Each benchmark is imported as a module and driven through its ``measure(...)`` function, which
+returns a dict (``round_breakdown``, ``flower_compare``, ``bytes_per_node``, ``gas``,
+``aggregation``, ``largest_federation``, ``storage_throughput``, ``accuracy``); ``robustness`` and
+``faults`` are driven through their ``main`` with ``--output`` pointing at a temporary JSON file,
+which is read back. A benchmark that raises is recorded with its error and the others still run.
+The individual scripts' own results files are not touched.
+
+Writes ``bench/results/report-<date>[-quick].json`` and ``.md`` and prints the markdown. The report
+gives the date, the machine (cores, RAM, CPU model, Python, torch, numpy, flwr, the git commit, the
+load average before and after: this machine is shared and noisy, so read ratios measured in the
+same run, not absolute seconds), and for each target of issue 7 the measured figure, the target,
+MET or MISSED, and what limits it. Quick mode runs every benchmark at sizes that are not the
+target settings: its verdicts are labelled as such.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # per-core figures; nodes train with 1 torch thread anyway
+os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
+
+RESULTS = BENCH / "results"
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The benchmarks
+# ------------------------------------------------------------------------------------------------
+
+
+def _via_main(module_name: str, argv: list[str]) -> dict[str, Any]:
+    """Run ``module.main(argv + --output tmp)`` with its stdout captured; return the JSON it wrote."""
+    module = __import__(module_name)
+    with tempfile.TemporaryDirectory(prefix=f"flchain-{module_name}-") as tmp:
+        output = Path(tmp) / "result.json"
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = module.main([*argv, "--output", str(output)])
+        if code != 0 or not output.exists():
+            raise RuntimeError(f"{module_name}.main exited {code} without results")
+        return json.loads(output.read_text())  # type: ignore[no-any-return]
+
+
+def _faults(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"skipped": "one fault-injection run takes 80-250 s, more than the quick budget"}
+    return _via_main("faults", ["--runs", "10", "--jobs", "1"])
+
+
+def _robustness(quick: bool) -> dict[str, Any]:
+    return _via_main("robustness", ["--rounds", "2", "--strategies", "fedavg"] if quick else [])
+
+
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "round_breakdown": lambda quick: __import__("round_breakdown").measure(quick=quick, progress=_log),
+    "flower_compare": lambda quick: __import__("flower_compare").measure(quick=quick, progress=_log),
+    "bytes_per_node": lambda quick: __import__("bytes_per_node").measure(quick=quick, progress=_log),
+    "gas": lambda quick: __import__("gas").measure(quick=quick, progress=_log),
+    "aggregation": lambda quick: __import__("aggregation").measure(quick=quick),
+    "largest_federation": lambda quick: __import__("largest_federation").measure(quick=quick, progress=_log),
+    "storage_throughput": lambda quick: __import__("storage_throughput").measure(quick=quick),
+    "accuracy": lambda quick: __import__("accuracy").measure(quick=quick),
+    "robustness": _robustness,
+    "faults": _faults,
+}
+
+#: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), for --help.
+FULL_MINUTES = {
+    "round_breakdown": 60, "flower_compare": 10, "bytes_per_node": 10, "gas": 15, "aggregation": 1,
+    "largest_federation": 60, "storage_throughput": 2, "accuracy": 8, "robustness": 10, "faults": 25,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Machine
+# ------------------------------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
+                    if line.startswith("MemTotal:")), 0)
+    versions: dict[str, str | None] = {}
+    for name in ("torch", "numpy", "flwr", "web3"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # noqa: BLE001
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=False).stdout.strip()
+        commit += "-dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kib / 2**20, 1),
+        "cpu_model": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **versions,
+        "commit": commit,
+        "niceness": os.nice(0),
+        "load_average_start": os.getloadavg(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets
+# ------------------------------------------------------------------------------------------------
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    """One row per target of issue 7: measured, target, verdict, limiting factor."""
+    rows: list[dict[str, Any]] = []
+    scope = " (quick sizes, not the target setting)" if quick else ""
+
+    flower = results.get("flower_compare", {})
+    for r in flower.get("rows", []):
+        name = f"round wall time fl-chain / Flower, {r['pair']}, N={r['nodes']}, D={r['parameters_requested']:.0e}{scope}"
+        if "error" in r:
+            rows.append({"target": name, "measured": None, "goal": "<= 1.2", "verdict": "ERROR", "limit": r["error"]})
+            continue
+        split = {k: v for k, v in r["fl_chain"]["mean_split_seconds_all_nodes"].items()}
+        split["other"] = r["fl_chain"]["mean_other_seconds"]
+        worst = max((k for k in split if k != "train"), key=lambda k: split[k])
+        limit = (f"fl-chain round {_fmt(r['fl_chain']['mean_round_seconds'])} vs Flower "
+                 f"{_fmt(r['flower']['mean_round_seconds'])}; largest non-training share: {worst} "
+                 f"{_fmt(split[worst])} per round (train {_fmt(split['train'])}, all nodes)")
+        if r.get("cpu_ratio") is not None:
+            limit += f"; CPU-time ratio {r['cpu_ratio']:.2f}"
+        rows.append({"target": name, "measured": round(r["ratio"], 3), "goal": "<= 1.2",
+                     "verdict": "MET" if r["ratio"] <= 1.2 else "MISSED", "limit": limit})
+
+    for r in results.get("bytes_per_node", {}).get("rows", []):
+        name = f"bytes per node per round / 2(N-1)/N*M, {r['storage']}, N={r['nodes']}, {r['setting']}{scope}"
+        if "error" in r:
+            rows.append({"target": name, "measured": None, "goal": "<= 1.1", "verdict": "ERROR", "limit": r["error"]})
+            continue
+        goal = "<= 1.1" if r["partitions"] == r["nodes"] else "contrast (no target)"
+        verdict = ("MET" if r["download_over_bound"] <= 1.1 else "MISSED") if r["partitions"] == r["nodes"] else "-"
+        if r["partitions"] == 1:
+            limit = "every node fetches every update: (N-1)*M"
+        elif r["replication"] == 1:
+            limit = "reduce-scatter + all-gather, no aggregator redundancy; excess is blob headers and manifests"
+        else:
+            limit = (f"r={r['replication']} aggregators fetch each partition: payload alone is "
+                     f"{r['expected_payload_over_bound']:.2f}x the bound")
+        rows.append({"target": name, "measured": round(r["download_over_bound"], 3), "goal": goal,
+                     "verdict": verdict, "limit": limit + f"; max download {r['max_download_over_bound']:.2f}x, "
+                     f"max upload (by origin) {r['max_upload_over_bound']:.2f}x"})
+
+    gas = results.get("gas", {})
+    for s in gas.get("settings", []):
+        executions = [v["execution_gas_per_participant"] for v in s["model_sizes"].values()]
+        used = [v["gas_per_participant"] for v in s["model_sizes"].values()]
+        if not executions:
+            continue
+        spread = max(executions) - min(executions)
+        sizes = ", ".join(f"1e{e}" for e in gas.get("exponents", []))
+        rows.append({
+            "target": f"gas per participant per round flat in model size ({sizes}), N={s['participants']} P={s['partitions']}{scope}",
+            "measured": f"execution spread {spread:.1f} gas; gas used {min(used):,.0f}-{max(used):,.0f}",
+            "goal": "flat", "verdict": "MET" if spread == 0 else "MISSED",
+            "limit": (f"digests only on chain (sizes stand in, no weights made); under 100k: "
+                      f"{'yes' if s['under_target'] else 'no'} (worst {s['worst_batch_round_gas_per_participant']:,.0f})"),
+        })
+    for job in results.get("round_breakdown", {}).get("jobs", []):
+        if "error" not in job and job["chain"] == "embedded":
+            rows.append({
+                "target": f"gas per participant per round, real model of {job['parameters']:,} params, N={job['nodes']} P={job['partitions']}{scope}",
+                "measured": f"{job['mean_gas_per_participant']:,.0f}", "goal": "flat (compare rows)", "verdict": "-",
+                "limit": "from round_breakdown (real blobs and digests)",
+            })
+
+    agg = results.get("aggregation", {})
+    if agg.get("rows"):
+        by = {r["case"]: r for r in agg["rows"]}
+        rows.append({
+            "target": f"aggregation throughput per core, {agg['contributors']} x {agg['length']:,} float32{scope}",
+            "measured": (f"FedAvg {by['fedavg']['gb_per_s']:.2f} GB/s vs np.sum {by['baseline']['gb_per_s']:.2f} GB/s "
+                         f"({agg['fedavg_over_baseline']:.2f}x); median {by['median']['gb_per_s']:.2f}, "
+                         f"trimmed mean {by['trimmed_mean']['gb_per_s']:.2f} GB/s"),
+            "goal": "vs numpy sum (no number)", "verdict": "-",
+            "limit": "float64 accumulation in canonical order, one rounding (determinism); median/trimmed: sort along contributors",
+        })
+
+    largest = results.get("largest_federation", {})
+    for kind in ("simulated", "processes"):
+        ladder = largest.get(kind)
+        if not ladder:
+            continue
+        best = ladder.get("largest") or {}
+        memory = best.get("peak_rss_mib", best.get("peak_total_rss_mib"))
+        rows.append({
+            "target": f"largest federation, {'simulated nodes (memory store, one process)' if kind == 'simulated' else 'node processes with kubo peers'}{scope}",
+            "measured": (f"N={ladder['largest_nodes']}, peak {memory:.0f} MiB" if ladder["largest_nodes"] else "none completed"),
+            "goal": "largest that runs", "verdict": "-",
+            "limit": (ladder["stopped_by"] or "ladder exhausted (the machine may run more)"),
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    out = [
+        f"# fl-chain benchmarks, {report['date']}{' (QUICK mode: tiny sizes)' if report['quick'] else ''}",
+        "",
+        f"Machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['cpu_model']}; {m['platform']}; Python {m['python']}, "
+        f"torch {m['torch']}, numpy {m['numpy']}, flwr {m['flwr']}; commit {m['commit']}; niceness {m['niceness']}; "
+        f"load average {', '.join(f'{v:.1f}' for v in m['load_average_start'])} at start, "
+        f"{', '.join(f'{v:.1f}' for v in report['load_average_end'])} at the end.",
+        f"Total {report['seconds'] / 60:.1f} min. Times on a shared machine are noisy: compare ratios from the same run.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | goal | verdict | limited by |",
+        "|---|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        out.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {t['verdict']} | {t['limit']} |")
+    out += ["", "## Benchmarks", ""]
+    for name, result in report["benchmarks"].items():
+        seconds = report["seconds_per_benchmark"].get(name)
+        head = f"### {name}" + (f" ({seconds:.0f} s)" if seconds is not None else "")
+        out += [head, ""]
+        if "error" in result:
+            out += [f"ERROR: {result['error']}", ""]
+            continue
+        if "skipped" in result:
+            out += [f"skipped: {result['skipped']}", ""]
+            continue
+        table = _table(name, result)
+        out += [table, ""] if table else ["(see the JSON report)", ""]
+    return "\n".join(out)
+
+
+def _table(name: str, result: dict[str, Any]) -> str | None:
+    module = {"round_breakdown": "round_breakdown", "flower_compare": "flower_compare",
+              "bytes_per_node": "bytes_per_node", "largest_federation": "largest_federation"}.get(name)
+    if module:
+        return __import__(module).format_table(result)  # type: ignore[no-any-return]
+    if name == "storage_throughput":
+        lines = ["| size | put MB/s | get MB/s |", "|---|---|---|"]
+        lines += [f"| {r['size_mb']} MB | {r['put_mb_s']:.0f} | {r['get_mb_s']:.0f} |" for r in result["rows"]]
+        return "\n".join(lines)
+    if name == "aggregation":
+        lines = ["| operation | ms | GB/s |", "|---|---|---|"]
+        lines += [f"| {r['label']} | {r['seconds'] * 1e3:.2f} | {r['gb_per_s']:.3f} |" for r in result["rows"]]
+        return "\n".join(lines)
+    if name == "gas":
+        lines = ["| N | P | gas/participant/round (steady) | worst batch round | < 100k |", "|---|---|---|---|---|"]
+        lines += [f"| {s['participants']} | {s['partitions']} | {s['gas_per_participant_per_round']:,.0f} | "
+                  f"{s['worst_batch_round_gas_per_participant']:,.0f} | {'yes' if s['under_target'] else 'no'} |"
+                  for s in result["settings"]]
+        return "\n".join(lines)
+    if name == "accuracy":
+        lines = ["| job | rounds | final accuracy | pooled | central FedAvg identical |", "|---|---|---|---|---|"]
+        lines += [f"| {j['job']} | {j['rounds_finalized']} | {j['final_accuracy']:.4f} | {j['pooled_accuracy']:.4f} | "
+                  f"{j['central_fedavg_rounds_identical']} |" for j in result["jobs"]]
+        return "\n".join(lines)
+    if name == "robustness":
+        lines = ["| strategy | clean | poisoned | diff pp |", "|---|---|---|---|"]
+        lines += [f"| {r['strategy']} | {r['clean_final_accuracy']:.4f} | {r['poisoned_final_accuracy']:.4f} | "
+                  f"{r['difference_pp']:+.1f} |" for r in result["strategies"]]
+        return "\n".join(lines)
+    return None
+
+
+def run(*, quick: bool, only: list[str] | None = None, skip: list[str] | None = None) -> dict[str, Any]:
+    names = [n for n in BENCHMARKS if (not only or n in only) and n not in (skip or [])]
+    info = machine()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        _log(f"{name} ({'quick' if quick else 'full'})")
+        began = time.monotonic()
+        try:
+            results[name] = BENCHMARKS[name](quick)
+        except Exception as exc:  # noqa: BLE001 - one failing benchmark must not lose the others
+            results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            _log(f"{name} failed: {exc}")
+        seconds[name] = time.monotonic() - began
+        _log(f"{name} done in {seconds[name]:.0f} s")
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "time": time.strftime("%H:%M:%S%z"),
+        "quick": quick,
+        "machine": info,
+        "load_average_end": os.getloadavg(),
+        "seconds": time.monotonic() - started,
+        "seconds_per_benchmark": seconds,
+        "targets": targets(results, quick),
+        "benchmarks": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="full-mode minutes (idle machine, rough): "
+                                     + ", ".join(f"{k} {v}" for k, v in FULL_MINUTES.items()))
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: every benchmark in a few minutes")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--skip", help="comma-separated benchmarks to leave out")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where the report goes (default {RESULTS})")
+    parser.add_argument("--readme", action="store_true", help="also write the markdown report to bench/README.md")
+    args = parser.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    unknown = (set(only or []) | set(args.skip.split(",") if args.skip else [])) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}")
+    report = run(quick=args.quick, only=only, skip=args.skip.split(",") if args.skip else None)
+    text = markdown(report)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"report-{report['date']}{'-quick' if args.quick else ''}"
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    (args.out_dir / f"{stem}.md").write_text(text + "\n")
+    if args.readme:
+        (BENCH / "README.md").write_text(text + "\n")
+    print(text)
+    _log(f"wrote {args.out_dir / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

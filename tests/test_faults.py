@@ -61,11 +61,8 @@ def test_ganache_restart_on_its_data_dir_task_completes_with_correct_models(tmp_
     on the same port and database: the chain keeps its blocks, the task completes and every global
     model equals the FedAvg of its updates.
 
-    Node processes that die of a connection error while the chain is away are restarted on their
-    state directories, as a supervisor would. That they die at all is a known bug (see the xfail
-    at the end): ``Coordinator.find_events`` and several ``ChainClient`` reads call web3 outside
-    ``ChainClient._translate``, so a refused connection reaches ``Node.run`` as
-    ``requests.exceptions.ConnectionError`` instead of ``ChainUnreachableError``.
+    No node process dies while the chain is away: every chain read and transaction turns a refused
+    connection into ``ChainUnreachableError``, which the node waits out and retries.
     """
     require_backend("ganache")
     config = FaultConfig(nodes=4, chain="ganache", update_duration=15, aggregation_duration=10)
@@ -81,5 +78,4 @@ def test_ganache_restart_on_its_data_dir_task_completes_with_correct_models(tmp_
     assert result.wrong_models == 0 and result.unverified_rounds == 0
     assert result.verified_rounds == config.rounds
     assert all(code == 0 for code in result.exit_codes), result.exit_codes
-    if result.node_errors:
-        pytest.xfail(f"node processes died while the chain was away (restarted by the harness): {result.node_errors}")
+    assert not result.node_errors, f"node processes died while the chain was away: {result.node_errors}"

@@ -46,8 +46,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _federation import FederationJob  # noqa: E402
-from round_breakdown import run_job_in_child  # noqa: E402
+from _federation import FederationJob
+from round_breakdown import run_job_in_child
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bytes_per_node.json"
 #: Target: mean bytes per node per round at most this multiple of the all-reduce bound, with P = N.

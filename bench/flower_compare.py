@@ -41,23 +41,23 @@ import os
 os.environ["FLWR_TELEMETRY_ENABLED"] = "0"  # never phone home, in this process and its children
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _federation import FederationJob, make_spec  # noqa: E402
-from round_breakdown import run_job_in_child  # noqa: E402
+from _federation import FederationJob, make_spec
+from round_breakdown import run_job_in_child
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flower_compare.json"
 TARGET_RATIO = 1.2
@@ -136,7 +136,7 @@ def _steady(round_ends: dict[int, float], started: float) -> list[float]:
 
 def flower_inprocess(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
     """Flower's Server and FedAvg with N NumPyClients in this process (no transport)."""
-    from flwr.common import Code, DisconnectRes, GetParametersRes, GetPropertiesRes, Status
+    from flwr.common import Code, DisconnectRes, GetPropertiesRes, Status
     from flwr.server import Server, SimpleClientManager
     from flwr.server.client_proxy import ClientProxy
 

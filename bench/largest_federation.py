@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -166,7 +166,7 @@ class _Sampler:
             self.peak_single_kib = max([self.peak_single_kib, *sizes])
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> _Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _federation import CATEGORIES, FederationJob, run_federation  # noqa: E402
+from _federation import CATEGORIES, FederationJob, run_federation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "round_breakdown.json"
 BACKENDS = {"embedded-memory": ("embedded", "memory"), "anvil-kubo": ("anvil", "kubo")}

@@ -30,19 +30,19 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # per-core figures; nodes train with 1 torch thread anyway
 os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import io
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -259,10 +259,12 @@ def markdown(report: dict[str, Any]) -> str:
     out = [
         f"# fl-chain benchmarks, {report['date']}{' (QUICK mode: tiny sizes)' if report['quick'] else ''}",
         "",
-        f"Machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['cpu_model']}; {m['platform']}; Python {m['python']}, "
-        f"torch {m['torch']}, numpy {m['numpy']}, flwr {m['flwr']}; commit {m['commit']}; niceness {m['niceness']}; "
-        f"load average {', '.join(f'{v:.1f}' for v in m['load_average_start'])} at start, "
-        f"{', '.join(f'{v:.1f}' for v in report['load_average_end'])} at the end.",
+        (
+            f"Machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['cpu_model']}; {m['platform']}; "
+            f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, flwr {m['flwr']}; commit {m['commit']}; "
+            f"niceness {m['niceness']}; load average {', '.join(f'{v:.1f}' for v in m['load_average_start'])} "
+            f"at start, {', '.join(f'{v:.1f}' for v in report['load_average_end'])} at the end."
+        ),
         f"Total {report['seconds'] / 60:.1f} min. Times on a shared machine are noisy: compare ratios from the same run.",
         "",
         "## Targets",

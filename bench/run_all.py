@@ -4,7 +4,7 @@
 Usage::
 
     nice -n 19 .venv/bin/python bench/run_all.py --quick          # tiny sizes, a few minutes
-    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (hours)
+    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 3.5 h)
     nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
     nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
 
@@ -96,10 +96,11 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "faults": _faults,
 }
 
-#: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), for --help.
+#: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), extrapolated
+#: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 3.5 h.
 FULL_MINUTES = {
-    "round_breakdown": 60, "flower_compare": 10, "bytes_per_node": 10, "gas": 15, "aggregation": 1,
-    "largest_federation": 60, "storage_throughput": 2, "accuracy": 8, "robustness": 10, "faults": 25,
+    "round_breakdown": 45, "flower_compare": 6, "bytes_per_node": 8, "gas": 10, "aggregation": 1,
+    "largest_federation": 90, "storage_throughput": 2, "accuracy": 8, "robustness": 10, "faults": 20,
 }
 
 

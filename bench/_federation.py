@@ -451,3 +451,12 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, cpu_started:
         "download_over_bound": (float(np.mean(download_means)) / bound) if download_means and bound else None,
         "peak_rss_mib": _status_kib("VmHWM") / 1024,
     }
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that ``finally`` blocks stop the chains, peers and node
+    processes this benchmark started (the default action would leave them running)."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

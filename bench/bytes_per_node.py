@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    __import__("_federation").stop_on_sigterm()
     result = measure(
         quick=args.quick,
         nodes=[int(v) for v in args.nodes.split(",")] if args.nodes else None,

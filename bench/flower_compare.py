@@ -4,7 +4,7 @@
 Usage::
 
     python bench/flower_compare.py                 # N = 8, about 1e6 parameters, 4 rounds
-    python bench/flower_compare.py --quick         # N = 4, about 1e4 parameters, 3 rounds
+    python bench/flower_compare.py --quick         # N = 4, about 1e4 parameters, 3 rounds (no processes pair)
     python bench/flower_compare.py --nodes 8 --parameters 1e6 --rounds 4 --pairs inprocess,loopback
 
 The job: N clients, the digits MLP with its hidden layer sized to the requested parameter count,
@@ -21,8 +21,19 @@ when they fetch it). Two pairs are run in the same invocation:
   Flower's own serialization of parameters). Flower calls clients from a thread pool.
 * ``loopback``: fl-chain on anvil with one embedded kubo IPFS peer per node (in-process nodes)
   against Flower's deployment engine: ``flwr.server.start_server`` in one process and N
-  ``flwr.client.start_client`` processes (gRPC, 127.0.0.1 only). Every process this script starts
-  is ended by its pid.
+  ``flwr.client.start_client`` processes (gRPC, 127.0.0.1 only).
+* ``processes``: both sides as N OS processes: fl-chain's local network (``fl_chain.localnet``:
+  anvil with a block every second, N ``flchain node`` processes with kubo peers, the same task as
+  a task file) against the same Flower deployment as ``loopback``. fl-chain's round ends are seen
+  by polling the chain every 0.5 s, and its rounds include waiting for 1-second blocks.
+
+Every process this script starts is ended by its pid.
+
+In-process fl-chain federations step their nodes one at a time in one thread, so their round time
+is the sum of every node's work, while Flower's server calls its clients from a thread pool and
+its deployment runs clients in parallel processes: on 2 cores the ``inprocess`` and ``loopback``
+pairs favour Flower by up to the parallelism it gets; the CPU-time ratio and the ``processes``
+pair are the checks on that.
 
 A round's wall time is the time between the ends of two consecutive rounds (Flower: the end of
 ``aggregate_evaluate``; fl-chain: the transaction that finalized the round); the first round is left
@@ -283,18 +294,25 @@ def measure(
     nodes = nodes or (4 if quick else 8)
     parameters = parameters or (10_000 if quick else 1_000_000)
     rounds = rounds or (3 if quick else 4)
-    pairs = pairs or ["inprocess", "loopback"]
+    pairs = pairs or (["inprocess", "loopback"] if quick else ["inprocess", "loopback", "processes"])
     rows = []
     for pair in pairs:
         chain, storage = ("embedded", "memory") if pair == "inprocess" else ("anvil", "kubo")
         if progress:
-            progress(f"flower_compare: fl-chain {chain}+{storage} N={nodes} D={parameters:.0e}")
-        ours = run_job_in_child(FederationJob(nodes=nodes, parameters=parameters, rounds=rounds, chain=chain, storage=storage))
+            progress(f"flower_compare: fl-chain {chain}+{storage}{' processes' if pair == 'processes' else ''} "
+                     f"N={nodes} D={parameters:.0e}")
+        if pair == "processes":
+            ours = fl_chain_processes(nodes, parameters, rounds)
+        else:
+            ours = run_job_in_child(FederationJob(nodes=nodes, parameters=parameters, rounds=rounds, chain=chain, storage=storage))
         if progress:
             progress(f"flower_compare: Flower {pair} N={nodes} D={parameters:.0e}")
         try:
             if pair == "inprocess":
                 flower = _in_child(nodes, parameters, rounds)
+            elif pair == "processes" and any(r["pair"] == "loopback" and "flower" in r for r in rows):
+                flower = next(r["flower"] for r in rows if r["pair"] == "loopback" and "flower" in r)
+                flower = {**flower, "reused_from": "loopback"}
             else:
                 with tempfile.TemporaryDirectory(prefix="flchain-flower-") as tmp:
                     flower = flower_loopback(nodes, parameters, rounds, Path(tmp))
@@ -306,22 +324,88 @@ def measure(
         elif "error" in flower:
             row["error"] = "flower: " + flower["error"]
         else:
-            our_cpu = ours["mean_round_cpu_seconds"]
+            our_cpu = ours.get("mean_round_cpu_seconds")
             row.update({
                 "parameters": ours["parameters"],
                 "fl_chain": {
-                    "backend": f"{chain}+{storage}", "mean_round_seconds": ours["mean_round_seconds"],
+                    "backend": ours.get("backend", f"{chain}+{storage}"), "mean_round_seconds": ours["mean_round_seconds"],
                     "round_seconds": [r["wall_seconds"] for r in ours["rounds"]],
                     "cpu_seconds_per_round": our_cpu,
-                    "mean_split_seconds_all_nodes": ours["mean_split_seconds_all_nodes"],
-                    "mean_other_seconds": ours["mean_other_seconds"],
+                    "mean_split_seconds_all_nodes": ours.get("mean_split_seconds_all_nodes"),
+                    "mean_other_seconds": ours.get("mean_other_seconds"),
                 },
                 "flower": flower,
                 "ratio": ours["mean_round_seconds"] / flower["mean_round_seconds"],
-                "cpu_ratio": (our_cpu / flower["cpu_seconds_per_round"]) if "cpu_seconds_per_round" in flower else None,
+                "cpu_ratio": (our_cpu / flower["cpu_seconds_per_round"])
+                if our_cpu is not None and "cpu_seconds_per_round" in flower else None,
             })
         rows.append(row)
     return {"benchmark": "flower_compare", "quick": quick, "target_ratio": TARGET_RATIO, "rows": rows}
+
+
+TASK_TOML = """\
+[protocol]
+rounds = {rounds}
+partitions = {nodes}
+replication = 2
+quorum = 2
+min_contributors = {nodes}
+update_duration = {update_duration}
+aggregation_duration = {aggregation_duration}
+
+[model]
+name = "mlp"
+hidden = {hidden}
+seed = 0
+
+[dataset]
+name = "digits"
+split = "iid"
+seed = 0
+
+[training]
+epochs = 1
+batch_size = 16
+lr = 0.1
+
+[strategy]
+name = "fedavg"
+"""
+
+
+def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
+    """The job on fl-chain's local network: anvil and N ``flchain node`` processes with kubo peers."""
+    from _federation import mlp_hidden_for, mlp_parameters
+
+    from fl_chain.localnet import LocalNetwork
+
+    spec = _job_spec(nodes, parameters, rounds)  # same sections as the task file below
+    hidden = mlp_hidden_for(parameters)
+    assert spec.model["hidden"] == hidden
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="flchain-flower-net-") as tmp:
+        task_file = Path(tmp) / "task.toml"
+        # Long phases: rounds end by completion; the phases only bound a stuck round.
+        task_file.write_text(TASK_TOML.format(rounds=rounds, nodes=nodes, hidden=hidden,
+                                              update_duration=600, aggregation_duration=600))
+        network = LocalNetwork(Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil",
+                               linger=0.0, report=lambda message: None)
+        try:
+            network.start()
+            started = time.perf_counter()
+            network.follow(timeout=LOOPBACK_TIMEOUT, on_round=lambda r, outcome: ends.append(time.perf_counter()))
+        finally:
+            network.close()  # the node processes and anvil it started, by pid
+    if len(ends) < rounds:
+        return {"error": f"only {len(ends)} of {rounds} rounds ended"}
+    walls = [b - a for a, b in zip([started, *ends], ends)]
+    steady = walls[1:] or walls
+    return {
+        "backend": "anvil (1 s blocks) + N flchain node processes + kubo",
+        "parameters": mlp_parameters(hidden),
+        "rounds": [{"wall_seconds": w} for w in walls],
+        "mean_round_seconds": float(np.mean(steady)),
+    }
 
 
 def _in_child(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
@@ -359,13 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int)
     parser.add_argument("--parameters", type=float)
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--pairs", help="comma-separated: inprocess, loopback")
+    parser.add_argument("--pairs", help="comma-separated: inprocess, loopback, processes")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--role", choices=("server", "client", "inprocess"), help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    __import__("_federation").stop_on_sigterm()
     if args.role:
         args.parameters = int(args.parameters)
         if args.role == "server":

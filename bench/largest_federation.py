@@ -91,8 +91,12 @@ def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()  # our child, by pid
+            process.kill()  # our child, by pid (in-process chain and memory store: nothing else to stop)
             process.communicate()
+        except BaseException:
+            process.kill()
+            process.wait(30)
+            raise
             return {"nodes": nodes, "ok": False, "error": f"over the time limit ({timeout:.0f} s)",
                     "wall_seconds": time.monotonic() - started}
         if process.returncode != 0 or not result.exists():
@@ -303,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per rung")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    __import__("_federation").stop_on_sigterm()
     result = measure(
         quick=args.quick,
         simulated=[int(v) for v in args.simulated.split(",") if v] if args.simulated is not None else None,

@@ -61,9 +61,17 @@ def run_job_in_child(job: FederationJob, timeout: float = JOB_TIMEOUT) -> dict[s
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()  # our own child, by its pid; its chain and kubo peers die with it or on close
-            process.communicate()
+            process.terminate()  # our own child, by its pid: SIGTERM lets it close its chain and kubo peers
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
             return {**asdict(job), "error": f"timed out after {timeout:.0f} s"}
+        except BaseException:
+            process.terminate()  # we are being stopped: stop the child too (it cleans up on SIGTERM)
+            process.wait(30)
+            raise
         if process.returncode != 0 or not result.exists():
             tail = "\n".join(stderr.strip().splitlines()[-5:])
             return {**asdict(job), "error": f"exit {process.returncode}: {tail}"}
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-job", help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    __import__("_federation").stop_on_sigterm()
     if args.child_job:
         figures = run_federation(FederationJob(**json.loads(args.child_job)))
         args.child_result.write_text(json.dumps(figures))

@@ -99,7 +99,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
 #: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), extrapolated
 #: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 3.5 h.
 FULL_MINUTES = {
-    "round_breakdown": 45, "flower_compare": 6, "bytes_per_node": 8, "gas": 10, "aggregation": 1,
+    "round_breakdown": 45, "flower_compare": 10, "bytes_per_node": 8, "gas": 10, "aggregation": 1,
     "largest_federation": 90, "storage_throughput": 2, "accuracy": 8, "robustness": 10, "faults": 20,
 }
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from fl_chain.audit import audit_round
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.localnet import LocalNetwork
+from fl_chain.node.runtime import NodeOptions
 
 #: The phases a crash can hit, in the order a round goes through them.
 PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", "waiting")
@@ -54,6 +55,8 @@ PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", 
 POLL = 0.15
 #: Seconds a node gets to exit by itself after the task ended (its linger plus fetching the final model).
 EXIT_GRACE = 45.0
+#: A node that cannot fetch the final model of an ended task gives up after this long (then exits 1).
+FINAL_MODEL_GRACE = NodeOptions.final_model_timeout + 15
 #: Times the chain-restart run restarts one crashed node.
 MAX_SUPERVISOR_RESTARTS = 3
 #: Seconds the harness's verifier waits for one blob.
@@ -441,7 +444,7 @@ def run_faults(
         for note in checker.notes():
             report(f"seed {seed}: {note}")
         if not result.hung:
-            codes = net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30))
+            codes = net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
         else:
             codes = [n.process.poll() if n.process else None for n in net.nodes]
         result.exit_codes = codes
@@ -597,7 +600,7 @@ def run_chain_restart(
         for note in checker.notes():
             report(note)
         codes = (
-            net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30))
+            net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
             if not result.hung
             else [n.process.poll() if n.process else None for n in net.nodes]
         )

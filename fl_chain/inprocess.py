@@ -66,7 +66,7 @@ class InProcessFederation:
                 if i in done:
                     continue
                 result = node.step()
-                if result is Step.DONE:
+                if result in (Step.DONE, Step.STOPPED):
                     done.add(i)
                 progressed |= result is not Step.IDLE
             if on_sweep is not None:

@@ -121,3 +121,32 @@ def test_state_directory_of_a_reset_chain_is_refused_not_resumed(tmp_path: Path)
         build_federation(spec(rounds=1), nodes=3, state_root=tmp_path)
     after = {p: p.read_bytes() for p in (tmp_path / "node-0" / f"task-{task_id}").iterdir() if p.is_file()}
     assert after == before
+
+
+def test_node_whose_final_model_nobody_serves_stops_instead_of_waiting_forever(tmp_path: Path) -> None:
+    """A node that starts after the task ended, with no peer serving the final model, gives up after
+    final_model_timeout with a warning and Step.STOPPED; its state keeps the task unfinished."""
+    from fl_chain.node.runtime import NodeOptions
+    from fl_chain.node.state import NodeState
+    from fl_chain.storage.memory import MemoryStorage
+
+    # Prepare: a completed task, and node 0 again on an empty store and a fresh state directory
+    chain, coordinator, task_id, nodes = build_federation(spec(rounds=1), nodes=3, state_root=tmp_path / "fed")
+    assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
+    first = nodes[0]
+    state = NodeState(tmp_path / "late", chain_id=chain.w3.eth.chain_id, contract=coordinator.address, account=first.address)
+    messages: list[str] = []
+    late = Node(
+        coordinator=coordinator, account=first.account, task_id=task_id, spec=first.spec, trainer=first.trainer,
+        storage=MemoryStorage(), state=state, options=NodeOptions(fetch_timeout=0.1, final_model_timeout=0.3, linger=0),
+        report=messages.append,
+    )
+
+    # Execute
+    result = late.run()
+
+    # Assert
+    assert result is Step.STOPPED
+    assert any("no peer served its final model" in m for m in messages)
+    assert state.load_vector(task_id, "final-model") is None
+    assert task_id not in state.finished_tasks

@@ -16,7 +16,7 @@ from fl_chain.chain.local_process import port_in_use
 from fl_chain.deployment import Deployment, open_deployment
 from fl_chain.errors import ConfigError, StorageStartError
 from fl_chain.node.logs import RoundLogs
-from fl_chain.node.runtime import Node, NodeOptions
+from fl_chain.node.runtime import Node, NodeOptions, Step
 from fl_chain.node.state import NodeState
 from fl_chain.node.trainer import TorchTrainer, initial_model_digest
 from fl_chain.storage.base import Storage
@@ -223,8 +223,7 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
             report=report,
         )
         report(f"node {account.address} on task {task_id}: {len(train)} local samples, peer {storage.peer_id}")
-        node.run()
-        return 0
+        return 0 if node.run() is not Step.STOPPED else 1
     finally:
         storage.close()
         if logs is not None:

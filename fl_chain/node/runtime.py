@@ -88,6 +88,8 @@ class Step(Enum):
     IDLE = "idle"
     PROGRESS = "progress"
     DONE = "done"
+    #: The task ended but this node could not finish it (its final model is not available).
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -100,6 +102,10 @@ class NodeOptions:
     #: Seconds ``run`` keeps serving blobs after the task ended, so slower nodes can still fetch the
     #: final model from this peer; ``None`` means the task's aggregation duration.
     linger: float | None = None
+    #: Seconds a node keeps trying to fetch the final model of a task that ended (its peers may all
+    #: be gone) before it stops with a warning; the task stays unfinished in its state directory, so
+    #: a later start tries again, and ``flchain model get`` fetches it from any peer that serves it.
+    final_model_timeout: float = 120.0
 
 
 class Node:
@@ -136,6 +142,7 @@ class Node:
         self._check_task_matches_chain()
         state.bind_task(task_id, coordinator.task_anchor(task_id))
         self._global: tuple[int, np.ndarray] | None = None
+        self._final_wait_since: float | None = None
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
@@ -172,8 +179,8 @@ class Node:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Step until the task ends (or ``should_stop()``)."""
+    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> Step:
+        """Step until the task ends (or ``should_stop()``); returns the last step's result."""
         failures = 0
         while not should_stop():
             try:
@@ -195,9 +202,12 @@ class Node:
                 deadline = time.monotonic() + linger
                 while time.monotonic() < deadline and not should_stop():
                     time.sleep(min(self.options.poll_interval, max(0.0, deadline - time.monotonic())))
-                return
+                return result
+            if result is Step.STOPPED:
+                return result
             if result is Step.IDLE:
                 time.sleep(self.options.poll_interval)
+        return Step.IDLE
 
     def step(self) -> Step:
         """Do the next piece of work the chain state calls for."""
@@ -225,7 +235,16 @@ class Node:
         if task.status == TaskStatus.COMPLETED:
             final = self._global_model(task)
             if final is None:
-                return Step.IDLE
+                now = time.monotonic()
+                self._final_wait_since = self._final_wait_since or now
+                if now - self._final_wait_since < self.options.final_model_timeout:
+                    return Step.IDLE
+                self.report(
+                    f"warning: task {self.task_id} completed, but no peer served its final model (round "
+                    f"{task.latest_finalized_round}) within {self.options.final_model_timeout:.0f} s; start this "
+                    f"node again or use `flchain model get` when a peer that has it is up"
+                )
+                return Step.STOPPED
             self.state.save_vector(self.task_id, "final-model", final)
             self.report(f"task {self.task_id} completed after {task.finalized_rounds} rounds; final model saved")
         else:

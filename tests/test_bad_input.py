@@ -289,6 +289,14 @@ def _wait(condition: Callable[[], bool], what: str, net: LocalNetwork, running: 
         time.sleep(0.3)
 
 
+def _recorded_update(state_dir: Path) -> bool:
+    """Whether the node's state directory records its round-0 update as committed."""
+    try:
+        return json.loads((state_dir / "task-1" / "progress.json").read_text())["0"]["update_committed"] is True
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 @pytest.fixture(scope="module")
 def stopped_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedNode]:
     """Ganache, two kubo nodes; node 1 joins and stops, the task starts, node 0 commits its round-0
@@ -308,6 +316,8 @@ def stopped_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedNo
         net.stop_node(1)
         coordinator.start_task(net.operator, task_id)
         _wait(lambda: any(c.contributor == a for c in coordinator.find_update_commits(task_id, 0)), "node 0's update", net, (0,))
+        # The commit is on chain before node 0 records it (after the receipt): wait for the record too.
+        _wait(lambda: _recorded_update(net.nodes[0].state_dir), "node 0 to record its update", net, (0,))
         # A crash (SIGTERM can wait 15 s while node 0 is blocked dialling the stopped node 1).
         net.kill_node(0)
         # The same task on a second deployment on the same chain: node 0's directory is not its.

@@ -4,7 +4,7 @@
 Usage::
 
     nice -n 19 .venv/bin/python bench/run_all.py --quick          # tiny sizes, a few minutes
-    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 3.5 h)
+    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 2.5 h)
     nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
     nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
 
@@ -84,23 +84,24 @@ def _robustness(quick: bool) -> dict[str, Any]:
 
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "round_breakdown": lambda quick: __import__("round_breakdown").measure(quick=quick, progress=_log),
-    "flower_compare": lambda quick: __import__("flower_compare").measure(quick=quick, progress=_log),
-    "bytes_per_node": lambda quick: __import__("bytes_per_node").measure(quick=quick, progress=_log),
+    # Cheap ones first: a run stopped part-way still has them in its partial report.
     "gas": lambda quick: __import__("gas").measure(quick=quick, progress=_log),
     "aggregation": lambda quick: __import__("aggregation").measure(quick=quick),
-    "largest_federation": lambda quick: __import__("largest_federation").measure(quick=quick, progress=_log),
     "storage_throughput": lambda quick: __import__("storage_throughput").measure(quick=quick),
+    "bytes_per_node": lambda quick: __import__("bytes_per_node").measure(quick=quick, progress=_log),
+    "flower_compare": lambda quick: __import__("flower_compare").measure(quick=quick, progress=_log),
+    "largest_federation": lambda quick: __import__("largest_federation").measure(quick=quick, progress=_log),
+    "round_breakdown": lambda quick: __import__("round_breakdown").measure(quick=quick, progress=_log),
     "accuracy": lambda quick: __import__("accuracy").measure(quick=quick),
     "robustness": _robustness,
     "faults": _faults,
 }
 
 #: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), extrapolated
-#: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 3.5 h.
+#: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 2.5 h.
 FULL_MINUTES = {
-    "round_breakdown": 45, "flower_compare": 10, "bytes_per_node": 8, "gas": 10, "aggregation": 1,
-    "largest_federation": 90, "storage_throughput": 2, "accuracy": 8, "robustness": 10, "faults": 20,
+    "gas": 10, "aggregation": 1, "storage_throughput": 2, "bytes_per_node": 8, "flower_compare": 10,
+    "largest_federation": 35, "round_breakdown": 45, "accuracy": 8, "robustness": 10, "faults": 20,
 }
 
 
@@ -271,6 +272,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"at start, {', '.join(f'{v:.1f}' for v in report['load_average_end'])} at the end."
         ),
         f"Total {report['seconds'] / 60:.1f} min. Times on a shared machine are noisy: compare ratios from the same run.",
+        *([f"PARTIAL report: not yet run: {', '.join(report['not_yet_run'])}."] if report.get("not_yet_run") else []),
         "",
         "## Targets",
         "",
@@ -327,13 +329,32 @@ def _table(name: str, result: dict[str, Any]) -> str | None:
     return None
 
 
-def run(*, quick: bool, only: list[str] | None = None, skip: list[str] | None = None) -> dict[str, Any]:
+def run(
+    *, quick: bool, only: list[str] | None = None, skip: list[str] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the selected benchmarks in order; ``on_progress`` gets the report so far after each one."""
     names = [n for n in BENCHMARKS if (not only or n in only) and n not in (skip or [])]
     info = machine()
     started = time.monotonic()
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    for name in names:
+
+    def report(pending: list[str]) -> dict[str, Any]:
+        return {
+            "date": time.strftime("%Y-%m-%d"),
+            "time": time.strftime("%H:%M:%S%z"),
+            "quick": quick,
+            "machine": info,
+            "load_average_end": os.getloadavg(),
+            "seconds": time.monotonic() - started,
+            "seconds_per_benchmark": dict(seconds),
+            "not_yet_run": pending,
+            "targets": targets(results, quick),
+            "benchmarks": dict(results),
+        }
+
+    for index, name in enumerate(names):
         _log(f"{name} ({'quick' if quick else 'full'})")
         began = time.monotonic()
         try:
@@ -343,17 +364,21 @@ def run(*, quick: bool, only: list[str] | None = None, skip: list[str] | None = 
             _log(f"{name} failed: {exc}")
         seconds[name] = time.monotonic() - began
         _log(f"{name} done in {seconds[name]:.0f} s")
-    return {
-        "date": time.strftime("%Y-%m-%d"),
-        "time": time.strftime("%H:%M:%S%z"),
-        "quick": quick,
-        "machine": info,
-        "load_average_end": os.getloadavg(),
-        "seconds": time.monotonic() - started,
-        "seconds_per_benchmark": seconds,
-        "targets": targets(results, quick),
-        "benchmarks": results,
-    }
+        if on_progress and index + 1 < len(names):
+            on_progress(report(names[index + 1:]))
+    return report([])
+
+
+def write_report(report: dict[str, Any], out_dir: Path, *, readme: bool) -> Path:
+    """Write ``report-<date>[-quick].json`` and ``.md`` (and bench/README.md); returns the stem path."""
+    text = markdown(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"report-{report['date']}{'-quick' if report['quick'] else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    stem.with_suffix(".md").write_text(text + "\n")
+    if readme:
+        (BENCH / "README.md").write_text(text + "\n")
+    return stem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,19 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     __import__("_federation").stop_on_sigterm()
     only = args.only.split(",") if args.only else None
-    unknown = (set(only or []) | set(args.skip.split(",") if args.skip else [])) - set(BENCHMARKS)
+    skip = args.skip.split(",") if args.skip else None
+    unknown = (set(only or []) | set(skip or [])) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}")
-    report = run(quick=args.quick, only=only, skip=args.skip.split(",") if args.skip else None)
-    text = markdown(report)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"report-{report['date']}{'-quick' if args.quick else ''}"
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
-    (args.out_dir / f"{stem}.md").write_text(text + "\n")
-    if args.readme:
-        (BENCH / "README.md").write_text(text + "\n")
-    print(text)
-    _log(f"wrote {args.out_dir / stem}.json and .md")
+    # The report so far is written after every benchmark, so a run stopped part-way keeps what it measured.
+    report = run(quick=args.quick, only=only, skip=skip,
+                 on_progress=lambda partial: write_report(partial, args.out_dir, readme=args.readme))
+    stem = write_report(report, args.out_dir, readme=args.readme)
+    print(markdown(report))
+    _log(f"wrote {stem}.json and .md")
     return 0
 
 

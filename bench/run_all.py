@@ -7,6 +7,8 @@ Usage::
     nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 2.5 h)
     nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
     nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
+    nice -n 19 .venv/bin/python bench/run_all.py --resume bench/results/report-<date>.json --readme
+                                                                  # finish a stopped run: keep its results
 
 Each benchmark is imported as a module and driven through its ``measure(...)`` function, which
 returns a dict (``round_breakdown``, ``flower_compare``, ``bytes_per_node``, ``gas``,
@@ -273,6 +275,9 @@ def markdown(report: dict[str, Any]) -> str:
         ),
         f"Total {report['seconds'] / 60:.1f} min. Times on a shared machine are noisy: compare ratios from the same run.",
         *([f"PARTIAL report: not yet run: {', '.join(report['not_yet_run'])}."] if report.get("not_yet_run") else []),
+        *[(f"Resumed: {', '.join(e['benchmarks'])} measured in an earlier run ({e['date']} {e['time']}, commit "
+           f"{e['commit']}, load average {', '.join(f'{v:.1f}' for v in e['load_average_start'] or [])} at start); "
+           "the machine line above is this run's.") for e in report.get("earlier_runs", []) if e.get("benchmarks")],
         "",
         "## Targets",
         "",
@@ -329,31 +334,72 @@ def _table(name: str, result: dict[str, Any]) -> str | None:
     return None
 
 
+def load_previous(path: Path, *, quick: bool) -> dict[str, Any]:
+    """Read an earlier report to resume from; raises ValueError with what to fix."""
+    try:
+        previous = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a JSON report of bench/run_all.py ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(previous, dict) or not isinstance(previous.get("benchmarks"), dict) or "machine" not in previous:
+        raise ValueError(f"{path} is not a JSON report of bench/run_all.py (no 'benchmarks' and 'machine')")
+    if bool(previous.get("quick")) != quick:
+        mode = "quick" if previous.get("quick") else "full"
+        raise ValueError(f"{path} is a {mode}-mode report: resume it {'with' if mode == 'quick' else 'without'} --quick")
+    return previous
+
+
 def run(
     *, quick: bool, only: list[str] | None = None, skip: list[str] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the selected benchmarks in order; ``on_progress`` gets the report so far after each one."""
-    names = [n for n in BENCHMARKS if (not only or n in only) and n not in (skip or [])]
+    """Run the selected benchmarks in order; ``on_progress`` gets the report so far after each one.
+
+    With ``previous`` (an earlier report of the same mode), all its results without an error are
+    kept and only the selected benchmarks it has no result for are run; the report says which
+    results came from which run (commit, date, load average).
+    """
+    selected = [n for n in BENCHMARKS if (not only or n in only) and n not in (skip or [])]
+    kept = {n: r for n, r in (previous or {}).get("benchmarks", {}).items() if n in BENCHMARKS and "error" not in r}
+    names = [n for n in selected if n not in kept]
     info = machine()
     started = time.monotonic()
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    earlier: list[dict[str, Any]] = []
+    if previous and kept:
+        # Runs the previous report itself resumed from come along, then the previous run proper.
+        earlier = [*previous.get("earlier_runs", []), {
+            "date": previous.get("date"), "time": previous.get("time"),
+            "commit": previous["machine"].get("commit"),
+            "load_average_start": previous["machine"].get("load_average_start"),
+            "load_average_end": previous.get("load_average_end"),
+            "benchmarks": [n for n in kept if n not in {b for e in previous.get("earlier_runs", [])
+                                                          for b in e.get("benchmarks", [])}],
+        }]
+    earlier_seconds = float(previous.get("seconds", 0.0)) if previous and kept else 0.0
+    earlier_per_benchmark = (previous or {}).get("seconds_per_benchmark", {})
 
     def report(pending: list[str]) -> dict[str, Any]:
+        merged = {n: results[n] if n in results else kept[n] for n in BENCHMARKS if n in results or n in kept}
         return {
             "date": time.strftime("%Y-%m-%d"),
             "time": time.strftime("%H:%M:%S%z"),
             "quick": quick,
             "machine": info,
             "load_average_end": os.getloadavg(),
-            "seconds": time.monotonic() - started,
-            "seconds_per_benchmark": dict(seconds),
+            "seconds": earlier_seconds + time.monotonic() - started,
+            "seconds_per_benchmark": {n: seconds.get(n, earlier_per_benchmark.get(n)) for n in merged},
+            "earlier_runs": earlier,
             "not_yet_run": pending,
-            "targets": targets(results, quick),
-            "benchmarks": dict(results),
+            "targets": targets(merged, quick),
+            "benchmarks": merged,
         }
 
+    if kept:
+        _log(f"resuming: keeping {', '.join(kept)} from the earlier report")
     for index, name in enumerate(names):
         _log(f"{name} ({'quick' if quick else 'full'})")
         began = time.monotonic()
@@ -390,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", help="comma-separated benchmarks to leave out")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where the report goes (default {RESULTS})")
     parser.add_argument("--readme", action="store_true", help="also write the markdown report to bench/README.md")
+    parser.add_argument("--resume", type=Path, metavar="REPORT.json",
+                        help="keep the results of an earlier (e.g. stopped) report and run only what it lacks")
     args = parser.parse_args(argv)
     __import__("_federation").stop_on_sigterm()
     only = args.only.split(",") if args.only else None
@@ -397,9 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = (set(only or []) | set(skip or [])) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}")
+    try:
+        previous = load_previous(args.resume, quick=args.quick) if args.resume else None
+    except ValueError as exc:
+        parser.error(str(exc))
     # The report so far is written after every benchmark, so a run stopped part-way keeps what it measured.
     report = run(quick=args.quick, only=only, skip=skip,
-                 on_progress=lambda partial: write_report(partial, args.out_dir, readme=args.readme))
+                 on_progress=lambda partial: write_report(partial, args.out_dir, readme=args.readme),
+                 previous=previous)
     stem = write_report(report, args.out_dir, readme=args.readme)
     print(markdown(report))
     _log(f"wrote {stem}.json and .md")

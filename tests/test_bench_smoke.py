@@ -1,34 +1,62 @@
 """Smoke test of the benchmark harness (bench/): tiny sizes, well under a minute.
 
 Checks that ``bench/run_all.py`` drives benchmarks through their ``measure`` functions and builds a
-report with machine details and target verdicts, and that the bench-side instrumentation of an
+report with machine details and target verdicts (also when resuming a stopped run), and that the bench-side instrumentation of an
 in-process federation accounts for a round (time split, gas, bytes against the all-reduce bound).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 
 def test_run_all_quick_gas_and_aggregation_reports_machine_and_verdicts(tmp_path: Path) -> None:
-    # Prepare
+    # Prepare: a run that measured aggregation only, as a run stopped part-way leaves it
     import run_all
 
-    # Execute
-    report = run_all.run(quick=True, only=["gas", "aggregation"])
+    stopped = run_all.run(quick=True, only=["aggregation"])
+    saved = run_all.write_report(stopped, tmp_path, readme=False).with_suffix(".json")
+
+    # Execute: resume it with gas added
+    report = run_all.run(quick=True, only=["gas", "aggregation"],
+                         previous=run_all.load_previous(saved, quick=True))
     text = run_all.markdown(report)
 
     # Assert
-    assert set(report["benchmarks"]) == {"gas", "aggregation"}
+    assert list(report["benchmarks"]) == ["gas", "aggregation"]  # in benchmark order, not run order
+    assert report["benchmarks"]["aggregation"] == json.loads(saved.read_text())["benchmarks"]["aggregation"]
+    assert [e["benchmarks"] for e in report["earlier_runs"]] == [["aggregation"]]
+    assert "Resumed: aggregation measured in an earlier run" in text
     assert all("error" not in r for r in report["benchmarks"].values())
     assert report["machine"]["cores"] and report["machine"]["python"]
     flat = [t for t in report["targets"] if t["target"].startswith("gas per participant per round flat")]
     assert flat and flat[0]["verdict"] == "MET"  # only digests reach the chain
     assert "## Targets" in text and "MET" in text
+
+
+def test_run_all_resume_refuses_a_report_of_the_other_mode_or_not_a_report(tmp_path: Path) -> None:
+    # Prepare
+    import run_all
+
+    quick_report = tmp_path / "quick.json"
+    quick_report.write_text(json.dumps({"quick": True, "machine": {}, "benchmarks": {}}))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("[1, 2")
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="quick-mode report: resume it with --quick"):
+        run_all.load_previous(quick_report, quick=False)
+    with pytest.raises(ValueError, match="is not a JSON report of bench/run_all.py"):
+        run_all.load_previous(garbage, quick=True)
+    with pytest.raises(ValueError, match="cannot read"):
+        run_all.load_previous(tmp_path / "missing.json", quick=True)
 
 
 def test_instrumented_federation_of_two_nodes_splits_rounds_and_counts_bytes(tmp_path: Path) -> None:

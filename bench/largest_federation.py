@@ -3,12 +3,14 @@
 
 Usage::
 
-    python bench/largest_federation.py            # simulated N = 100, 200, 400; processes N = 4, 8, 16
+    python bench/largest_federation.py            # simulated N = 100, 200, 400; processes N = 4, 8, 16, 32
     python bench/largest_federation.py --quick    # simulated N = 8 (1 round), processes N = 2 (1 round)
     python bench/largest_federation.py --simulated 100,200 --processes 4,8 --rounds 2
 
 Two ladders; each stops at its first N that fails or runs past its time limit, and the largest N
-that completed every round is the figure.
+that completed every round is the figure. Where a ladder ends without failing, the memory of its two
+largest rungs, extrapolated linearly, says about how many nodes the memory available would hold
+(``memory_bound_nodes``): on 2 cores the wall time per round, not memory, is what grows first.
 
 * **Simulated nodes**: ``flchain simulate`` in one process (``bench/simulate_scale.py``'s child
   mode: embedded py-evm chain, memory store, real torch training on digits, P = 10, r = 3, q = 2),
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RESULTS = Path(__file__).resolve().parent / "results" / "largest_federation.json"
 BENCH = Path(__file__).resolve().parent
 FULL_SIMULATED = [100, 200, 400]
-FULL_PROCESSES = [4, 8, 16]
+FULL_PROCESSES = [4, 8, 16, 32]
 #: Seconds one rung of a ladder may take (full mode; quick mode uses QUICK_TIMEOUT).
 RUN_TIMEOUT = 900
 QUICK_TIMEOUT = 170
@@ -236,6 +239,18 @@ def _peak_mib(rung: dict[str, Any]) -> float | None:
     return rung.get("peak_rss_mib", rung.get("peak_total_rss_mib"))
 
 
+def memory_bound_nodes(passed: list[dict[str, Any]], available_mib: float) -> int | None:
+    """Nodes that ``MEMORY_SHARE`` of ``available_mib`` would hold, extrapolating the two largest passed rungs."""
+    measured = sorted((r["nodes"], _peak_mib(r)) for r in passed if _peak_mib(r))
+    if len(measured) < 2 or math.isnan(available_mib):  # NaN: /proc/meminfo unreadable
+        return None
+    (n1, m1), (n2, m2) = measured[-2:]
+    slope = (m2 - m1) / (n2 - n1)  # type: ignore[operator]
+    if slope <= 0:
+        return None
+    return int(n2 + (MEMORY_SHARE * available_mib - m2) / slope)  # type: ignore[operator]
+
+
 def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, Any]:
     rungs: list[dict[str, Any]] = []
     for n in counts:
@@ -259,6 +274,7 @@ def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, 
         "rungs": rungs,
         "largest_nodes": best["nodes"] if best else None,
         "largest": best,
+        "memory_bound_nodes": memory_bound_nodes(passed, _available_mib()),
         "stopped_by": None if len(passed) == len(rungs) else rungs[-1].get("error", "a round did not finalize"),
         "ladder_exhausted": len(passed) == len(counts),
     }

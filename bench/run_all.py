@@ -103,7 +103,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
 #: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 2.5 h.
 FULL_MINUTES = {
     "gas": 10, "aggregation": 1, "storage_throughput": 2, "bytes_per_node": 8, "flower_compare": 10,
-    "largest_federation": 35, "round_breakdown": 45, "accuracy": 8, "robustness": 10, "faults": 20,
+    "largest_federation": 45, "round_breakdown": 45, "accuracy": 8, "robustness": 10, "faults": 20,
 }
 
 
@@ -252,7 +252,11 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
             "target": f"largest federation, {'simulated nodes (memory store, one process)' if kind == 'simulated' else 'node processes with kubo peers'}{scope}",
             "measured": (f"N={ladder['largest_nodes']}, peak {memory:.0f} MiB" if ladder["largest_nodes"] else "none completed"),
             "goal": "largest that runs", "verdict": "-",
-            "limit": (ladder["stopped_by"] or "ladder exhausted (the machine may run more)"),
+            "limit": (ladder["stopped_by"] or (
+                f"ladder exhausted in {best['wall_seconds']:.0f} s for {largest.get('rounds')} rounds; time per round "
+                "grows with N on 2 cores" + (f"; memory would hold about {ladder['memory_bound_nodes']:,} nodes "
+                                             "(linear from the two largest rungs)"
+                                             if ladder.get("memory_bound_nodes") else ""))),
         })
     return rows
 

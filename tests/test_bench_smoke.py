@@ -76,3 +76,20 @@ def test_instrumented_federation_of_two_nodes_splits_rounds_and_counts_bytes(tmp
     # P = N = 2, r = 2: each node fetches the other's update (M/2 per partition, two partitions);
     # it aggregated both partitions itself, so it gathers nothing: about M = bound (2(N-1)/N M = M).
     assert 0.9 < figures["download_over_bound"] < 1.2
+
+
+def test_largest_federation_memory_bound_extrapolates_the_two_largest_rungs() -> None:
+    # Prepare: 500 MiB per node process above a 0 MiB base
+    from largest_federation import MEMORY_SHARE, memory_bound_nodes
+
+    rungs = [{"nodes": 4, "ok": True, "peak_total_rss_mib": 2500.0},
+             {"nodes": 8, "ok": True, "peak_total_rss_mib": 4000.0},
+             {"nodes": 16, "ok": True, "peak_total_rss_mib": 8000.0}]
+
+    # Execute
+    bound = memory_bound_nodes(rungs, available_mib=20_000.0)
+
+    # Assert
+    assert bound == int(16 + (MEMORY_SHARE * 20_000.0 - 8000.0) / 500.0)
+    assert memory_bound_nodes(rungs[:1], available_mib=20_000.0) is None  # one rung: no slope
+    assert memory_bound_nodes(rungs, available_mib=float("nan")) is None

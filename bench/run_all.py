@@ -4,7 +4,7 @@
 Usage::
 
     nice -n 19 .venv/bin/python bench/run_all.py --quick          # tiny sizes, a few minutes
-    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 2.5 h)
+    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 1.5 h)
     nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
     nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
     nice -n 19 .venv/bin/python bench/run_all.py --resume bench/results/report-<date>.json --readme
@@ -99,11 +99,12 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "faults": _faults,
 }
 
-#: Rough full-mode durations on this 2-core machine when it is otherwise idle (minutes), extrapolated
-#: from quick runs and single medium-size jobs under load (not measured as a whole yet): about 2.5 h.
+#: Full-mode minutes on this 2-core machine. Measured on a quiet machine on 2026-12-01 (bench/README.md,
+#: 57 min together) for the issue-7 set; accuracy, robustness and faults are estimates from their own
+#: runs. Under other load, expect up to 2-3x (flower_compare took 12 min on 2026-11-22).
 FULL_MINUTES = {
-    "gas": 10, "aggregation": 1, "storage_throughput": 2, "bytes_per_node": 8, "flower_compare": 10,
-    "largest_federation": 45, "round_breakdown": 45, "accuracy": 8, "robustness": 10, "faults": 20,
+    "gas": 8, "aggregation": 1, "storage_throughput": 1, "bytes_per_node": 5, "flower_compare": 5,
+    "largest_federation": 20, "round_breakdown": 20, "accuracy": 8, "robustness": 10, "faults": 20,
 }
 
 
@@ -374,14 +375,16 @@ def run(
     seconds: dict[str, float] = {}
     earlier: list[dict[str, Any]] = []
     if previous and kept:
-        # Runs the previous report itself resumed from come along, then the previous run proper.
-        earlier = [*previous.get("earlier_runs", []), {
+        # The runs the previous report had itself resumed from come along, then the previous run proper
+        # with the kept results it measured.
+        older = previous.get("earlier_runs", [])
+        measured_before = {b for e in older for b in e.get("benchmarks", [])}
+        earlier = [*older, {
             "date": previous.get("date"), "time": previous.get("time"),
             "commit": previous["machine"].get("commit"),
             "load_average_start": previous["machine"].get("load_average_start"),
             "load_average_end": previous.get("load_average_end"),
-            "benchmarks": [n for n in kept if n not in {b for e in previous.get("earlier_runs", [])
-                                                          for b in e.get("benchmarks", [])}],
+            "benchmarks": [n for n in kept if n not in measured_before],
         }]
     earlier_seconds = float(previous.get("seconds", 0.0)) if previous and kept else 0.0
     earlier_per_benchmark = (previous or {}).get("seconds_per_benchmark", {})

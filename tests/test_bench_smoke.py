@@ -1,8 +1,9 @@
 """Smoke test of the benchmark harness (bench/): tiny sizes, well under a minute.
 
 Checks that ``bench/run_all.py`` drives benchmarks through their ``measure`` functions and builds a
-report with machine details and target verdicts (also when resuming a stopped run), and that the bench-side instrumentation of an
-in-process federation accounts for a round (time split, gas, bytes against the all-reduce bound).
+report with machine details and target verdicts (also when resuming a stopped run), that the
+bench-side instrumentation of an in-process federation accounts for a round (time split, gas, bytes
+against the all-reduce bound), and the largest-federation memory extrapolation.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
     ContractPanicError,
-    TimeExhausted,
+    TransactionNotFound,
     Web3RPCError,
 )
 
@@ -34,10 +35,12 @@ from fl_chain.errors import (
     TransactionFailedError,
 )
 
-#: Seconds to wait for a transaction receipt before giving up.
 T = TypeVar("T")
 
+#: Seconds to wait for a transaction receipt before giving up.
 RECEIPT_TIMEOUT = 120.0
+#: Seconds between two receipt polls (web3's own ``wait_for_transaction_receipt`` uses 0.1 s).
+RECEIPT_POLL_INTERVAL = 0.1
 #: Gas limit = estimate * GAS_MARGIN + GAS_HEADROOM. The state can change between estimate and
 #: execution (the commit that finalizes a round also starts the next one), and unused gas is not
 #: charged, so the limit is generous.
@@ -266,17 +269,36 @@ class ChainClient:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, decoder) from None
-        try:
-            receipt = dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout))
-        except TimeExhausted:
-            raise TransactionFailedError(
-                f"transaction {tx_hash.hex()} was not mined within {self.receipt_timeout:.0f} s"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - e.g. the connection dropped while waiting
-            raise self._translate(exc, decoder) from None
+        receipt = self._wait_for_receipt(tx_hash, decoder)
         if receipt["status"] != 1:
             raise self._explain_failure(tx, receipt, decoder, fn)
         return receipt
+
+    def _wait_for_receipt(self, tx_hash: bytes, decoder: RevertDecoder | None) -> dict[str, Any]:
+        """Poll for the receipt of an accepted transaction until ``receipt_timeout``.
+
+        An error answer while polling does not mean the transaction failed: ganache 7 answers
+        ``eth_getTransactionReceipt`` with an internal error ("reading 'toJSON'") when asked between
+        storing a mined transaction and storing its receipt. Such answers are retried until the
+        timeout, which then names the last one; a lost connection is raised at once.
+        """
+        deadline = time.monotonic() + self.receipt_timeout
+        last_error = ""
+        while True:
+            try:
+                return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                pass
+            except Web3RPCError as exc:
+                last_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - e.g. the connection dropped while waiting
+                raise self._translate(exc, decoder) from None
+            if time.monotonic() >= deadline:
+                detail = f"; the node's last answer was an error: {last_error}" if last_error else ""
+                raise TransactionFailedError(
+                    f"transaction {tx_hash.hex()} was not mined within {self.receipt_timeout:g} s{detail}"
+                )
+            time.sleep(RECEIPT_POLL_INTERVAL)
 
     def _explain_failure(
         self,

@@ -65,6 +65,10 @@ def final_models(net: LocalNetwork, indices: list[int], timeout: float = 120.0) 
     deadline = time.monotonic() + timeout
     while not all(p.exists() for p in paths) and time.monotonic() < deadline:
         time.sleep(0.5)
+    missing = [i for i, p in zip(indices, paths) if not p.exists()]
+    if missing:
+        stderr = {i: (net.nodes[i].state_dir / "stderr.log").read_text()[-2000:] for i in missing}
+        pytest.fail(f"no final model from node(s) {missing} after {timeout:.0f} s; their stderr: {stderr}")
     return [np.load(p) for p in paths]
 
 

@@ -44,10 +44,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eth_account.signers.local import LocalAccount  # noqa: E402
-from web3.logs import DISCARD  # noqa: E402
+from eth_account.signers.local import LocalAccount
+from web3.logs import DISCARD
 
-from fl_chain.chain import (  # noqa: E402
+from fl_chain.chain import (
     BACKENDS,
     Chain,
     ChainClient,
@@ -59,7 +59,7 @@ from fl_chain.chain import (  # noqa: E402
     load_artifact,
     open_chain,
 )
-from fl_chain.errors import FLChainError  # noqa: E402
+from fl_chain.errors import FLChainError
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gas.json"
 #: Gas per participant per round the design aims to stay under.

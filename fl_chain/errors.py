@@ -19,7 +19,8 @@
         └── BlobInvalidError          bytes that do not verify: never used
             ├── BlobIntegrityError    content does not hash to its CID or its payload hash
             ├── BlobFormatError       truncated, unknown version or dtype, malformed header
-            └── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
+            ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
+            └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
 
 Each message is one line that says what to fix; the CLI prints it and exits non-zero.
 """
@@ -119,3 +120,10 @@ class BlobFormatError(BlobInvalidError):
 
 class BlobMismatchError(BlobInvalidError):
     """A well-formed blob whose header is not what the chain says it must be."""
+
+
+class BlobTooLargeError(BlobInvalidError):
+    """Content larger than the size bound known before it was fetched; the rest is never read.
+
+    Content addressed, so every honest node sees the same size: invalid, not unavailable.
+    """

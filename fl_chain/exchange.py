@@ -2,15 +2,17 @@
 
 Everything fetched is verified: the bytes against their CID (by the storage), the blob header and
 payload hash, and the header against what the caller knows from the chain (task, round, partition,
-offset, length). Nothing that fails verification is returned.
+offset, length, and for updates the contributor). Nothing that fails verification is returned.
+Every fetch has a size bound known before it starts (:func:`manifest_size_limit`, the exact
+:func:`blob_size`): bigger content is a BlobTooLargeError and is never read into memory.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition, encode_partition
-from fl_chain.model.manifest import Manifest, parse_manifest
+from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, contributor_bytes, decode_partition, encode_partition
+from fl_chain.model.manifest import Manifest, manifest_size_limit, parse_manifest
 from fl_chain.model.partitioning import as_model_vector, join_partitions, partition_bounds
 from fl_chain.storage.base import DEFAULT_GET_TIMEOUT, Storage
 from fl_chain.storage.cid import cid_from_digest, digest_from_cid
@@ -28,7 +30,8 @@ def publish_vector(
 ) -> tuple[bytes, Manifest]:
     """Store ``vector`` as ``partitions`` blobs plus a manifest; returns the manifest digest and manifest.
 
-    ``contributor`` set makes an update manifest, otherwise a model manifest.
+    ``contributor`` set makes an update manifest (and goes into every blob header), otherwise a
+    model manifest.
     """
     flat = as_model_vector(vector)
     cids = []
@@ -41,6 +44,7 @@ def publish_vector(
             partition=bounds.index,
             partitions=partitions,
             offset=bounds.offset,
+            contributor=contributor,
         )
         cids.append(storage.put(blob))
     manifest = Manifest(
@@ -66,7 +70,8 @@ def fetch_manifest(
     timeout: float = DEFAULT_GET_TIMEOUT,
 ) -> Manifest:
     """The manifest whose CID has ``digest``, checked against the chain's view."""
-    manifest = parse_manifest(storage.get(cid_from_digest(digest), timeout=timeout))
+    data = storage.get(cid_from_digest(digest), timeout=timeout, max_size=manifest_size_limit(partitions))
+    manifest = parse_manifest(data)
     manifest.check(kind=kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor)
     return manifest
 
@@ -79,7 +84,7 @@ def fetch_partition(
     blob_kind: BlobKind,
     timeout: float = DEFAULT_GET_TIMEOUT,
 ) -> np.ndarray:
-    """Partition ``partition`` of ``manifest``'s vector, verified."""
+    """Partition ``partition`` of ``manifest``'s vector, verified (an update's blobs name its contributor)."""
     bounds = partition_bounds(manifest.dimension, len(manifest.partitions))[partition]
     expected = BlobHeader(
         kind=blob_kind,
@@ -89,8 +94,10 @@ def fetch_partition(
         partitions=len(manifest.partitions),
         offset=bounds.offset,
         length=bounds.length,
+        contributor=contributor_bytes(manifest.contributor),
     )
-    _, values = decode_partition(storage.get(manifest.partitions[partition], timeout=timeout), expected)
+    blob = storage.get(manifest.partitions[partition], timeout=timeout, max_size=blob_size(bounds.length))
+    _, values = decode_partition(blob, expected)
     return values
 
 

@@ -189,7 +189,7 @@ class ForgingContributor(Node):
         return [
             encode_partition(
                 vector[b.offset : b.offset + b.length], kind=BlobKind.UPDATE, task_id=self.task_id, round_=round_,
-                partition=b.index, partitions=self.config.partitions, offset=b.offset,
+                partition=b.index, partitions=self.config.partitions, offset=b.offset, contributor=self.address,
             )
             for b in partition_bounds(vector.size, self.config.partitions)
         ]
@@ -224,7 +224,7 @@ def _short_partitions(node: ForgingContributor, round_: int, vector: np.ndarray)
     blobs = [
         encode_partition(
             vector[b.offset : b.offset + b.length - 1], kind=BlobKind.UPDATE, task_id=node.task_id, round_=round_,
-            partition=b.index, partitions=node.config.partitions, offset=b.offset,
+            partition=b.index, partitions=node.config.partitions, offset=b.offset, contributor=node.address,
         )
         for b in partition_bounds(vector.size, node.config.partitions)
     ]

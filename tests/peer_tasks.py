@@ -43,3 +43,24 @@ def fetch_update_via_chain(
         )
         parts[commit.contributor] = fetch_partition(storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=timeout)
     return {"connected": connected, "parts": parts}
+
+
+def put_directory(storage: Storage, files: dict[str, bytes]) -> str:
+    """Add a UnixFS directory holding ``files`` (kubo peers only); returns its CID."""
+    import os
+    import shutil
+    import uuid
+
+    from fl_chain.storage.cid import normalize_cid
+    from fl_chain.storage.libkubo import take_string
+
+    folder = storage._staging / f"dir-{uuid.uuid4().hex}"  # type: ignore[attr-defined]
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    try:
+        cid = take_string(storage._lib.AddFile(storage._key, os.fsencode(str(folder)), False))  # type: ignore[attr-defined]
+    finally:
+        shutil.rmtree(folder)
+    assert cid, "AddFile of a directory failed"
+    return normalize_cid(cid)

@@ -9,7 +9,16 @@ import pytest
 
 from fl_chain.errors import BlobFormatError, BlobIntegrityError, BlobMismatchError, BlobNotFoundError
 from fl_chain.exchange import fetch_manifest, fetch_partition, fetch_vector, publish_vector
-from fl_chain.model.blob import HEADER_SIZE, BlobHeader, BlobKind, decode_partition, encode_partition
+from fl_chain.model.blob import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    NO_CONTRIBUTOR,
+    BlobHeader,
+    BlobKind,
+    blob_size,
+    decode_partition,
+    encode_partition,
+)
 from fl_chain.model.manifest import Manifest, parse_manifest
 from fl_chain.model.partitioning import partition_bounds, split_vector
 from fl_chain.storage import MemoryNetwork, MemoryStorage, cid_from_digest, digest_from_cid
@@ -25,7 +34,9 @@ def _blob(values: np.ndarray | None = None) -> bytes:
 
 
 def _expected(**overrides: object) -> BlobHeader:
-    fields = dict(kind=BlobKind.UPDATE, task_id=7, round=3, partition=1, partitions=4, offset=10, length=10)
+    fields: dict[str, object] = {
+        "kind": BlobKind.UPDATE, "task_id": 7, "round": 3, "partition": 1, "partitions": 4, "offset": 10, "length": 10
+    }
     fields.update(overrides)
     return BlobHeader(**fields)  # type: ignore[arg-type]
 
@@ -63,6 +74,23 @@ def test_partitions_are_contiguous_and_cover_the_vector(dimension: int, partitio
     assert np.array_equal(np.concatenate(split_vector(vector, partitions)), vector)
 
 
+def test_header_is_112_bytes_and_binds_the_contributor() -> None:
+    """Format 2: a 112-byte header (a multiple of 16) carrying the contributor; aggregates carry zero."""
+    assert HEADER_SIZE == 112 and HEADER_SIZE % 16 == 0 and FORMAT_VERSION == 2
+    values = np.ones(3, np.float32)
+    blob = encode_partition(
+        values, kind=BlobKind.UPDATE, task_id=1, round_=0, partition=0, partitions=1, offset=0, contributor=CONTRIBUTOR
+    )
+    assert blob[80:100] == bytes.fromhex(CONTRIBUTOR[2:]) and blob[100:HEADER_SIZE] == bytes(12)
+    assert len(blob) == blob_size(3)
+    header, _ = decode_partition(blob)
+    assert header.contributor == bytes.fromhex(CONTRIBUTOR[2:])
+    aggregate = encode_partition(values, kind=BlobKind.AGGREGATE, task_id=1, round_=0, partition=0, partitions=1, offset=0)
+    assert decode_partition(aggregate)[0].contributor == NO_CONTRIBUTOR == bytes(20)
+    with pytest.raises(BlobFormatError, match="20 bytes"):
+        encode_partition(values, kind=BlobKind.UPDATE, task_id=1, round_=0, partition=0, partitions=1, offset=0, contributor="0x12")
+
+
 def test_blob_round_trip_keeps_header_and_bytes() -> None:
     """decode(encode(x)) gives x bit for bit and the header written."""
     values = np.array([0.1, -0.0, np.float32(3.4e38), 1e-45], dtype=np.float32)
@@ -89,7 +117,7 @@ def test_corrupted_payload_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    ("position", "message"), [(0, "bad magic"), (8, "format version"), (10, "dtype"), (11, "kind"), (90, "reserved")]
+    ("position", "message"), [(0, "bad magic"), (8, "format version"), (10, "dtype"), (11, "kind"), (105, "reserved")]
 )
 def test_corrupted_header_is_rejected(position: int, message: str) -> None:
     """Damage to magic, version, dtype, kind or reserved bytes is a format error naming the field."""
@@ -100,10 +128,14 @@ def test_corrupted_header_is_rejected(position: int, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "override", [{"task_id": 8}, {"round": 4}, {"partition": 2}, {"offset": 11}, {"length": 9}, {"kind": BlobKind.AGGREGATE}]
+    "override",
+    [
+        {"task_id": 8}, {"round": 4}, {"partition": 2}, {"offset": 11}, {"length": 9}, {"kind": BlobKind.AGGREGATE},
+        {"contributor": bytes.fromhex(CONTRIBUTOR[2:])},
+    ],
 )
 def test_valid_blob_with_other_header_than_chain_expects_is_rejected(override: dict[str, object]) -> None:
-    """A well-formed blob for another task, round, partition, range or kind is a mismatch."""
+    """A well-formed blob for another task, round, partition, range, kind or contributor is a mismatch."""
     with pytest.raises(BlobMismatchError):
         decode_partition(_blob(), _expected(**override))
 
@@ -119,7 +151,8 @@ def test_manifest_round_trip_and_canonical_bytes() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"\xff", "not JSON"),
+        (b"\xff", "not ASCII"),
+        (b"{", "not JSON"),
         (b"[]", "not a JSON object"),
         (b'{"format":"other"}', "unknown manifest format"),
         (b'{"format":"fl-chain/update","version":2}', "version"),

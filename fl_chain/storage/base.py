@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Self
 
-from fl_chain.errors import BlobIntegrityError
+from fl_chain.errors import BlobIntegrityError, BlobTooLargeError
 from fl_chain.storage.cid import digest_from_cid, normalize_cid
 from fl_chain.storage.unixfs import unixfs_digest
 
 #: Seconds a get waits for a CID before it fails with BlobNotFoundError.
 DEFAULT_GET_TIMEOUT = 30.0
+
+
+def too_large_message(cid: str, max_size: int) -> str:
+    """The message of the BlobTooLargeError of ``cid`` over ``max_size`` bytes."""
+    return f"{cid} holds more than the {max_size} bytes its use allows"
 
 
 class Storage(ABC):
@@ -24,21 +30,29 @@ class Storage(ABC):
         """Store ``data`` (pinned) and return its CID."""
 
     @abstractmethod
-    def _fetch(self, cid: str, timeout: float) -> bytes:
-        """Backend fetch: the bytes of ``cid`` or BlobNotFoundError after ``timeout`` seconds."""
+    def _fetch(self, cid: str, timeout: float, max_size: int | None) -> bytes:
+        """Backend fetch: the bytes of ``cid``, BlobNotFoundError after ``timeout`` seconds, or
+        BlobTooLargeError as soon as more than ``max_size`` bytes arrive (never reading past that)."""
 
-    def get(self, cid: str, *, timeout: float = DEFAULT_GET_TIMEOUT) -> bytes:
+    def get(self, cid: str, *, timeout: float = DEFAULT_GET_TIMEOUT, max_size: int | None = None) -> bytes:
         """The bytes of ``cid``, verified against it.
+
+        ``max_size`` is the largest content the caller can use: larger content is invalid (the same
+        for every node, since ``cid`` fixes the bytes) and is not read further than the bound.
 
         Raises
         ------
         BlobNotFoundError
             No connected peer delivered it within ``timeout`` seconds.
+        BlobTooLargeError
+            The content is larger than ``max_size`` bytes.
         BlobIntegrityError
             The bytes do not hash to ``cid`` (never returned).
         """
         cid = normalize_cid(cid)
-        data = self._fetch(cid, timeout)
+        data = self._fetch(cid, timeout, max_size)
+        if max_size is not None and len(data) > max_size:
+            raise BlobTooLargeError(too_large_message(cid, max_size))
         if unixfs_digest(data) != digest_from_cid(cid):
             raise BlobIntegrityError(f"content received for {cid} does not hash to it")
         return data
@@ -63,7 +77,7 @@ class Storage(ABC):
     def close(self) -> None:
         """Stop the peer and release its resources."""
 
-    def __enter__(self) -> Storage:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

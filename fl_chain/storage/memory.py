@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import threading
 
-from fl_chain.errors import BlobNotFoundError, StorageError
-from fl_chain.storage.base import Storage
+from fl_chain.errors import BlobNotFoundError, BlobTooLargeError, StorageError
+from fl_chain.storage.base import Storage, too_large_message
 from fl_chain.storage.cid import cid_from_digest, normalize_cid
 from fl_chain.storage.unixfs import unixfs_digest
 
@@ -61,7 +61,7 @@ class MemoryStorage(Storage):
         self._blobs[cid] = bytes(data)
         return cid
 
-    def _fetch(self, cid: str, timeout: float) -> bytes:
+    def _fetch(self, cid: str, timeout: float, max_size: int | None) -> bytes:
         local = self._blobs.get(cid)
         if local is not None:
             return local
@@ -69,6 +69,8 @@ class MemoryStorage(Storage):
             peer = self.network.peer(peer_id)
             if peer is not None and cid in peer._blobs:
                 data = peer._blobs[cid]
+                if max_size is not None and len(data) > max_size:  # refused before anything is copied
+                    raise BlobTooLargeError(too_large_message(cid, max_size))
                 peer.bytes_sent += len(data)
                 self.bytes_received += len(data)
                 self._blobs[cid] = data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 #: Seconds a test waits for a peer process to answer one command.
 COMMAND_TIMEOUT = 180.0
@@ -46,8 +46,8 @@ def _run(storage: Any, command: str, args: tuple[Any, ...]) -> Any:
         return storage.put(args[0])
     if command == "put_file":
         return storage.put(Path(args[0]).read_bytes())
-    if command == "get":
-        return storage.get(args[0], timeout=args[1])
+    if command == "get":  # cid, timeout[, max_size]
+        return storage.get(args[0], timeout=args[1], max_size=args[2] if len(args) > 2 else None)
     if command == "get_len":
         import time
 
@@ -123,7 +123,7 @@ class PeerProcess:
             self.process.kill()
             self.process.join(10)
 
-    def __enter__(self) -> PeerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,23 +5,37 @@ pragma solidity 0.8.28;
 /// @notice Coordinates aggregator-free federated learning rounds. The contract never holds model
 /// weights: participants commit 32-byte digests of update manifests stored in IPFS, assigned
 /// aggregators commit digests of averaged partitions, and a partition is final once `quorum`
-/// aggregators committed the same digest.
+/// assigned aggregators committed the same digest.
 /// @dev Gas per participant per round is O(1). Update digests and sample counts are emitted in
 /// `UpdateCommitted` events (the contributor set of a round is exactly the events of that round);
 /// storage keeps only what the contract needs to enforce its rules and the final digests.
 ///
 /// Round lifecycle (all times are `block.timestamp`):
-///   Update      [start, updateDeadline)       contributors commit updates; ends early when every
-///                                             joined participant committed.
-///   freeze      contributor set is frozen; if fewer than `minContributors` committed the round
-///               fails and the next round starts (retry).
-///   Aggregation [freeze, aggregationDeadline) only assigned aggregators commit.
-///   Fallback    [aggregationDeadline, fallbackDeadline) any joined participant may commit for a
-///               partition without quorum, and report a contributor whose committed update it
-///               cannot fetch; `quorum` such reports exclude that update from the round (so one
-///               participant that commits digests of content nobody has cannot stall a task).
+///   Update      [start, updateDeadline)       joined participants commit updates; ends early when
+///                                             every joined participant committed.
+///   freeze      the contributor set is frozen; if fewer than `minContributors` committed the round
+///               fails and the next round starts (retry). The assignment key is the hash of the
+///               freezing block, read lazily from a later block: nobody knows it when the set freezes.
+///   Aggregation [freeze, aggregationDeadline) only assigned aggregators commit; `quorum` equal
+///                                             digests finalize a partition.
+///   Fallback    [aggregationDeadline, fallbackDeadline) every non-excluded contributor may commit
+///               for a partition without quorum; a digest committed by a strict majority of the
+///               round's contributors finalizes it. Contributors report updates they cannot fetch;
+///               a strict majority of the round's contributors excludes that update.
 ///   after fallbackDeadline an unfinished round fails on `advance` and the next round starts.
 /// A round number is never reused: a retry is a new round started from the last final model.
+///
+/// Trust model. Admitted members may collude. In a round with n contributors of whom f collude:
+///  - a partition finalizes in the assigned phase only with q of its r assigned aggregators, drawn
+///    by a keyed pseudo-random permutation of the contributors whose key nobody knows at freeze;
+///    the chance that f colluders hold q slots of some partition is what `flchain task create`
+///    reports (and refuses above 1e-6);
+///  - in the fallback phase a digest, and an exclusion, needs a strict majority of the n
+///    contributors; members who did not contribute have no vote, so f < n/2 can neither forge a
+///    fallback digest nor exclude an honest update;
+///  - a strict majority of a finalized round's contributors that cannot fetch or validate its
+///    global model (and did not contribute since) undoes it (`disputeRound`): the round fails and
+///    the task goes on from the previous global model.
 contract FLCoordinator {
     // ---------------------------------------------------------------------------------------------
     // Types
@@ -37,6 +51,8 @@ contract FLCoordinator {
         uint32 updateDuration; // seconds for the update phase
         uint32 aggregationDuration; // seconds for the assigned and again for the fallback phase
         uint32 rounds; // finalized rounds after which the task is complete
+        uint32 maxParticipants; // joins beyond this are refused (>= minContributors, <= MAX_PARTICIPANTS)
+        uint64 maxSamples; // largest sample count an update may claim (its FedAvg weight)
         bool openAdmission; // anyone may join, not only accounts admitted by the operator
     }
 
@@ -60,7 +76,8 @@ contract FLCoordinator {
         None,
         TooFewContributors,
         AggregationTimedOut,
-        TaskCancelled
+        TaskCancelled,
+        Disputed
     }
 
     struct TaskState {
@@ -82,6 +99,7 @@ contract FLCoordinator {
         bool joined;
         uint32 index; // contributor index in the round `updateRound - 1`
         uint32 updateRound; // round + 1 of the last update commit, 0 if none
+        uint32 position; // index in `Task.participants` while joined
         uint64 samples; // sample count of the last update commit
         string[] multiaddrs;
         bytes publicKey;
@@ -90,29 +108,37 @@ contract FLCoordinator {
     struct Partition {
         bytes32 digest; // the first digest committed (the candidate) until final, then the final digest
         uint64 committedSlots; // bit j set once assigned slot j committed
-        uint16 candidateVotes; // commits that matched `digest`
+        uint32 candidateAssigned; // assigned commits that matched `digest`
+        uint32 candidateVotes; // all commits (assigned and fallback) that matched `digest`
         bool isFinal;
     }
 
     struct Round {
         RoundStatus status;
+        FailureReason failure;
         uint64 startTime;
         uint64 updateDeadline;
         uint64 aggregationDeadline; // set when the contributor set freezes
         uint32 contributors;
-        uint32 assignmentOffset; // set when the contributor set freezes
         uint32 finalizedPartitions;
-        FailureReason failure;
+        uint32 disputes;
+        uint32 departed; // contributors removed from the task after committing in this round
+        uint64 freezeBlock; // block whose hash keys the assignment (re-anchored if it got too old)
+        uint64 finalizedAt; // timestamp of finalization (0 unless finalized)
+        uint32 previousFinal; // latest finalized round + 1 when this round finalized (0: initial model)
         uint128 totalSamples;
         bytes32 seed;
+        bytes32 assignmentKey; // zero until drawn
         mapping(uint256 partition => Partition) partitions;
-        // Votes for digests other than the partition's candidate (only used when aggregators disagree).
-        mapping(uint256 partition => mapping(bytes32 digest => uint256 count)) otherVotes;
+        // Votes for digests other than the partition's candidate: assigned << 128 | all.
+        mapping(uint256 partition => mapping(bytes32 digest => uint256 packed)) otherVotes;
         mapping(uint256 partition => mapping(address aggregator => bool)) fallbackCommitted;
-        // Contributions reported unavailable in the fallback phase; `quorum` reports exclude one.
+        // Contributions reported unavailable in the fallback phase; a contributor majority excludes one.
         address[] excluded;
+        mapping(address contributor => bool) isExcluded;
         mapping(address contributor => uint256 reports) unavailableReports;
         mapping(address contributor => mapping(address reporter => bool)) hasReported;
+        mapping(address contributor => bool) hasDisputed;
     }
 
     /// @notice Everything a node needs about one round, returned by one call.
@@ -125,10 +151,12 @@ contract FLCoordinator {
         uint64 aggregationDeadline;
         uint64 fallbackDeadline;
         uint32 contributors;
-        uint32 assignmentOffset;
         uint32 finalizedPartitions;
+        uint32 excludedCount;
+        uint32 disputes;
         uint128 totalSamples;
         bytes32 seed;
+        bytes32 assignmentKey; // zero while not drawn yet (call `drawAssignment`)
     }
 
     /// @notice A participant's registration, returned by `getParticipants`.
@@ -146,76 +174,184 @@ contract FLCoordinator {
     // ---------------------------------------------------------------------------------------------
 
     /// @dev `account` is not the operator.
+    /// @param account The caller.
     error FLCoordinatorUnauthorizedOperator(address account);
     /// @dev The new operator is the zero address.
+    /// @param operator The rejected address.
     error FLCoordinatorInvalidOperator(address operator);
+    /// @dev `account` is not the pending operator, so it cannot accept the role.
+    /// @param account The caller.
+    error FLCoordinatorNotPendingOperator(address account);
     /// @dev `account` is not admitted and the task is not open to everyone.
+    /// @param taskId The task.
+    /// @param account The caller.
     error FLCoordinatorNotAdmitted(uint256 taskId, address account);
     /// @dev The partition count must be at least 1.
+    /// @param partitions The rejected value.
     error FLCoordinatorInvalidPartitions(uint256 partitions);
     /// @dev Replication must be in [1, MAX_REPLICATION].
+    /// @param replication The rejected value.
     error FLCoordinatorInvalidReplication(uint256 replication);
     /// @dev Quorum must satisfy replication / 2 < quorum <= replication.
+    /// @param quorum The rejected value.
+    /// @param replication The task's replication.
     error FLCoordinatorInvalidQuorum(uint256 quorum, uint256 replication);
     /// @dev The minimum number of contributors must be at least the quorum.
+    /// @param minContributors The rejected value.
+    /// @param quorum The task's quorum.
     error FLCoordinatorInvalidMinContributors(uint256 minContributors, uint256 quorum);
+    /// @dev maxParticipants must be in [minContributors, MAX_PARTICIPANTS].
+    /// @param maxParticipants The rejected value.
+    /// @param minContributors The task's minimum contributors.
+    error FLCoordinatorInvalidMaxParticipants(uint256 maxParticipants, uint256 minContributors);
+    /// @dev maxSamples must be at least 1.
+    error FLCoordinatorInvalidMaxSamples();
     /// @dev Phase durations must be at least one second.
+    /// @param updateDuration The update phase's seconds.
+    /// @param aggregationDuration The aggregation phase's seconds.
     error FLCoordinatorInvalidDuration(uint256 updateDuration, uint256 aggregationDuration);
     /// @dev A task needs at least one round.
+    /// @param rounds The rejected value.
     error FLCoordinatorInvalidRounds(uint256 rounds);
     /// @dev No task with this id.
+    /// @param taskId The unknown id.
     error FLCoordinatorUnknownTask(uint256 taskId);
     /// @dev The task is not in the status this call needs.
+    /// @param taskId The task.
+    /// @param status Its status.
     error FLCoordinatorWrongTaskStatus(uint256 taskId, TaskStatus status);
     /// @dev `account` already joined the task.
+    /// @param taskId The task.
+    /// @param account The caller.
     error FLCoordinatorAlreadyJoined(uint256 taskId, address account);
     /// @dev `account` has not joined the task.
+    /// @param taskId The task.
+    /// @param account The account.
     error FLCoordinatorNotJoined(uint256 taskId, address account);
-    /// @dev A participant must register at least one IPFS multiaddr.
-    error FLCoordinatorNoMultiaddrs();
+    /// @dev The task has `maxParticipants` participants already.
+    /// @param taskId The task.
+    /// @param maxParticipants Its limit.
+    error FLCoordinatorTaskFull(uint256 taskId, uint256 maxParticipants);
+    /// @dev A participant registers 1 to MAX_MULTIADDRS IPFS multiaddrs.
+    /// @param count The number given.
+    error FLCoordinatorInvalidMultiaddrs(uint256 count);
+    /// @dev A multiaddr is longer than MAX_MULTIADDR_LENGTH bytes.
+    /// @param index Its position in the list.
+    /// @param length Its length.
+    error FLCoordinatorMultiaddrTooLong(uint256 index, uint256 length);
+    /// @dev A public key is longer than MAX_PUBLIC_KEY_LENGTH bytes.
+    /// @param length Its length.
+    error FLCoordinatorPublicKeyTooLong(uint256 length);
     /// @dev Starting needs at least `required` joined participants.
+    /// @param taskId The task.
+    /// @param joined Participants joined.
+    /// @param required The task's minimum contributors.
     error FLCoordinatorNotEnoughParticipants(uint256 taskId, uint256 joined, uint256 required);
+    /// @dev Only the operator removes a participant that is still admitted (or any, in open tasks).
+    /// @param taskId The task.
+    /// @param account The participant.
+    error FLCoordinatorStillAdmitted(uint256 taskId, address account);
     /// @dev The call names `round` but the task is at `currentRound`.
+    /// @param taskId The task.
+    /// @param round The round named.
+    /// @param currentRound The current round.
     error FLCoordinatorRoundNotCurrent(uint256 taskId, uint256 round, uint256 currentRound);
     /// @dev The update phase of the round has ended (deadline passed or set frozen).
+    /// @param taskId The task.
+    /// @param round The round.
     error FLCoordinatorUpdatePhaseClosed(uint256 taskId, uint256 round);
     /// @dev `account` already committed an update in this round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The caller.
     error FLCoordinatorUpdateAlreadyCommitted(uint256 taskId, uint256 round, address account);
     /// @dev Digests must be non-zero.
     error FLCoordinatorZeroDigest();
     /// @dev An update must report at least one sample.
     error FLCoordinatorZeroSamples();
+    /// @dev An update claims more samples than the task's `maxSamples`.
+    /// @param samples The claimed count.
+    /// @param maxSamples The task's cap.
+    error FLCoordinatorTooManySamples(uint256 samples, uint256 maxSamples);
     /// @dev Aggregates are accepted only once the contributor set is frozen.
+    /// @param taskId The task.
+    /// @param round The round.
     error FLCoordinatorAggregationNotOpen(uint256 taskId, uint256 round);
+    /// @dev The assignment key cannot be read yet (the freezing block is the current one) or was re-anchored.
+    /// @param taskId The task.
+    /// @param round The round.
+    error FLCoordinatorAssignmentNotDrawn(uint256 taskId, uint256 round);
     /// @dev The round passed its fallback deadline; call `advance` to retry it.
+    /// @param taskId The task.
+    /// @param round The round.
     error FLCoordinatorRoundExpired(uint256 taskId, uint256 round);
     /// @dev `partition` is not below the task's partition count.
+    /// @param partition The partition named.
+    /// @param partitions The task's partition count.
     error FLCoordinatorPartitionOutOfRange(uint256 partition, uint256 partitions);
     /// @dev Before the aggregation deadline only assigned aggregators commit.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param partition The partition.
+    /// @param account The caller.
     error FLCoordinatorNotAssigned(uint256 taskId, uint256 round, uint256 partition, address account);
     /// @dev `account` already committed an aggregate for this partition.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param partition The partition.
+    /// @param account The caller.
     error FLCoordinatorAggregateAlreadyCommitted(
         uint256 taskId, uint256 round, uint256 partition, address account
     );
     /// @dev Batch arrays differ in length.
+    /// @param partitions Partition indices given.
+    /// @param digests Digests given.
     error FLCoordinatorLengthMismatch(uint256 partitions, uint256 digests);
     /// @dev No deadline has passed that `advance` could act on.
+    /// @param taskId The task.
+    /// @param round The current round.
     error FLCoordinatorNothingToAdvance(uint256 taskId, uint256 round);
     /// @dev Unavailability is reported only in the fallback phase, after the aggregation deadline.
+    /// @param taskId The task.
+    /// @param round The round.
     error FLCoordinatorReportTooEarly(uint256 taskId, uint256 round);
-    /// @dev `account` committed no update in `round`, so there is nothing of it to report.
+    /// @dev `account` is not a (non-excluded) contributor of `round`: it has no say in it.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The account.
     error FLCoordinatorNotAContributor(uint256 taskId, uint256 round, address account);
     /// @dev A participant cannot report its own update.
+    /// @param taskId The task.
+    /// @param account The caller.
     error FLCoordinatorSelfReport(uint256 taskId, address account);
     /// @dev `reporter` already reported `contributor` in this round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param contributor The reported contributor.
+    /// @param reporter The caller.
     error FLCoordinatorAlreadyReported(uint256 taskId, uint256 round, address contributor, address reporter);
     /// @dev `contributor`'s update is already excluded from this round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param contributor The contributor.
     error FLCoordinatorAlreadyExcluded(uint256 taskId, uint256 round, address contributor);
+    /// @dev Only the latest finalized round can be disputed, while the task runs or within
+    /// `updateDuration` after it completed.
+    /// @param taskId The task.
+    /// @param round The round named.
+    error FLCoordinatorNotDisputable(uint256 taskId, uint256 round);
+    /// @dev `account` already disputed `round`.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The caller.
+    error FLCoordinatorAlreadyDisputed(uint256 taskId, uint256 round, address account);
 
     // ---------------------------------------------------------------------------------------------
     // Events
     // ---------------------------------------------------------------------------------------------
 
+    /// @notice `newOperator` may take the operator role with `acceptOperator`.
+    event OperatorTransferStarted(address indexed previousOperator, address indexed newOperator);
     /// @notice The operator role moved from `previousOperator` to `newOperator`.
     event OperatorTransferred(address indexed previousOperator, address indexed newOperator);
     /// @notice The operator admitted `account` to the consortium.
@@ -226,6 +362,8 @@ contract FLCoordinator {
     event TaskCreated(uint256 indexed taskId, address indexed creator, TaskConfig config);
     /// @notice `account` joined `taskId` with its IPFS peer addresses.
     event ParticipantJoined(uint256 indexed taskId, address indexed account, string[] multiaddrs);
+    /// @notice `account` was removed from `taskId` (revoked, or by the operator).
+    event ParticipantRemoved(uint256 indexed taskId, address indexed account);
     /// @notice `account` replaced its IPFS peer addresses for `taskId`.
     event PeerUpdated(uint256 indexed taskId, address indexed account, string[] multiaddrs);
     /// @notice The task started its first round.
@@ -247,9 +385,10 @@ contract FLCoordinator {
         uint256 indexed round,
         uint32 contributors,
         uint128 totalSamples,
-        uint32 assignmentOffset,
         uint64 aggregationDeadline
     );
+    /// @notice The assignment of `round` is keyed by `key` (the freezing block's hash with the seed).
+    event AssignmentDrawn(uint256 indexed taskId, uint256 indexed round, bytes32 key);
     /// @notice `aggregator` committed `digest` for `partition`; `isFallback` if it was not assigned.
     event AggregateCommitted(
         uint256 indexed taskId,
@@ -268,7 +407,8 @@ contract FLCoordinator {
         bytes32 digest,
         bytes32 finalDigest
     );
-    /// @notice `quorum` aggregators agreed on `digest` for `partition`.
+    /// @notice `partition` is final with `digest` (a quorum of assigned aggregators, or in the
+    /// fallback phase a majority of the round's contributors, committed it).
     event PartitionFinalized(uint256 indexed taskId, uint256 indexed round, uint256 indexed partition, bytes32 digest);
     /// @notice Every partition of the round is final: the round's global model is fixed.
     event RoundFinalized(uint256 indexed taskId, uint256 indexed round);
@@ -276,9 +416,11 @@ contract FLCoordinator {
     event UnavailabilityReported(
         uint256 indexed taskId, uint256 indexed round, address indexed contributor, address reporter, uint256 reports
     );
-    /// @notice `quorum` participants reported `contributor`'s update unavailable: aggregates of the
-    /// partitions not yet final leave it out.
+    /// @notice A majority of the round's contributors reported `contributor`'s update unavailable:
+    /// aggregates of the partitions not yet final leave it out.
     event ContributionExcluded(uint256 indexed taskId, uint256 indexed round, address indexed contributor);
+    /// @notice `account`, a contributor of `round`, cannot fetch or validate its global model.
+    event RoundDisputeFiled(uint256 indexed taskId, uint256 indexed round, address indexed account, uint256 disputes);
     /// @notice The round ended without a global model; the next round retries from the last one.
     event RoundFailed(uint256 indexed taskId, uint256 indexed round, FailureReason reason);
     /// @notice The task reached its number of finalized rounds.
@@ -291,8 +433,13 @@ contract FLCoordinator {
     // ---------------------------------------------------------------------------------------------
 
     uint256 public constant MAX_REPLICATION = 64;
+    uint256 public constant MAX_PARTICIPANTS = 100_000;
+    uint256 public constant MAX_MULTIADDRS = 4;
+    uint256 public constant MAX_MULTIADDR_LENGTH = 256;
+    uint256 public constant MAX_PUBLIC_KEY_LENGTH = 64;
 
     address private _operator;
+    address private _pendingOperator;
     uint256 private _taskCount;
     mapping(address account => bool) private _admitted;
     mapping(uint256 taskId => Task) private _tasks;
@@ -317,13 +464,21 @@ contract FLCoordinator {
     // Operator
     // ---------------------------------------------------------------------------------------------
 
-    /// @notice Hands the operator role to `newOperator`.
+    /// @notice Offers the operator role to `newOperator`, who takes it with `acceptOperator`.
     /// @param newOperator The account that will admit participants and create tasks.
     function transferOperator(address newOperator) external onlyOperator {
         if (newOperator == address(0)) revert FLCoordinatorInvalidOperator(newOperator);
+        _pendingOperator = newOperator;
+        emit OperatorTransferStarted(_operator, newOperator);
+    }
+
+    /// @notice Takes the operator role offered by `transferOperator`.
+    function acceptOperator() external {
+        if (msg.sender != _pendingOperator) revert FLCoordinatorNotPendingOperator(msg.sender);
         address previous = _operator;
-        _operator = newOperator;
-        emit OperatorTransferred(previous, newOperator);
+        _operator = msg.sender;
+        _pendingOperator = address(0);
+        emit OperatorTransferred(previous, msg.sender);
     }
 
     /// @notice Admits `accounts` to the consortium: they may join tasks without open admission.
@@ -338,6 +493,7 @@ contract FLCoordinator {
     }
 
     /// @notice Revokes `account`: it can no longer join or commit in tasks without open admission.
+    /// @dev Its task memberships end with `removeParticipant`, which anyone may call for a revoked account.
     /// @param account The account to revoke.
     function revoke(address account) external onlyOperator {
         if (_admitted[account]) {
@@ -401,19 +557,24 @@ contract FLCoordinator {
 
     /// @notice Joins `taskId` and registers this node's IPFS peer addresses.
     /// @param taskId The task to join (open or running).
-    /// @param multiaddrs The node's IPFS multiaddrs, including its /p2p/ peer id.
-    /// @param publicKey Optional public key for later key agreement (may be empty).
+    /// @param multiaddrs The node's IPFS multiaddrs (1 to MAX_MULTIADDRS, each at most MAX_MULTIADDR_LENGTH bytes).
+    /// @param publicKey Optional public key for key agreement (at most MAX_PUBLIC_KEY_LENGTH bytes).
     function join(uint256 taskId, string[] calldata multiaddrs, bytes calldata publicKey) external {
         Task storage task = _task(taskId);
         TaskStatus status = task.state.status;
         if (status != TaskStatus.Open && status != TaskStatus.Running) {
             revert FLCoordinatorWrongTaskStatus(taskId, status);
         }
-        if (!task.config.openAdmission && !_admitted[msg.sender]) revert FLCoordinatorNotAdmitted(taskId, msg.sender);
+        _requireAdmitted(taskId, task);
         Participant storage participant = _participants[taskId][msg.sender];
         if (participant.joined) revert FLCoordinatorAlreadyJoined(taskId, msg.sender);
-        if (multiaddrs.length == 0) revert FLCoordinatorNoMultiaddrs();
+        if (task.participants.length >= task.config.maxParticipants) {
+            revert FLCoordinatorTaskFull(taskId, task.config.maxParticipants);
+        }
+        _checkMultiaddrs(multiaddrs);
+        if (publicKey.length > MAX_PUBLIC_KEY_LENGTH) revert FLCoordinatorPublicKeyTooLong(publicKey.length);
         participant.joined = true;
+        participant.position = uint32(task.participants.length);
         participant.multiaddrs = multiaddrs;
         participant.publicKey = publicKey;
         task.participants.push(msg.sender);
@@ -423,12 +584,44 @@ contract FLCoordinator {
 
     /// @notice Replaces this node's registered IPFS peer addresses (after a restart on a new port).
     /// @param taskId The task joined earlier.
-    /// @param multiaddrs The new multiaddrs.
+    /// @param multiaddrs The new multiaddrs (bounded as in `join`).
     function updatePeer(uint256 taskId, string[] calldata multiaddrs) external {
         Participant storage participant = _joinedParticipant(taskId, msg.sender);
-        if (multiaddrs.length == 0) revert FLCoordinatorNoMultiaddrs();
+        _checkMultiaddrs(multiaddrs);
         participant.multiaddrs = multiaddrs;
         emit PeerUpdated(taskId, msg.sender, multiaddrs);
+    }
+
+    /// @notice Removes `account` from `taskId`: its slot is freed and rounds no longer wait for it.
+    /// @dev The operator may remove anyone; anyone may remove an account that is no longer admitted
+    /// from a task without open admission. An update it already committed this round stays.
+    /// @param taskId The task.
+    /// @param account The participant to remove.
+    function removeParticipant(uint256 taskId, address account) external {
+        Task storage task = _task(taskId);
+        Participant storage participant = _joinedParticipant(taskId, account);
+        if (msg.sender != _operator && (task.config.openAdmission || _admitted[account])) {
+            revert FLCoordinatorStillAdmitted(taskId, account);
+        }
+        // Swap-and-pop keeps `participants` dense so pages stay cheap.
+        uint32 position = participant.position;
+        address last = task.participants[task.participants.length - 1];
+        task.participants[position] = last;
+        _participants[taskId][last].position = position;
+        task.participants.pop();
+        participant.joined = false;
+        delete participant.multiaddrs;
+        delete participant.publicKey;
+        task.state.participantCount -= 1;
+        emit ParticipantRemoved(taskId, account);
+
+        if (task.state.status != TaskStatus.Running) return;
+        uint32 current = task.state.currentRound;
+        Round storage r = _rounds[taskId][current];
+        if (r.status != RoundStatus.Update) return;
+        // Its update (if any) stays in the round; the phase no longer waits for it otherwise.
+        if (participant.updateRound == current + 1) r.departed += 1;
+        if (r.contributors > 0 && _everyoneCommitted(task, r)) _freeze(taskId, task, current, r);
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -439,7 +632,7 @@ contract FLCoordinator {
     /// @param taskId The running task.
     /// @param round Must be the current round (guards against a commit landing in a later round).
     /// @param digest sha2-256 digest of the update manifest CID.
-    /// @param samples Number of local training samples (the FedAvg weight).
+    /// @param samples Number of local training samples (the FedAvg weight), at most the task's `maxSamples`.
     function commitUpdate(uint256 taskId, uint256 round, bytes32 digest, uint64 samples) external {
         Task storage task = _runningTask(taskId);
         Round storage r = _currentRound(taskId, task, round);
@@ -451,6 +644,7 @@ contract FLCoordinator {
         if (participant.updateRound == round + 1) revert FLCoordinatorUpdateAlreadyCommitted(taskId, round, msg.sender);
         if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
         if (samples == 0) revert FLCoordinatorZeroSamples();
+        if (samples > task.config.maxSamples) revert FLCoordinatorTooManySamples(samples, task.config.maxSamples);
 
         uint32 index = r.contributors;
         participant.updateRound = uint32(round + 1);
@@ -461,7 +655,21 @@ contract FLCoordinator {
         emit UpdateCommitted(taskId, round, msg.sender, index, digest, samples);
 
         // Completion: every joined participant committed, so the phase ends before its deadline.
-        if (index + 1 == task.state.participantCount) _freeze(taskId, task, round, r);
+        if (_everyoneCommitted(task, r)) _freeze(taskId, task, round, r);
+    }
+
+    /// @notice Stores the assignment key of `round` once the freezing block's hash is readable.
+    /// @dev Anyone may call it; it does nothing when the key is already stored. Nodes call it when
+    /// `getRound` shows no key (on a chain that mines only on transactions, no later block exists
+    /// until someone sends one). If the freezing block is older than 256 blocks its hash is gone;
+    /// the key is then re-anchored to the current block, whose hash is read by a later call.
+    /// @param taskId The running task.
+    /// @param round The current round, whose contributor set is frozen.
+    function drawAssignment(uint256 taskId, uint256 round) external {
+        Task storage task = _runningTask(taskId);
+        Round storage r = _currentRound(taskId, task, round);
+        if (r.status != RoundStatus.Aggregation) revert FLCoordinatorAggregationNotOpen(taskId, round);
+        _drawAssignment(taskId, round, r);
     }
 
     /// @notice Commits this node's aggregate digest for one partition of `round`.
@@ -472,7 +680,8 @@ contract FLCoordinator {
     function commitAggregate(uint256 taskId, uint256 round, uint256 partition, bytes32 digest) external {
         Task storage task = _runningTask(taskId);
         Round storage r = _aggregationRound(taskId, task, round);
-        _commitAggregate(taskId, task, round, r, partition, digest);
+        bytes32 key = _requireKey(taskId, round, r);
+        _commitAggregate(taskId, task, round, r, key, partition, digest);
     }
 
     /// @notice Commits several aggregate digests of `round` in one transaction.
@@ -491,19 +700,20 @@ contract FLCoordinator {
         }
         Task storage task = _runningTask(taskId);
         Round storage r = _aggregationRound(taskId, task, round);
+        bytes32 key = _requireKey(taskId, round, r);
         for (uint256 i = 0; i < digests.length; ++i) {
-            _commitAggregate(taskId, task, round, r, partitionIndices[i], digests[i]);
+            _commitAggregate(taskId, task, round, r, key, partitionIndices[i], digests[i]);
             // The last commit may have finalized the round; later entries would be stale.
             if (r.status != RoundStatus.Aggregation) break;
         }
     }
 
     /// @notice Reports that `contributor`'s committed update of `round` could not be fetched.
-    /// Once `quorum` distinct participants reported it, the update is excluded: every aggregate of a
-    /// partition not yet final leaves it out (partitions already final keep it, since a quorum could
-    /// fetch it). If the remaining contributors are fewer than `minContributors`, the round fails.
-    /// @dev Only in the fallback phase: the assigned phase gives a slow peer time to serve its update.
-    /// Fewer than `quorum` colluding participants cannot exclude anyone.
+    /// Once a strict majority of the round's contributors reported it, the update is excluded: every
+    /// aggregate of a partition not yet final leaves it out (partitions already final keep it). If
+    /// the remaining contributors are fewer than `minContributors`, the round fails.
+    /// @dev Only in the fallback phase (the assigned phase gives a slow peer time to serve its update),
+    /// and only by non-excluded contributors of the round: fewer than half of them cannot exclude anyone.
     /// @param taskId The running task.
     /// @param round The current round, in its fallback phase.
     /// @param contributor A contributor of `round` other than the caller.
@@ -511,27 +721,69 @@ contract FLCoordinator {
         Task storage task = _runningTask(taskId);
         Round storage r = _aggregationRound(taskId, task, round);
         if (block.timestamp < r.aggregationDeadline) revert FLCoordinatorReportTooEarly(taskId, round);
-        _requireAdmitted(taskId, task);
-        _joinedParticipant(taskId, msg.sender);
+        _requireVoter(taskId, task, round, r);
         if (contributor == msg.sender) revert FLCoordinatorSelfReport(taskId, msg.sender);
         if (_participants[taskId][contributor].updateRound != round + 1) {
             revert FLCoordinatorNotAContributor(taskId, round, contributor);
         }
-        uint256 reports = r.unavailableReports[contributor];
-        if (reports >= task.config.quorum) revert FLCoordinatorAlreadyExcluded(taskId, round, contributor);
+        if (r.isExcluded[contributor]) revert FLCoordinatorAlreadyExcluded(taskId, round, contributor);
         if (r.hasReported[contributor][msg.sender]) {
             revert FLCoordinatorAlreadyReported(taskId, round, contributor, msg.sender);
         }
         r.hasReported[contributor][msg.sender] = true;
-        reports += 1;
+        uint256 reports = r.unavailableReports[contributor] + 1;
         r.unavailableReports[contributor] = reports;
         emit UnavailabilityReported(taskId, round, contributor, msg.sender, reports);
-        if (reports < task.config.quorum) return;
+        if (!_isMajority(reports, r.contributors)) return;
 
+        r.isExcluded[contributor] = true;
         r.excluded.push(contributor);
         emit ContributionExcluded(taskId, round, contributor);
         if (r.contributors - r.excluded.length < task.config.minContributors) {
             _failRound(taskId, task, round, r, FailureReason.TooFewContributors);
+        }
+    }
+
+    /// @notice Disputes `round`, the latest finalized round, whose global model the caller cannot
+    /// fetch or validate. Once a strict majority of the round's contributors disputed it, the round
+    /// fails (`Disputed`), the task goes back to the previous global model, and the current round
+    /// (built on the disputed model) fails too; the next round starts from the previous model.
+    /// @dev Only non-excluded contributors of `round` that committed no update since may dispute, while
+    /// the task runs or within `updateDuration` after it completed (a completed task then runs again).
+    /// @param taskId The task.
+    /// @param round The latest finalized round.
+    function disputeRound(uint256 taskId, uint256 round) external {
+        Task storage task = _task(taskId);
+        Round storage r = _rounds[taskId][round];
+        TaskState storage state = task.state;
+        bool completed = state.status == TaskStatus.Completed;
+        if (
+            state.finalizedRounds == 0 || state.latestFinalizedRound != round || r.status != RoundStatus.Finalized
+                || !(state.status == TaskStatus.Running
+                    || (completed && block.timestamp < r.finalizedAt + task.config.updateDuration))
+        ) revert FLCoordinatorNotDisputable(taskId, round);
+        _requireVoter(taskId, task, round, r);
+        if (r.hasDisputed[msg.sender]) revert FLCoordinatorAlreadyDisputed(taskId, round, msg.sender);
+        r.hasDisputed[msg.sender] = true;
+        uint32 disputes = r.disputes + 1;
+        r.disputes = disputes;
+        emit RoundDisputeFiled(taskId, round, msg.sender, disputes);
+        if (!_isMajority(disputes, r.contributors)) return;
+
+        r.status = RoundStatus.Failed;
+        r.failure = FailureReason.Disputed;
+        emit RoundFailed(taskId, round, FailureReason.Disputed);
+        state.finalizedRounds -= 1;
+        state.latestFinalizedRound = r.previousFinal == 0 ? 0 : r.previousFinal - 1;
+        if (completed) {
+            state.status = TaskStatus.Running;
+            _startRound(taskId, task, uint32(round + 1));
+            return;
+        }
+        uint32 current = state.currentRound;
+        Round storage now_ = _rounds[taskId][current];
+        if (now_.status == RoundStatus.Update || now_.status == RoundStatus.Aggregation) {
+            _failRound(taskId, task, current, now_, FailureReason.Disputed);
         }
     }
 
@@ -561,6 +813,11 @@ contract FLCoordinator {
         return _operator;
     }
 
+    /// @notice The account offered the operator role, or zero.
+    function pendingOperator() external view returns (address) {
+        return _pendingOperator;
+    }
+
     /// @notice Number of tasks created; ids run from 1 to this.
     function taskCount() external view returns (uint256) {
         return _taskCount;
@@ -577,15 +834,22 @@ contract FLCoordinator {
         return (task.config, task.state);
     }
 
-    /// @notice Every participant of `taskId` with its peer addresses and last update commit.
-    function getParticipants(uint256 taskId) external view returns (ParticipantView[] memory views) {
+    /// @notice Up to `count` participants of `taskId` from position `start`, with their peer addresses.
+    /// @dev Pages keep the call cheap however many joined; `getTask` gives the participant count.
+    /// Removing a participant moves the last one into its position.
+    function getParticipants(uint256 taskId, uint256 start, uint256 count)
+        external
+        view
+        returns (ParticipantView[] memory views)
+    {
         Task storage task = _task(taskId);
-        uint256 count = task.participants.length;
-        views = new ParticipantView[](count);
-        for (uint256 i = 0; i < count; ++i) {
+        uint256 total = task.participants.length;
+        uint256 end = start >= total ? start : (count > total - start ? total : start + count);
+        views = new ParticipantView[](end - start);
+        for (uint256 i = start; i < end; ++i) {
             address account = task.participants[i];
             Participant storage p = _participants[taskId][account];
-            views[i] = ParticipantView(account, p.updateRound, p.index, p.samples, p.multiaddrs, p.publicKey);
+            views[i - start] = ParticipantView(account, p.updateRound, p.index, p.samples, p.multiaddrs, p.publicKey);
         }
     }
 
@@ -594,7 +858,7 @@ contract FLCoordinator {
         return _participants[taskId][account].joined;
     }
 
-    /// @notice One round's state, deadlines and seed.
+    /// @notice One round's state, deadlines, seed and assignment key (read lazily when not stored yet).
     function getRound(uint256 taskId, uint256 round) external view returns (RoundView memory) {
         Task storage task = _task(taskId);
         Round storage r = _rounds[taskId][round];
@@ -607,10 +871,12 @@ contract FLCoordinator {
             aggregationDeadline: r.aggregationDeadline,
             fallbackDeadline: _fallbackDeadline(task, r),
             contributors: r.contributors,
-            assignmentOffset: r.assignmentOffset,
             finalizedPartitions: r.finalizedPartitions,
+            excludedCount: uint32(r.excluded.length),
+            disputes: r.disputes,
             totalSamples: r.totalSamples,
-            seed: r.seed
+            seed: r.seed,
+            assignmentKey: _readKey(r)
         });
     }
 
@@ -631,21 +897,22 @@ contract FLCoordinator {
         return _rounds[taskId][round].excluded;
     }
 
-    /// @notice How many aggregators committed `digest` for `partition` of `round`.
+    /// @notice How many aggregators committed `digest` for `partition` of `round`: assigned ones and all.
     function getVotes(uint256 taskId, uint256 round, uint256 partition, bytes32 digest)
         external
         view
-        returns (uint256)
+        returns (uint256 assigned, uint256 total)
     {
         Round storage r = _rounds[taskId][round];
         Partition storage part = r.partitions[partition];
-        if (digest != bytes32(0) && digest == part.digest) return part.candidateVotes;
-        return r.otherVotes[partition][digest];
+        if (digest != bytes32(0) && digest == part.digest) return (part.candidateAssigned, part.candidateVotes);
+        uint256 packed = r.otherVotes[partition][digest];
+        return (packed >> 128, packed & type(uint128).max);
     }
 
     /// @notice Whether `account` is an assigned aggregator of `partition` in `round`.
     /// @dev Answers for the account's latest committed round only (its index is overwritten by its next
-    /// commit); for earlier rounds use the `UpdateCommitted` index with the round's assignment offset.
+    /// commit); for earlier rounds use the `UpdateCommitted` index with the round's assignment key.
     function isAssigned(uint256 taskId, uint256 round, uint256 partition, address account)
         external
         view
@@ -654,13 +921,15 @@ contract FLCoordinator {
         Task storage task = _task(taskId);
         Round storage r = _rounds[taskId][round];
         Participant storage participant = _participants[taskId][account];
-        if (r.aggregationDeadline == 0 || participant.updateRound != round + 1) return false;
+        bytes32 key = _readKey(r);
+        if (key == bytes32(0) || participant.updateRound != round + 1) return false;
         if (partition >= task.config.partitions) return false;
-        (bool assigned,) = _slot(task, r, partition, participant.index);
+        uint256 position = assignmentPosition(key, participant.index, r.contributors);
+        (bool assigned,) = _slot(task, r.contributors, partition, position);
         return assigned;
     }
 
-    /// @notice The partitions `account` must aggregate in `round` (empty before the set freezes).
+    /// @notice The partitions `account` must aggregate in `round` (empty before the assignment is drawn).
     /// @dev Answers for the account's latest committed round only, like `isAssigned`.
     function getAssignedPartitions(uint256 taskId, uint256 round, address account)
         external
@@ -670,18 +939,39 @@ contract FLCoordinator {
         Task storage task = _task(taskId);
         Round storage r = _rounds[taskId][round];
         Participant storage participant = _participants[taskId][account];
-        if (r.aggregationDeadline == 0 || participant.updateRound != round + 1) return new uint256[](0);
+        bytes32 key = _readKey(r);
+        if (key == bytes32(0) || participant.updateRound != round + 1) return new uint256[](0);
+        uint256 position = assignmentPosition(key, participant.index, r.contributors);
         uint256 partitions = task.config.partitions;
         uint256[] memory buffer = new uint256[](partitions);
         uint256 count = 0;
         for (uint256 p = 0; p < partitions; ++p) {
-            (bool ok,) = _slot(task, r, p, participant.index);
+            (bool ok,) = _slot(task, r.contributors, p, position);
             if (ok) buffer[count++] = p;
         }
         assigned = new uint256[](count);
         for (uint256 i = 0; i < count; ++i) {
             assigned[i] = buffer[i];
         }
+    }
+
+    /// @notice The ring position of contributor `index` among `n`: a keyed pseudo-random permutation.
+    /// @dev A 4-round Feistel network over the smallest even power of two >= n, with cycle walking
+    /// (expected fewer than 4 passes). Mirrored exactly by `fl_chain.assignment.assignment_position`.
+    function assignmentPosition(bytes32 key, uint256 index, uint256 n) public pure returns (uint256 x) {
+        uint256 half = 1;
+        while ((uint256(1) << (2 * half)) < n) ++half;
+        uint256 mask = (uint256(1) << half) - 1;
+        x = index;
+        do {
+            uint256 left = x >> half;
+            uint256 right = x & mask;
+            for (uint256 i = 0; i < 4; ++i) {
+                uint256 f = uint256(keccak256(abi.encode(key, i, right))) & mask;
+                (left, right) = (right, left ^ f);
+            }
+            x = (left << half) | right;
+        } while (x >= n);
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -698,10 +988,24 @@ contract FLCoordinator {
         }
         // With at least q contributors there are always q distinct assigned aggregators.
         if (c.minContributors < c.quorum) revert FLCoordinatorInvalidMinContributors(c.minContributors, c.quorum);
+        if (c.maxParticipants < c.minContributors || c.maxParticipants > MAX_PARTICIPANTS) {
+            revert FLCoordinatorInvalidMaxParticipants(c.maxParticipants, c.minContributors);
+        }
+        if (c.maxSamples == 0) revert FLCoordinatorInvalidMaxSamples();
         if (c.updateDuration == 0 || c.aggregationDuration == 0) {
             revert FLCoordinatorInvalidDuration(c.updateDuration, c.aggregationDuration);
         }
         if (c.rounds == 0) revert FLCoordinatorInvalidRounds(c.rounds);
+    }
+
+    function _checkMultiaddrs(string[] calldata multiaddrs) private pure {
+        if (multiaddrs.length == 0 || multiaddrs.length > MAX_MULTIADDRS) {
+            revert FLCoordinatorInvalidMultiaddrs(multiaddrs.length);
+        }
+        for (uint256 i = 0; i < multiaddrs.length; ++i) {
+            uint256 length = bytes(multiaddrs[i]).length;
+            if (length > MAX_MULTIADDR_LENGTH) revert FLCoordinatorMultiaddrTooLong(i, length);
+        }
     }
 
     function _task(uint256 taskId) private view returns (Task storage task) {
@@ -739,25 +1043,74 @@ contract FLCoordinator {
         if (!task.config.openAdmission && !_admitted[msg.sender]) revert FLCoordinatorNotAdmitted(taskId, msg.sender);
     }
 
+    /// @dev The caller must be an admitted, non-excluded contributor of `round`: only they have a vote in it.
+    function _requireVoter(uint256 taskId, Task storage task, uint256 round, Round storage r)
+        private
+        view
+        returns (Participant storage participant)
+    {
+        _requireAdmitted(taskId, task);
+        participant = _joinedParticipant(taskId, msg.sender);
+        if (participant.updateRound != round + 1 || r.isExcluded[msg.sender]) {
+            revert FLCoordinatorNotAContributor(taskId, round, msg.sender);
+        }
+    }
+
+    /// @dev A strict majority of the round's `contributors` (excluded ones included, so excluding
+    /// colluders cannot lower the bar for the votes they cast before).
+    function _isMajority(uint256 votes, uint256 contributors) private pure returns (bool) {
+        return 2 * votes > contributors;
+    }
+
+    /// @dev Every participant still joined committed an update to `r`.
+    function _everyoneCommitted(Task storage task, Round storage r) private view returns (bool) {
+        return r.contributors - r.departed >= task.state.participantCount;
+    }
+
     function _fallbackDeadline(Task storage task, Round storage r) private view returns (uint64) {
         if (r.aggregationDeadline == 0) return 0;
         return r.aggregationDeadline + task.config.aggregationDuration;
     }
 
-    /// @dev Assignment: contributors are placed on a ring by their commit index rotated by the
-    /// offset drawn at freeze time; partition p takes the r ring positions starting at p*r.
-    /// Returns whether contributor `index` is assigned to `partition` and its slot j in [0, r).
-    function _slot(Task storage task, Round storage r, uint256 partition, uint256 index)
+    /// @dev The stored key, or the one the freezing block's hash gives when it is readable (zero otherwise).
+    function _readKey(Round storage r) private view returns (bytes32) {
+        bytes32 key = r.assignmentKey;
+        if (key != bytes32(0) || r.aggregationDeadline == 0 || block.number <= r.freezeBlock) return key;
+        bytes32 anchor = blockhash(r.freezeBlock);
+        if (anchor == bytes32(0)) return bytes32(0);
+        return keccak256(abi.encode(r.seed, anchor));
+    }
+
+    /// @dev Stores the key if readable; re-anchors it to this block if the freezing block is too old.
+    function _drawAssignment(uint256 taskId, uint256 round, Round storage r) private returns (bytes32 key) {
+        key = r.assignmentKey;
+        if (key != bytes32(0) || block.number <= r.freezeBlock) return key;
+        key = _readKey(r);
+        if (key == bytes32(0)) {
+            r.freezeBlock = uint64(block.number);
+            return key;
+        }
+        r.assignmentKey = key;
+        emit AssignmentDrawn(taskId, round, key);
+    }
+
+    function _requireKey(uint256 taskId, uint256 round, Round storage r) private returns (bytes32 key) {
+        key = _drawAssignment(taskId, round, r);
+        if (key == bytes32(0)) revert FLCoordinatorAssignmentNotDrawn(taskId, round);
+    }
+
+    /// @dev Partition p takes the r ring positions starting at p*r (mod n); contributors sit on the
+    /// ring at `assignmentPosition`. Returns whether ring `position` is assigned to `partition` and its
+    /// slot j in [0, r).
+    function _slot(Task storage task, uint256 n, uint256 partition, uint256 position)
         private
         view
         returns (bool assigned, uint256 slot)
     {
-        uint256 n = r.contributors;
         uint256 replication = task.config.replication;
-        if (replication > n) replication = n;
-        uint256 position = (index + n - r.assignmentOffset) % n;
-        slot = (position + n - (partition * task.config.replication) % n) % n;
-        assigned = slot < replication;
+        uint256 effective = replication > n ? n : replication;
+        slot = (position + n - (partition * replication) % n) % n;
+        assigned = slot < effective;
     }
 
     function _startRound(uint256 taskId, Task storage task, uint32 round) private {
@@ -778,13 +1131,13 @@ contract FLCoordinator {
             _failRound(taskId, task, round, r, FailureReason.TooFewContributors);
             return;
         }
-        // The offset is drawn only now, so a contributor cannot pick its assignment by timing its commit.
-        uint32 offset = uint32(uint256(keccak256(abi.encode(r.seed, blockhash(block.number - 1)))) % n);
+        // The assignment key is this block's hash, which no transaction in this block can read: it
+        // is known only once the block is sealed, after the contributor set is fixed.
         uint64 aggregationDeadline = uint64(block.timestamp) + task.config.aggregationDuration;
         r.status = RoundStatus.Aggregation;
-        r.assignmentOffset = offset;
+        r.freezeBlock = uint64(block.number);
         r.aggregationDeadline = aggregationDeadline;
-        emit UpdatePhaseClosed(taskId, round, n, r.totalSamples, offset, aggregationDeadline);
+        emit UpdatePhaseClosed(taskId, round, n, r.totalSamples, aggregationDeadline);
     }
 
     function _failRound(uint256 taskId, Task storage task, uint256 round, Round storage r, FailureReason reason)
@@ -801,20 +1154,19 @@ contract FLCoordinator {
         Task storage task,
         uint256 round,
         Round storage r,
+        bytes32 key,
         uint256 partition,
         bytes32 digest
     ) private {
         uint256 partitions = task.config.partitions;
         if (partition >= partitions) revert FLCoordinatorPartitionOutOfRange(partition, partitions);
         if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
-        _requireAdmitted(taskId, task);
-        Participant storage participant = _joinedParticipant(taskId, msg.sender);
+        // Only the round's non-excluded contributors aggregate: members who did not contribute have no vote.
+        Participant storage participant = _requireVoter(taskId, task, round, r);
         Partition storage part = r.partitions[partition];
 
-        bool assigned = false;
-        uint256 slot = 0;
-        if (participant.updateRound == round + 1) (assigned, slot) = _slot(task, r, partition, participant.index);
-        bool fallbackCommit = !assigned;
+        (bool assigned, uint256 slot) =
+            _slot(task, r.contributors, partition, assignmentPosition(key, participant.index, r.contributors));
         if (assigned) {
             if (part.committedSlots & (uint64(1) << slot) != 0) {
                 revert FLCoordinatorAggregateAlreadyCommitted(taskId, round, partition, msg.sender);
@@ -829,47 +1181,59 @@ contract FLCoordinator {
             }
             r.fallbackCommitted[partition][msg.sender] = true;
         }
-        emit AggregateCommitted(taskId, round, partition, msg.sender, digest, fallbackCommit);
+        emit AggregateCommitted(taskId, round, partition, msg.sender, digest, !assigned);
 
         // The first digest is stored as the candidate and counted in the partition's own slot, so the
         // common case (every aggregator agrees) writes no vote mapping at all.
         bytes32 candidate = part.digest;
+        uint256 assignedVotes;
         uint256 votes;
-        if (candidate == bytes32(0)) {
-            part.digest = digest;
-            part.candidateVotes = 1;
-            votes = 1;
-        } else if (digest == candidate) {
+        uint256 addAssigned = assigned ? 1 : 0;
+        if (candidate == bytes32(0) || digest == candidate) {
+            if (candidate == bytes32(0)) part.digest = digest;
+            assignedVotes = part.candidateAssigned + addAssigned;
             votes = part.candidateVotes + 1;
-            part.candidateVotes = uint16(votes);
+            part.candidateAssigned = uint32(assignedVotes);
+            part.candidateVotes = uint32(votes);
         } else {
-            votes = r.otherVotes[partition][digest] + 1;
-            r.otherVotes[partition][digest] = votes;
+            uint256 packed = r.otherVotes[partition][digest];
+            assignedVotes = (packed >> 128) + addAssigned;
+            votes = (packed & type(uint128).max) + 1;
+            r.otherVotes[partition][digest] = (assignedVotes << 128) | votes;
         }
         if (part.isFinal) {
             // Late commit for a final partition: counted, and recorded when it contradicts the result.
-            if (digest != candidate) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, candidate);
+            if (digest != part.digest) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, part.digest);
             return;
         }
-        if (votes < task.config.quorum) return;
+        bool quorum = assignedVotes >= task.config.quorum;
+        bool majority = block.timestamp >= r.aggregationDeadline && _isMajority(votes, r.contributors);
+        if (!quorum && !majority) return;
 
         part.isFinal = true;
         if (digest != candidate && candidate != bytes32(0)) {
-            r.otherVotes[partition][candidate] = part.candidateVotes; // keep getVotes exact
+            // keep getVotes exact: the old candidate moves to the map, the final digest to the slot
+            r.otherVotes[partition][candidate] =
+                (uint256(part.candidateAssigned) << 128) | uint256(part.candidateVotes);
+            delete r.otherVotes[partition][digest];
             part.digest = digest;
-            part.candidateVotes = uint16(votes);
+            part.candidateAssigned = uint32(assignedVotes);
+            part.candidateVotes = uint32(votes);
         }
         uint32 finalized = r.finalizedPartitions + 1;
         r.finalizedPartitions = finalized;
         emit PartitionFinalized(taskId, round, partition, digest);
         if (finalized < partitions) return;
 
+        TaskState storage state = task.state;
         r.status = RoundStatus.Finalized;
-        task.state.finalizedRounds += 1;
-        task.state.latestFinalizedRound = uint32(round);
+        r.finalizedAt = uint64(block.timestamp);
+        r.previousFinal = state.finalizedRounds == 0 ? 0 : state.latestFinalizedRound + 1;
+        state.finalizedRounds += 1;
+        state.latestFinalizedRound = uint32(round);
         emit RoundFinalized(taskId, round);
-        if (task.state.finalizedRounds == task.config.rounds) {
-            task.state.status = TaskStatus.Completed;
+        if (state.finalizedRounds == task.config.rounds) {
+            state.status = TaskStatus.Completed;
             emit TaskCompleted(taskId);
         } else {
             _startRound(taskId, task, uint32(round + 1));

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     admit.add_argument("--deployment", default="deployment.json")
     admit.add_argument("accounts", nargs="+", help="addresses to admit")
 
+    revoke = sub.add_parser("revoke", help="operator: revoke an account and remove it from every open or running task")
+    _add_rpc(revoke)
+    _add_key(revoke)
+    revoke.add_argument("--deployment", default="deployment.json")
+    revoke.add_argument("account", help="address to revoke")
+
     status = sub.add_parser("status", help="show tasks, rounds, participants, commits and final digests")
     _add_rpc(status)
     status.add_argument("--deployment", default="deployment.json")
@@ -111,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(create)
     create.add_argument("--deployment", default="deployment.json")
     create.add_argument("task_file", help="task TOML (protocol, model, dataset, training, strategy)")
+    create.add_argument(
+        "--accept-risk", action="store_true",
+        help="create the task even if [security] max_colluders could decide a partition with probability > 1e-6",
+    )
     create.add_argument("--client", help="a Flower-style NumPyClient factory module:callable(spec, train, test) instead of the task's torch model")
     create.add_argument("--data", help="a sample of the sites' data (csv datasets): fixes the initial model's input size")
     start_task = task_sub.add_parser("start", help="start a task once enough participants joined")
@@ -179,6 +189,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _admit(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "revoke":
+        return _revoke(args)
     if args.command == "task":
         return _task(args)
     if args.command == "node":
@@ -321,6 +333,27 @@ def _admit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    from fl_chain.chain.coordinator import TaskStatus
+    from fl_chain.deployment import Deployment, open_deployment
+
+    if not Web3.is_address(args.account):
+        raise ConfigError(f"{args.account!r} is not an Ethereum address")
+    account = _load_account(args)
+    coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
+    coordinator.revoke(account, args.account)
+    removed = []
+    for task_id in range(1, coordinator.task_count() + 1):
+        _, state = coordinator.get_task(task_id)
+        if state.status in (TaskStatus.OPEN, TaskStatus.RUNNING) and coordinator.has_joined(task_id, args.account):
+            coordinator.remove_participant(account, task_id, args.account)
+            removed.append(str(task_id))
+    print(f"revoked {args.account}; removed from task(s): {', '.join(removed) or 'none'}")
+    return 0
+
+
 def _task(args: argparse.Namespace) -> int:
     from fl_chain.deployment import Deployment, open_deployment
     from fl_chain.task import TaskSpec
@@ -331,6 +364,7 @@ def _task(args: argparse.Namespace) -> int:
         from fl_chain.operator_tasks import create_task, initial_vector_for
 
         spec = TaskSpec.from_toml(args.task_file)
+        _check_capture_bound(spec, args.task_file, accept_risk=args.accept_risk)
         initial = initial_vector_for(spec, trainer_factory(args.client), args.data)
         if spec.protocol["partitions"] > initial.size:
             # Nodes refuse such a task when they start; refuse it before it reaches the chain.
@@ -346,6 +380,30 @@ def _task(args: argparse.Namespace) -> int:
     coordinator.start_task(account, args.task)
     print(f"started task {args.task}")
     return 0
+
+
+def _check_capture_bound(spec, task_file: str, *, accept_risk: bool) -> None:  # type: ignore[no-untyped-def]
+    """Print the chance that ``[security] max_colluders`` decide a partition; refuse above the limit."""
+    from fl_chain.capture import CAPTURE_LIMIT
+
+    bound = spec.capture_bound()
+    p = spec.protocol
+    print(
+        f"capture bound: {bound.colluders} colluding contributor(s) decide some partition of a round with "
+        f"probability <= {bound.probability:.3g} (worst at {bound.contributors} contributors; P={p['partitions']}, "
+        f"r={p['replication']}, q={p['quorum']}, {p['min_contributors']}..{p['max_participants']} contributors)"
+    )
+    if bound.acceptable or accept_risk:
+        return
+    hint = (
+        "raise protocol.min_contributors above 2 * security.max_colluders"
+        if 2 * bound.colluders >= p["min_contributors"]
+        else "raise protocol.replication and protocol.quorum (see the README's table of safe r, q)"
+    )
+    raise ConfigError(
+        f"{task_file}: a coalition of security.max_colluders = {bound.colluders} decides a partition with probability "
+        f"{bound.probability:.3g} > {CAPTURE_LIMIT:g}; {hint}, or pass --accept-risk"
+    )
 
 
 def _raise_interrupt(*_: object) -> None:
@@ -436,6 +494,10 @@ def _status_details(coordinator, task_id: int, current_round: int) -> None:  # t
             f"({info.total_samples} samples), {len(aggregates)} aggregate commits, "
             f"{info.finalized_partitions} partitions final"
         )
+        for excluded in coordinator.get_excluded(task_id, round_):
+            print(f"    excluded as unavailable by a contributor majority: {excluded}")
+        if info.disputes:
+            print(f"    disputes of its global model: {info.disputes} of {info.contributors} contributors")
         dissent = coordinator.find_dissenting_aggregators(task_id, round_)
         for d in dissent:
             print(f"    dissent: {d.aggregator} committed {d.digest.hex()[:12]} for partition {d.partition}")

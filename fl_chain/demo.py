@@ -110,6 +110,8 @@ def _run_round(
     if info.status == RoundStatus.AGGREGATION:
         # Every honest aggregator computes the same aggregate, hence the same digest.
         commits = coordinator.find_update_commits(task_id, round_)
+        if info.assignment_key is None:  # the freezing block's hash is read from a later block
+            gas += coordinator.draw_assignment(nodes[0], task_id, round_)["gasUsed"]
         for node in nodes:
             assigned = coordinator.get_assigned_partitions(task_id, round_, node.address)
             if assigned and coordinator.get_round(task_id, round_).status == RoundStatus.AGGREGATION:

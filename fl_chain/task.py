@@ -10,7 +10,12 @@ Example ``task.toml``::
     min_contributors = 2
     update_duration = 60      # seconds
     aggregation_duration = 60 # seconds (and as long again for fallback aggregation)
+    max_participants = 1000   # joins beyond this are refused on chain
+    max_samples = 1000000     # on chain: an update may claim at most this many samples (its FedAvg weight)
     open_admission = false
+
+    [security]
+    max_colluders = 1         # coalition size the capture bound at `task create` is computed for
 
     [model]
     name = "mlp"              # logreg | mlp | cnn
@@ -35,7 +40,6 @@ Example ``task.toml``::
     name = "fedavg"           # fedavg | median | trimmed_mean
     # trim_fraction = 0.1
     # norm_bound = 1.0         # per-partition L2 bound on an update's change from the global model
-    # max_samples = 100000     # larger claimed sample counts are excluded (FedAvg weights by them)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fl_chain.capture import CaptureBound, worst_capture
 from fl_chain.chain.coordinator import TaskConfig
 from fl_chain.errors import ConfigError
 from fl_chain.storage.unixfs import unixfs_digest
@@ -54,11 +59,12 @@ from fl_chain.storage.unixfs import unixfs_digest
 TASK_FORMAT = "fl-chain/task"
 TASK_VERSION = 1
 MAX_REPLICATION = 64
+MAX_PARTICIPANTS = 100_000
 
 #: Keys of [dataset] that choose the shards, besides the name and the dataset's own options.
 _DATASET_SHARD_KEYS = ("seed", "split", "alpha")
 #: [strategy] keys that configure per-contribution validation, not the aggregation strategy.
-_VALIDATION_KEYS = ("norm_bound", "max_samples")
+_VALIDATION_KEYS = ("norm_bound",)
 
 _PROTOCOL_DEFAULTS: dict[str, Any] = {
     "rounds": 3,
@@ -68,8 +74,12 @@ _PROTOCOL_DEFAULTS: dict[str, Any] = {
     "min_contributors": 2,
     "update_duration": 60,
     "aggregation_duration": 60,
+    "max_participants": 1000,
+    "max_samples": 1_000_000,
     "open_admission": False,
 }
+_SECURITY_DEFAULTS: dict[str, Any] = {"max_colluders": 1}
+_SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security")
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class TaskSpec:
     dataset: dict[str, Any]
     training: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=lambda: dict(_SECURITY_DEFAULTS))
 
     # -- construction -------------------------------------------------------------------------
 
@@ -101,9 +112,9 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "task") -> TaskSpec:
         """Validate a parsed task description."""
-        unknown = set(data) - {"protocol", "model", "dataset", "training", "strategy"}
+        unknown = set(data) - set(_SECTIONS)
         if unknown:
-            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; use protocol, model, dataset, training, strategy")
+            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; use {', '.join(_SECTIONS)}")
         for section in ("model", "dataset"):
             if not isinstance(data.get(section), dict) or "name" not in data[section]:
                 raise ConfigError(f"{origin}: [{section}] with a name is required")
@@ -114,6 +125,7 @@ class TaskSpec:
             dataset=dict(data["dataset"]),
             training={"epochs": 1, "batch_size": 32, "lr": 0.1, **data.get("training", {})},
             strategy={"name": "fedavg", **data.get("strategy", {})},
+            security={**_SECURITY_DEFAULTS, **data.get("security", {})},
         )
         spec.validate(origin)
         return spec
@@ -124,7 +136,10 @@ class TaskSpec:
         unknown = set(p) - set(_PROTOCOL_DEFAULTS)
         if unknown:
             raise ConfigError(f"{origin}: unknown [protocol] key(s) {sorted(unknown)}")
-        for key in ("rounds", "partitions", "replication", "quorum", "min_contributors", "update_duration", "aggregation_duration"):
+        for key in (
+            "rounds", "partitions", "replication", "quorum", "min_contributors", "update_duration",
+            "aggregation_duration", "max_participants", "max_samples",
+        ):
             value = p[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{origin}: protocol.{key} must be a positive integer, got {value!r}")
@@ -137,6 +152,13 @@ class TaskSpec:
             )
         if p["min_contributors"] < p["quorum"]:
             raise ConfigError(f"{origin}: protocol.min_contributors must be >= quorum ({p['quorum']}), got {p['min_contributors']}")
+        if not p["min_contributors"] <= p["max_participants"] <= MAX_PARTICIPANTS:
+            raise ConfigError(
+                f"{origin}: protocol.max_participants must be in [min_contributors, {MAX_PARTICIPANTS}], "
+                f"got {p['max_participants']}"
+            )
+        if p["max_samples"] >= 2**64:
+            raise ConfigError(f"{origin}: protocol.max_samples must be below 2**64, got {p['max_samples']}")
         if p["partitions"] > 65535:
             raise ConfigError(f"{origin}: protocol.partitions must be at most 65535, got {p['partitions']}")
         if not isinstance(p["open_admission"], bool):
@@ -156,14 +178,22 @@ class TaskSpec:
             isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
         ):
             raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
-        cap = self.strategy.get("max_samples")
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap < 2**64):
-            raise ConfigError(f"{origin}: strategy.max_samples must be a positive integer, got {cap!r}")
+        if "max_samples" in self.strategy:
+            raise ConfigError(f"{origin}: max_samples is enforced on chain now: move it to [protocol]")
+        self._validate_security(origin)
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")
         if not isinstance(self.training.get("lr"), (int, float)) or self.training["lr"] <= 0:
             raise ConfigError(f"{origin}: training.lr must be a positive number")
+
+    def _validate_security(self, origin: str) -> None:
+        unknown = set(self.security) - set(_SECURITY_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [security] key(s) {sorted(unknown)}; accepted: max_colluders")
+        k = self.security["max_colluders"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ConfigError(f"{origin}: security.max_colluders must be a non-negative integer, got {k!r}")
 
     def _validate_dataset(self, origin: str) -> None:
         """Check [dataset]: a known name, the shard keys, and the options that dataset accepts.
@@ -210,10 +240,21 @@ class TaskSpec:
         return float(bound) if bound is not None else None
 
     @property
-    def max_samples(self) -> int | None:
-        """Largest sample count a contribution may claim, if capped."""
-        cap = self.strategy.get("max_samples")
-        return int(cap) if cap is not None else None
+    def max_samples(self) -> int:
+        """Largest sample count a contribution may claim (enforced on chain)."""
+        return int(self.protocol["max_samples"])
+
+    def capture_bound(self) -> CaptureBound:
+        """The worst chance that ``[security] max_colluders`` colluders decide a partition of a round."""
+        p = self.protocol
+        return worst_capture(
+            int(self.security["max_colluders"]),
+            min_contributors=p["min_contributors"],
+            max_participants=p["max_participants"],
+            partitions=p["partitions"],
+            replication=p["replication"],
+            quorum=p["quorum"],
+        )
 
     @property
     def model_seed(self) -> int:
@@ -230,6 +271,7 @@ class TaskSpec:
             "dataset": self.dataset,
             "training": self.training,
             "strategy": self.strategy,
+            "security": self.security,
             "initial_model": initial_model_digest.hex(),
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -250,6 +292,8 @@ class TaskSpec:
             update_duration=p["update_duration"],
             aggregation_duration=p["aggregation_duration"],
             rounds=p["rounds"],
+            max_participants=p["max_participants"],
+            max_samples=p["max_samples"],
             open_admission=p["open_admission"],
         )
 
@@ -262,7 +306,7 @@ def parse_task_manifest(data: bytes) -> tuple[TaskSpec, bytes]:
         raise ConfigError("task manifest is not JSON") from None
     if not isinstance(body, dict) or body.get("format") != TASK_FORMAT or body.get("version") != TASK_VERSION:
         raise ConfigError("not an fl-chain task manifest (format/version)")
-    spec = TaskSpec.from_dict({k: body[k] for k in ("protocol", "model", "dataset", "training", "strategy")}, origin="task manifest")
+    spec = TaskSpec.from_dict({k: body[k] for k in _SECTIONS if k in body}, origin="task manifest")
     initial = bytes.fromhex(body["initial_model"])
     if spec.manifest_bytes(initial) != bytes(data):
         raise ConfigError("task manifest bytes are not canonical")

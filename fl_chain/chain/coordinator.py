@@ -15,6 +15,8 @@ from fl_chain.chain.client import ChainClient, RevertDecoder
 from fl_chain.errors import ConfigError, ContractNotFoundError
 
 ZERO_DIGEST = b"\x00" * 32
+#: Participants read per ``getParticipants`` call (each costs ~25k gas of the call's budget).
+PARTICIPANT_PAGE = 200
 
 
 class TaskStatus(IntEnum):
@@ -38,6 +40,7 @@ class FailureReason(IntEnum):
     TOO_FEW_CONTRIBUTORS = 1
     AGGREGATION_TIMED_OUT = 2
     TASK_CANCELLED = 3
+    DISPUTED = 4
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class TaskConfig:
     update_duration: int
     aggregation_duration: int
     rounds: int
+    max_participants: int = 1000
+    max_samples: int = 1_000_000
     open_admission: bool = False
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -65,6 +70,8 @@ class TaskConfig:
             self.update_duration,
             self.aggregation_duration,
             self.rounds,
+            self.max_participants,
+            self.max_samples,
             self.open_admission,
         )
 
@@ -93,10 +100,13 @@ class RoundInfo:
     aggregation_deadline: int
     fallback_deadline: int
     contributors: int
-    assignment_offset: int
     finalized_partitions: int
+    excluded_count: int
+    disputes: int
     total_samples: int
     seed: bytes
+    #: Keys the aggregator assignment; ``None`` until the freezing block's hash is readable.
+    assignment_key: bytes | None
 
     @property
     def frozen(self) -> bool:
@@ -196,8 +206,12 @@ class Coordinator:
     # -- operator -------------------------------------------------------------------------------
 
     def transfer_operator(self, operator: LocalAccount, new_operator: str) -> dict[str, Any]:
-        """Hand the operator role to ``new_operator``."""
+        """Offer the operator role to ``new_operator`` (it takes it with :meth:`accept_operator`)."""
         return self._transact(operator, "transferOperator", Web3.to_checksum_address(new_operator))
+
+    def accept_operator(self, new_operator: LocalAccount) -> dict[str, Any]:
+        """Take the operator role offered to ``new_operator``."""
+        return self._transact(new_operator, "acceptOperator")
 
     def admit(self, operator: LocalAccount, accounts: Sequence[str]) -> dict[str, Any]:
         """Admit ``accounts`` to the consortium."""
@@ -233,6 +247,10 @@ class Coordinator:
         """Replace this node's registered multiaddrs."""
         return self._transact(account, "updatePeer", task_id, list(multiaddrs))
 
+    def remove_participant(self, sender: LocalAccount, task_id: int, account: str) -> dict[str, Any]:
+        """Remove ``account`` from ``task_id`` (the operator, or anyone once it is revoked)."""
+        return self._transact(sender, "removeParticipant", task_id, Web3.to_checksum_address(account))
+
     # -- rounds ---------------------------------------------------------------------------------
 
     def commit_update(
@@ -257,6 +275,14 @@ class Coordinator:
         """Report that ``contributor``'s update of ``round_`` could not be fetched (fallback phase only)."""
         return self._transact(account, "reportUnavailable", task_id, round_, Web3.to_checksum_address(contributor))
 
+    def draw_assignment(self, account: LocalAccount, task_id: int, round_: int) -> dict[str, Any]:
+        """Store the assignment key of a frozen round (a no-op once stored)."""
+        return self._transact(account, "drawAssignment", task_id, round_)
+
+    def dispute_round(self, account: LocalAccount, task_id: int, round_: int) -> dict[str, Any]:
+        """Dispute the latest finalized round, whose global model ``account`` cannot fetch or validate."""
+        return self._transact(account, "disputeRound", task_id, round_)
+
     def advance(self, account: LocalAccount, task_id: int) -> dict[str, Any]:
         """Move the current round past an expired deadline."""
         return self._transact(account, "advance", task_id)
@@ -266,6 +292,11 @@ class Coordinator:
     def operator(self) -> str:
         """The operator account."""
         return str(self._call("operator"))
+
+    def pending_operator(self) -> str | None:
+        """The account offered the operator role, if any."""
+        pending = str(self._call("pendingOperator"))
+        return None if int(pending, 16) == 0 else pending
 
     def task_count(self) -> int:
         """Number of tasks created."""
@@ -284,7 +315,7 @@ class Coordinator:
         config, state = self._call("getTask", task_id)
         finalized = int(state[3])
         return (
-            TaskConfig(bytes(config[0]), *[int(v) for v in config[1:8]], bool(config[8])),
+            TaskConfig(bytes(config[0]), *[int(v) for v in config[1:10]], bool(config[10])),
             TaskState(
                 status=TaskStatus(state[0]),
                 participant_count=int(state[1]),
@@ -296,11 +327,15 @@ class Coordinator:
         )
 
     def get_participants(self, task_id: int) -> list[ParticipantInfo]:
-        """Every participant of ``task_id``, in join order."""
-        return [
-            ParticipantInfo(str(p[0]), int(p[1]), int(p[2]), int(p[3]), tuple(p[4]), bytes(p[5]))
-            for p in self._call("getParticipants", task_id)
-        ]
+        """Every participant of ``task_id`` (join order, but a removal moves the last one into its place)."""
+        participants: list[ParticipantInfo] = []
+        while True:
+            page = self._call("getParticipants", task_id, len(participants), PARTICIPANT_PAGE)
+            participants += [
+                ParticipantInfo(str(p[0]), int(p[1]), int(p[2]), int(p[3]), tuple(p[4]), bytes(p[5])) for p in page
+            ]
+            if len(page) < PARTICIPANT_PAGE:
+                return participants
 
     def get_round(self, task_id: int, round_: int) -> RoundInfo:
         """One round's state."""
@@ -314,10 +349,12 @@ class Coordinator:
             aggregation_deadline=int(v[5]),
             fallback_deadline=int(v[6]),
             contributors=int(v[7]),
-            assignment_offset=int(v[8]),
-            finalized_partitions=int(v[9]),
-            total_samples=int(v[10]),
-            seed=bytes(v[11]),
+            finalized_partitions=int(v[8]),
+            excluded_count=int(v[9]),
+            disputes=int(v[10]),
+            total_samples=int(v[11]),
+            seed=bytes(v[12]),
+            assignment_key=None if bytes(v[13]) == ZERO_DIGEST else bytes(v[13]),
         )
 
     def get_final_digests(self, task_id: int, round_: int) -> list[bytes | None]:
@@ -328,9 +365,10 @@ class Coordinator:
         """Contributors of ``round_`` whose updates were excluded as unavailable, in order of exclusion."""
         return [Web3.to_checksum_address(a) for a in self._call("getExcluded", task_id, round_)]
 
-    def get_votes(self, task_id: int, round_: int, partition: int, digest: bytes) -> int:
-        """Aggregators that committed ``digest`` for ``partition``."""
-        return int(self._call("getVotes", task_id, round_, partition, digest))
+    def get_votes(self, task_id: int, round_: int, partition: int, digest: bytes) -> tuple[int, int]:
+        """Aggregators that committed ``digest`` for ``partition``: ``(assigned, all)``."""
+        assigned, total = self._call("getVotes", task_id, round_, partition, digest)
+        return int(assigned), int(total)
 
     def is_assigned(self, task_id: int, round_: int, partition: int, account: str) -> bool:
         """Whether ``account`` is an assigned aggregator of ``partition``."""

@@ -15,10 +15,14 @@ Rules that keep honest aggregators in agreement:
   excluded by every one of them.
 - An *unavailable* contribution (nothing arrived within the timeout) is never dropped on one
   node's say-so: the aggregator does not commit that partition and tries again. In the fallback
-  phase it reports the contributor on chain; once ``quorum`` participants reported it, the contract
-  excludes that update and every aggregator leaves it out of the partitions not yet final. So no
-  aggregator commits an average over a set the chain does not define, and a contributor whose
-  content nobody can fetch (crashed, or withholding on purpose) cannot stall a round.
+  phase it reports the contributor on chain; once a majority of the round's contributors reported
+  it, the contract excludes that update and every aggregator leaves it out of the partitions not
+  yet final. So no aggregator commits an average over a set the chain does not define, and a
+  contributor whose content nobody can fetch (crashed, or withholding on purpose) cannot stall a
+  round. Only the round's contributors vote in its fallback phase.
+- A finalized global model this node cannot fetch (for ``dispute_after`` seconds) or validate is
+  disputed on chain; a majority of that round's contributors undoes the round, and the task goes
+  on from the previous global model. A node neither crashes nor idles forever on a bad final round.
 
 ``step()`` does one unit of work and returns; ``run()`` calls it until the task ends. Every step
 reads the chain first, so a node that restarts (or joins late) picks up where the chain is.
@@ -56,7 +60,7 @@ from fl_chain.errors import (
     TransactionFailedError,
 )
 from fl_chain.exchange import fetch_manifest, fetch_partition, publish_vector
-from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition, encode_partition
+from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_partition, encode_partition
 from fl_chain.model.manifest import Manifest
 from fl_chain.model.partitioning import join_partitions, partition_bounds
 from fl_chain.node.logs import RoundLogs
@@ -79,6 +83,7 @@ _BENIGN_REVERTS = {
     "FLCoordinatorAggregationNotOpen",
     "FLCoordinatorWrongTaskStatus",
     "FLCoordinatorRoundExpired",
+    "FLCoordinatorAssignmentNotDrawn",
 }
 
 
@@ -106,6 +111,9 @@ class NodeOptions:
     #: be gone) before it stops with a warning; the task stays unfinished in its state directory, so
     #: a later start tries again, and ``flchain model get`` fetches it from any peer that serves it.
     final_model_timeout: float = 120.0
+    #: Seconds (of ``clock``) a finalized global model may stay unfetchable before this node disputes
+    #: the round on chain; ``None`` means half the task's update duration. An invalid one is disputed at once.
+    dispute_after: float | None = None
 
 
 class Node:
@@ -143,6 +151,7 @@ class Node:
         state.bind_task(task_id, coordinator.task_anchor(task_id))
         self._global: tuple[int, np.ndarray] | None = None
         self._final_wait_since: float | None = None
+        self._unfetchable_since: dict[int, float] = {}
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
@@ -283,7 +292,11 @@ class Node:
         return cid_from_digest(_manifest_digest(manifest))
 
     def _fetch_global(self, round_: int) -> np.ndarray | None:
-        """All-gather: every final partition of ``round_``, verified against the chain."""
+        """All-gather: every final partition of ``round_``, verified against the chain.
+
+        ``None`` while a partition is not final or not available. A partition that does not verify,
+        or stays unavailable for ``dispute_after`` seconds, makes this node dispute the round.
+        """
         digests = self.coordinator.get_final_digests(self.task_id, round_)
         if any(d is None for d in digests):
             return None
@@ -293,13 +306,44 @@ class Node:
         for b, digest in zip(bounds, digests):
             expected = BlobHeader(BlobKind.AGGREGATE, self.task_id, round_, b.index, self.config.partitions, b.offset, b.length)
             try:
-                blob = self.storage.get(cid_from_digest(digest), timeout=self.options.fetch_timeout)  # type: ignore[arg-type]
+                blob = self.storage.get(
+                    cid_from_digest(digest),  # type: ignore[arg-type]
+                    timeout=self.options.fetch_timeout,
+                    max_size=blob_size(b.length),
+                )
                 _, values = decode_partition(blob, expected)
             except BlobNotFoundError as exc:
                 log.warning("global model of round %d: partition %d unavailable: %s", round_, b.index, exc)
+                now = self.options.clock()
+                since = self._unfetchable_since.setdefault(round_, now)
+                patience = self.options.dispute_after
+                if patience is None:
+                    patience = self.config.update_duration / 2
+                if now - since >= patience:
+                    self._dispute(round_, f"partition {b.index} unavailable for {now - since:.0f} s")
+                return None
+            except BlobInvalidError as exc:
+                log.warning("global model of round %d: partition %d invalid: %s", round_, b.index, exc)
+                self._dispute(round_, f"partition {b.index} invalid: {exc}")
                 return None
             parts.append(values)
+        self._unfetchable_since.pop(round_, None)
         return join_partitions(parts)
+
+    def _dispute(self, round_: int, reason: str) -> None:
+        """Dispute finalized ``round_`` on chain (once; only a contributor of it has a vote)."""
+        progress = self.state.round(self.task_id, round_)
+        if progress.disputed:
+            return
+        try:
+            self.coordinator.dispute_round(self.account, self.task_id, round_)
+            self.report(f"warning: disputed round {round_}: its global model {reason}")
+        except ContractRevertError as exc:
+            if exc.name not in ("FLCoordinatorNotAContributor", "FLCoordinatorAlreadyDisputed", "FLCoordinatorNotDisputable"):
+                raise
+            log.info("round %d: dispute not taken (%s)", round_, exc.name)
+        progress.disputed = True
+        self.state.save_round(self.task_id, round_, progress)
 
     def _connect_all(self) -> None:
         others = [p for p in self._peers.participants() if p.account != self.address]
@@ -359,20 +403,24 @@ class Node:
             return self._advance()
         fallback = now >= info.aggregation_deadline
         commits = self._round_commits(round_)
+        mine = next((c for c in commits if c.contributor == self.address), None)
+        if mine is None:
+            return Step.IDLE  # only the round's contributors aggregate (and vote in its fallback)
+        if info.assignment_key is None:
+            return self._draw_assignment(round_)
         final = self.coordinator.get_final_digests(self.task_id, round_)
         progress = self.state.round(self.task_id, round_)
         if fallback:  # exclusions happen only in the fallback phase
             commits = self._without_excluded(round_, commits, progress)
-        mine = next((c for c in commits if c.contributor == self.address), None)
-        todo: list[int] = []
-        if mine is not None:
-            todo = assigned_partitions(
-                mine.index,
-                contributors=info.contributors,
-                offset=info.assignment_offset,
-                partitions=config.partitions,
-                replication=config.replication,
-            )
+            if all(c.contributor != self.address for c in commits):
+                return Step.IDLE  # this node's own update was excluded: it has no vote left
+        todo = assigned_partitions(
+            mine.index,
+            contributors=info.contributors,
+            key=info.assignment_key,
+            partitions=config.partitions,
+            replication=config.replication,
+        )
         if fallback:
             start = (mine.index if mine else 0) % config.partitions
             rotation = [(start + i) % config.partitions for i in range(config.partitions)]
@@ -429,7 +477,10 @@ class Node:
                 self.coordinator.report_unavailable(self.account, self.task_id, round_, contributor)
                 self.report(f"round {round_}: reported the update of {contributor} unavailable")
             except ContractRevertError as exc:
-                if exc.name not in ("FLCoordinatorAlreadyReported", "FLCoordinatorAlreadyExcluded", *_BENIGN_REVERTS):
+                if exc.name not in (
+                    "FLCoordinatorAlreadyReported", "FLCoordinatorAlreadyExcluded", "FLCoordinatorNotAContributor",
+                    *_BENIGN_REVERTS,
+                ):
                     raise
                 log.info("round %d: report on %s not taken (%s)", round_, contributor, exc.name)
             progress.reported.append(contributor)
@@ -446,7 +497,7 @@ class Node:
                 progress.aggregates_committed = sorted(set(progress.aggregates_committed) | done)
                 self.state.save_round(self.task_id, round_, progress)
                 return Step.PROGRESS
-            if exc.name in ("FLCoordinatorNotAssigned", *_BENIGN_REVERTS):
+            if exc.name in ("FLCoordinatorNotAssigned", "FLCoordinatorNotAContributor", *_BENIGN_REVERTS):
                 log.info("round %d: aggregates not taken (%s)", round_, exc.name)
                 return Step.IDLE
             raise
@@ -478,13 +529,9 @@ class Node:
         bounds = partition_bounds(base.size, self.config.partitions)[partition]
         unavailable = set() if unavailable is None else unavailable
         contributions = []
-        cap = self.spec.max_samples
         for commit in sorted(commits, key=lambda c: c.contributor.lower()):
             if commit.contributor in unavailable:
                 return None
-            if cap is not None and commit.samples > cap:
-                log.warning("round %d partition %d: excluding %s: claims %d samples > max_samples %d", round_, partition, commit.contributor, commit.samples, cap)
-                continue
             try:
                 manifest = self._manifest(round_, commit, base.size)
                 if manifest is None:
@@ -538,6 +585,16 @@ class Node:
         return self._manifests[key]
 
     # -- deadlines ------------------------------------------------------------------------------
+
+    def _draw_assignment(self, round_: int) -> Step:
+        """Store the round's assignment key (the freezing block's hash) so aggregation can begin."""
+        try:
+            self.coordinator.draw_assignment(self.account, self.task_id, round_)
+        except ContractRevertError as exc:
+            if exc.name in _BENIGN_REVERTS:
+                return Step.IDLE
+            raise
+        return Step.PROGRESS
 
     def _advance(self) -> Step:
         try:

@@ -49,6 +49,7 @@ class RoundProgress:
     aggregates_committed: list[int] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # contributors excluded on chain when `aggregates` were computed
     reported: list[str] = field(default_factory=list)  # contributors this node reported unavailable
+    disputed: bool = False  # this node disputed the round's global model
 
 
 class NodeState:

@@ -48,7 +48,7 @@ import numpy as np
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.inprocess import InProcessFederation, build_federation
-from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition
+from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_partition
 from fl_chain.model.partitioning import join_partitions, partition_bounds
 from fl_chain.node.trainer import Trainer
 from fl_chain.storage.base import Storage
@@ -111,7 +111,8 @@ def global_model(storage: Storage, coordinator: Coordinator, task_id: int, round
     parts = []
     for b, digest in zip(partition_bounds(dimension, config.partitions), coordinator.get_final_digests(task_id, round_)):
         expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, b.index, config.partitions, b.offset, b.length)
-        parts.append(decode_partition(storage.get(cid_from_digest(digest), timeout=60), expected)[1])  # type: ignore[arg-type]
+        blob = storage.get(cid_from_digest(digest), timeout=60, max_size=blob_size(b.length))  # type: ignore[arg-type]
+        parts.append(decode_partition(blob, expected)[1])
     return join_partitions(parts)
 
 

@@ -67,12 +67,18 @@ def fetch_manifest(
     round_: int,
     partitions: int,
     contributor: str | None = None,
+    dimension: int | None = None,
     timeout: float = DEFAULT_GET_TIMEOUT,
 ) -> Manifest:
-    """The manifest whose CID has ``digest``, checked against the chain's view."""
+    """The manifest whose CID has ``digest``, checked against the chain's view and the model's ``dimension``.
+
+    Pass ``dimension`` whenever it is known: the partition fetch bounds come from the manifest's.
+    """
     data = storage.get(cid_from_digest(digest), timeout=timeout, max_size=manifest_size_limit(partitions))
     manifest = parse_manifest(data)
-    manifest.check(kind=kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor)
+    manifest.check(
+        kind=kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor, dimension=dimension
+    )
     return manifest
 
 
@@ -84,7 +90,11 @@ def fetch_partition(
     blob_kind: BlobKind,
     timeout: float = DEFAULT_GET_TIMEOUT,
 ) -> np.ndarray:
-    """Partition ``partition`` of ``manifest``'s vector, verified (an update's blobs name its contributor)."""
+    """Partition ``partition`` of ``manifest``'s vector, verified (an update's blobs name its contributor).
+
+    At most the exact blob size of the partition is read; it follows from the manifest's dimension,
+    so fetch the manifest with ``dimension`` (or check it) first.
+    """
     bounds = partition_bounds(manifest.dimension, len(manifest.partitions))[partition]
     expected = BlobHeader(
         kind=blob_kind,

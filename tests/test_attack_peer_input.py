@@ -173,6 +173,14 @@ def test_every_valid_manifest_passes_the_prescan(kind: str, numbers: tuple[int, 
     assert len(manifest.to_bytes()) <= manifest_size_limit(partitions)
 
 
+def test_attack_manifest_claiming_a_huge_dimension_is_refused_before_any_blob_is_fetched() -> None:
+    """A manifest of 10**20 - 1 parameters would make the blob bounds useless: a mismatch with the model."""
+    attacker, honest = _pair()
+    digest = digest_from_cid(attacker.put(_manifest(dimension=10**20 - 1).to_bytes()))
+    with pytest.raises(BlobMismatchError, match="parameters"):
+        fetch_manifest(honest, digest, kind="update", task_id=1, round_=0, partitions=4, contributor=VICTIM, dimension=100)
+
+
 # -- partition blobs -----------------------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ import pytest
 from fl_chain.assignment import assigned_partitions
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.inprocess import InProcessFederation, build_federation
-from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition
+from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_partition
 from fl_chain.model.partitioning import partition_bounds
 from fl_chain.node.runtime import Node, Step
 from fl_chain.storage.cid import cid_from_digest
@@ -172,7 +172,8 @@ def test_fewer_than_quorum_liars_per_partition_never_change_the_global_model(
             for (round_, partition), digest in liar.lies.items():
                 b = bounds[partition]
                 expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, partition, config.partitions, b.offset, b.length)
-                _, values = decode_partition(honest[0].storage.get(cid_from_digest(digest), timeout=5), expected)
+                blob = honest[0].storage.get(cid_from_digest(digest), timeout=5, max_size=blob_size(b.length))
+                _, values = decode_partition(blob, expected)
                 honest_values = globals_[round_][b.offset : b.offset + b.length]
                 assert values.tobytes() == (honest_values + SKEW).tobytes()
     # Every node, liars included, ends with the honest final model.

@@ -62,8 +62,17 @@ class Manifest:
             body["contributor"] = self.contributor
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
-    def check(self, *, kind: str, task_id: int, round_: int, partitions: int, contributor: str | None = None) -> None:
-        """Raise :class:`BlobMismatchError` unless this is the manifest the chain says it is."""
+    def check(
+        self,
+        *,
+        kind: str,
+        task_id: int,
+        round_: int,
+        partitions: int,
+        contributor: str | None = None,
+        dimension: int | None = None,
+    ) -> None:
+        """Raise :class:`BlobMismatchError` unless this is the manifest the chain (and the model) says it is."""
         expected = {"kind": kind, "task_id": task_id, "round": round_, "partition count": partitions}
         got = {"kind": self.kind, "task_id": self.task_id, "round": self.round, "partition count": len(self.partitions)}
         for name, want in expected.items():
@@ -71,6 +80,8 @@ class Manifest:
                 raise BlobMismatchError(f"manifest has {name}={got[name]}, expected {want}")
         if contributor is not None and (self.contributor or "").lower() != contributor.lower():
             raise BlobMismatchError(f"manifest names contributor {self.contributor}, expected {contributor}")
+        if dimension is not None and self.dimension != dimension:
+            raise BlobMismatchError(f"manifest has {self.dimension} parameters, the model {dimension}")
 
 
 def manifest_size_limit(partitions: int) -> int:

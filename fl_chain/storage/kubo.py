@@ -264,10 +264,14 @@ def _read_pipe(reader: int, download: _Download, cid: str, timeout: float, max_s
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0
+    poller = select.poll()  # not select(): the fd may be above FD_SETSIZE in a busy process
+    poller.register(reader, select.POLLIN)
     while True:
         finished = download.finished  # then everything it wrote is in the pipe already
-        readable, _, _ = select.select([reader], [], [], POLL_INTERVAL)
-        chunk = os.read(reader, _READ_CHUNK) if readable else None
+        try:
+            chunk = os.read(reader, _READ_CHUNK) if poller.poll(POLL_INTERVAL * 1000) else None
+        except BlockingIOError:
+            chunk = None
         if chunk:
             size += len(chunk)
             if max_size is not None and size > max_size:

@@ -76,10 +76,19 @@ def expected_seed(
     )
 
 
-def expected_offset(client: ChainClient, receipt: dict[str, Any], seed: bytes, contributors: int) -> int:
-    """The assignment offset drawn at freeze: keccak(seed, blockhash(n-1)) mod contributors."""
-    mixed = keccak(encode(["bytes32", "bytes32"], [seed, parent_hash(client, receipt)]))
-    return int.from_bytes(mixed, "big") % contributors
+def expected_key(client: ChainClient, freeze_receipt: dict[str, Any], seed: bytes) -> bytes:
+    """The assignment key the contract documents: keccak(seed, hash of the block that froze the set).
+
+    ``freeze_receipt`` is the receipt of the transaction that froze the contributor set (the last
+    update commit, or ``advance``); its block's hash is what no transaction of that block can know.
+    """
+    freezing_block = bytes(client.w3.eth.get_block(freeze_receipt["blockNumber"])["hash"])
+    return keccak(encode(["bytes32", "bytes32"], [seed, freezing_block]))
+
+
+def contract_position(coordinator: Coordinator, key: bytes, index: int, contributors: int) -> int:
+    """``assignmentPosition(key, index, n)`` as the contract computes it."""
+    return int(coordinator.client.call(coordinator.contract.functions.assignmentPosition(key, index, contributors)))
 
 
 # -- time -----------------------------------------------------------------------------------------
@@ -160,13 +169,26 @@ def commit_updates(task: Task, round_: int, contributors: Sequence[LocalAccount]
     ]
 
 
+def draw_assignment(task: Task, round_: int) -> dict[str, Any]:
+    """The operator (anyone may) stores the assignment key of frozen ``round_``; returns the receipt.
+
+    The key is the freezing block's hash, so views answer assignments only from the next block on:
+    this transaction mines that block (every backend mines one block per transaction here).
+    """
+    receipt = task.coordinator.draw_assignment(task.operator, task.task_id, round_)
+    assert task.round(round_).assignment_key is not None
+    return receipt
+
+
 def frozen_task(
     coordinator: Coordinator, operator: LocalAccount, members: Sequence[LocalAccount], **overrides: Any
 ) -> Task:
-    """:func:`running_task` where every member committed in round 0, so its contributor set is frozen."""
+    """:func:`running_task` where every member committed in round 0, so its contributor set is frozen,
+    and the round's assignment key is drawn (the contract's views then answer who aggregates what)."""
     task = running_task(coordinator, operator, members, **overrides)
     commit_updates(task, 0, task.members)
     assert task.round(0).frozen
+    draw_assignment(task, 0)
     return task
 
 
@@ -205,9 +227,10 @@ def commit_until_final(task: Task, round_: int, aggregators: Sequence[LocalAccou
 
 
 def finalize_round(task: Task, round_: int) -> list[dict[str, Any]]:
-    """Every member commits its update, then members commit their assigned aggregates honestly, in
-    join order, until the round is final; returns the aggregate receipts."""
+    """Every member commits its update, the assignment is drawn, then members commit their assigned
+    aggregates honestly, in join order, until the round is final; returns the aggregate receipts."""
     commit_updates(task, round_, task.members)
+    draw_assignment(task, round_)
     receipts = commit_until_final(task, round_, task.members)
     assert task.round(round_).status == RoundStatus.FINALIZED
     return receipts

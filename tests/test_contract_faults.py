@@ -105,7 +105,7 @@ def test_dissenting_aggregator_is_outvoted_by_honest_quorum(
         (coordinator.get_votes(task.task_id, 0, p, honest_digest(0, p)),
          coordinator.get_votes(task.task_id, 0, p, forged_digest(0, p)))
         for p in lied
-    ] == [(2, 1)] * len(lied)
+    ] == [((2, 2), (1, 1))] * len(lied)
 
 
 def test_single_dissenter_blocks_quorum_with_replication_two(
@@ -123,7 +123,9 @@ def test_single_dissenter_blocks_quorum_with_replication_two(
     # Assert
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert coordinator.get_final_digests(task.task_id, 0) == [None]
-    assert [coordinator.get_votes(task.task_id, 0, 0, d) for d in (honest_digest(0, 0), forged_digest(0, 0))] == [1, 1]
+    assert [coordinator.get_votes(task.task_id, 0, 0, d) for d in (honest_digest(0, 0), forged_digest(0, 0))] == [
+        (1, 1), (1, 1)
+    ]
     assert task.round(0).status == RoundStatus.AGGREGATION
 
 
@@ -157,8 +159,8 @@ def test_commit_with_other_digest_for_final_partition_emits_aggregate_disputed(
     ]
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, 0), None]
-    assert coordinator.get_votes(task.task_id, 0, 0, forged_digest(0, 0)) == 1
-    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == 2
+    assert coordinator.get_votes(task.task_id, 0, 0, forged_digest(0, 0)) == (1, 1)
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (2, 2)
 
 
 def test_commit_with_final_digest_for_final_partition_is_not_disputed(
@@ -176,7 +178,7 @@ def test_commit_with_final_digest_for_final_partition_is_not_disputed(
     assert events(coordinator, "AggregateDisputed", receipt) == []
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert task.round(0).finalized_partitions == 1
-    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == 3
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (3, 3)
 
 
 # -- fallback -------------------------------------------------------------------------------------
@@ -185,7 +187,8 @@ def test_commit_with_final_digest_for_final_partition_is_not_disputed(
 def test_fallback_commit_after_aggregation_deadline_finalizes_partition(
     coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """After a split vote, an unassigned contributor's commit past the deadline completes the quorum."""
+    """After a split vote, an unassigned contributor's commit past the deadline gives the honest digest
+    a strict majority of the round's contributors (2 of 3), which finalizes it without an assigned quorum."""
     # Prepare
     task = frozen_task(coordinator, operator, accounts[1:4], partitions=1, replication=2, quorum=2)
     honest, liar = task.aggregators(0, 0)
@@ -207,12 +210,81 @@ def test_fallback_commit_after_aggregation_deadline_finalizes_partition(
     ]
     assert events(coordinator, "RoundFinalized", receipt) == [{"taskId": task.task_id, "round": 0}]
     assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, 0)]
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (1, 2)
 
 
-def test_fallback_commit_by_joined_non_contributor_counts(
+def test_fallback_digest_needs_a_strict_majority_of_the_rounds_contributors(
     coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """In the fallback phase any joined participant may commit, even one without an update."""
+    """n = 4, split assigned vote: two votes (half of the contributors) do not finalize, three do."""
+    # Prepare
+    task = frozen_task(coordinator, operator, accounts[1:5], partitions=1, replication=2, quorum=2)
+    honest, liar = task.aggregators(0, 0)
+    first, second = task.unassigned(0, 0)
+    coordinator.commit_aggregate(honest, task.task_id, 0, 0, honest_digest(0, 0))
+    coordinator.commit_aggregate(liar, task.task_id, 0, 0, forged_digest(0, 0))
+    pass_deadline(chain, client, task.round(0).aggregation_deadline)
+
+    # Execute
+    half = coordinator.commit_aggregate(first, task.task_id, 0, 0, honest_digest(0, 0))
+    majority = coordinator.commit_aggregate(second, task.task_id, 0, 0, honest_digest(0, 0))
+
+    # Assert
+    assert events(coordinator, "PartitionFinalized", half) == []
+    assert events(coordinator, "PartitionFinalized", majority) == [
+        {"taskId": task.task_id, "round": 0, "partition": 0, "digest": honest_digest(0, 0)}
+    ]
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (1, 3)
+    assert coordinator.get_votes(task.task_id, 0, 0, forged_digest(0, 0)) == (1, 1)
+    assert task.round(0).status == RoundStatus.FINALIZED
+
+
+def test_assigned_quorum_finalizes_in_the_fallback_phase_without_a_majority(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """n = 5, r = q = 2: the two assigned aggregators committing after the deadline still finalize
+    (a quorum of assigned votes counts until the fallback deadline), although 2 of 5 is no majority."""
+    # Prepare
+    task = frozen_task(coordinator, operator, accounts[1:6], partitions=1, replication=2, quorum=2)
+    first, second = task.aggregators(0, 0)
+    pass_deadline(chain, client, task.round(0).aggregation_deadline)
+    coordinator.commit_aggregate(first, task.task_id, 0, 0, honest_digest(0, 0))
+
+    # Execute
+    receipt = coordinator.commit_aggregate(second, task.task_id, 0, 0, honest_digest(0, 0))
+
+    # Assert
+    assert [e["isFallback"] for e in events(coordinator, "AggregateCommitted", receipt)] == [False]
+    assert events(coordinator, "RoundFinalized", receipt) == [{"taskId": task.task_id, "round": 0}]
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (2, 2)
+
+
+def test_fallback_votes_of_a_minority_do_not_finalize(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """n = 5, r = q = 2: one assigned and one fallback vote are neither a quorum of assigned
+    aggregators nor a majority of the contributors."""
+    # Prepare
+    task = frozen_task(coordinator, operator, accounts[1:6], partitions=1, replication=2, quorum=2)
+    assigned = task.aggregators(0, 0)[0]
+    outsider = task.unassigned(0, 0)[0]
+    pass_deadline(chain, client, task.round(0).aggregation_deadline)
+    coordinator.commit_aggregate(assigned, task.task_id, 0, 0, forged_digest(0, 0))
+
+    # Execute
+    receipt = coordinator.commit_aggregate(outsider, task.task_id, 0, 0, forged_digest(0, 0))
+
+    # Assert
+    assert events(coordinator, "PartitionFinalized", receipt) == []
+    assert coordinator.get_votes(task.task_id, 0, 0, forged_digest(0, 0)) == (1, 2)
+    assert coordinator.get_final_digests(task.task_id, 0) == [None]
+
+
+def test_fallback_commit_by_joined_non_contributor_reverts_with_not_a_contributor(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Members who did not contribute have no vote, not even in the fallback phase: a joined,
+    admitted participant without an update of the round is refused and no vote count changes."""
     # Prepare: three joined, two contributed; one of the two assigned aggregators committed.
     task = running_task(coordinator, operator, accounts[1:4], partitions=1)
     commit_updates(task, 0, accounts[1:3])
@@ -222,13 +294,14 @@ def test_fallback_commit_by_joined_non_contributor_counts(
     pass_deadline(chain, client, task.round(0).aggregation_deadline)
 
     # Execute
-    receipt = coordinator.commit_aggregate(accounts[3], task.task_id, 0, 0, honest_digest(0, 0))
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.commit_aggregate(accounts[3], task.task_id, 0, 0, honest_digest(0, 0))
 
-    # Assert
-    assert [(e["aggregator"], e["isFallback"]) for e in events(coordinator, "AggregateCommitted", receipt)] == [
-        (accounts[3].address, True)
-    ]
-    assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, 0)]
+    # Assert: its vote would have been the second of two contributors, a majority.
+    assert exc.value.name == "FLCoordinatorNotAContributor"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "account": accounts[3].address}
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (1, 1)
+    assert coordinator.get_final_digests(task.task_id, 0) == [None]
 
 
 def test_assigned_commit_after_aggregation_deadline_is_not_fallback(
@@ -264,7 +337,7 @@ def test_fallback_commit_twice_reverts_with_aggregate_already_committed(
     # Assert
     assert exc.value.name == "FLCoordinatorAggregateAlreadyCommitted"
     assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "partition": 0, "account": outsider.address}
-    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == 1
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (0, 1)
 
 
 def test_commit_aggregate_by_revoked_aggregator_reverts_with_not_admitted(

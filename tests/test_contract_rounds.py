@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.assignment import aggregators_of, assigned_partitions
+from fl_chain.assignment import aggregator_slot, aggregators_of, assigned_partitions, assignment_position
 from fl_chain.chain import Chain, ChainClient, Coordinator, RoundStatus, TaskStatus
 from fl_chain.errors import ContractRevertError
 from tests.conftest import digest, multiaddr, task_config
@@ -14,8 +14,10 @@ from tests.contract_helpers import (
     block_timestamp,
     commit_assigned,
     commit_updates,
+    contract_position,
+    draw_assignment,
     events,
-    expected_offset,
+    expected_key,
     finalize_round,
     frozen_task,
     honest_digest,
@@ -82,18 +84,19 @@ def test_update_phase_closes_when_every_joined_participant_committed(
     # Execute
     (receipt,) = commit_updates(task, 0, members[2:])
 
-    # Assert
+    # Assert: the key is not known in the freezing block (this read runs in it), nor drawn yet.
     now = block_timestamp(client, receipt)
+    assert client.block_number() == receipt["blockNumber"]
     info = task.round(0)
-    offset = expected_offset(client, receipt, info.seed, 3)
     assert events(coordinator, "UpdatePhaseClosed", receipt) == [{
         "taskId": task.task_id, "round": 0, "contributors": 3,
-        "totalSamples": sum(update_samples(i) for i in range(3)),
-        "assignmentOffset": offset, "aggregationDeadline": now + 444,
+        "totalSamples": sum(update_samples(i) for i in range(3)), "aggregationDeadline": now + 444,
     }]
-    assert (info.status, info.assignment_offset, info.aggregation_deadline, info.fallback_deadline) == (
-        RoundStatus.AGGREGATION, offset, now + 444, now + 888
+    assert events(coordinator, "AssignmentDrawn", receipt) == []
+    assert (info.status, info.assignment_key, info.aggregation_deadline, info.fallback_deadline) == (
+        RoundStatus.AGGREGATION, None, now + 444, now + 888
     )
+    assert (info.excluded_count, info.disputes, info.finalized_partitions) == (0, 0, 0)
 
 
 def test_commit_update_twice_reverts_with_update_already_committed(
@@ -274,6 +277,93 @@ def test_advance_after_update_deadline_freezes_contributors(
 # -- assignment -----------------------------------------------------------------------------------
 
 
+def test_draw_assignment_stores_the_key_of_the_freezing_block_once(
+    coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """The key is keccak(seed, hash of the freezing block); views answer from the next block on,
+    drawAssignment stores it and says so once; a second draw changes and emits nothing."""
+    # Prepare: the last commit freezes the set; nothing is assigned while its block is the latest.
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members)
+    *_, freeze = commit_updates(task, 0, members)
+    assert [task.assigned(0, m) for m in members] == [[]] * 4
+    assert not any(coordinator.is_assigned(task.task_id, 0, p, m.address) for m in members for p in range(4))
+    key = expected_key(client, freeze, task.round(0).seed)
+
+    # Execute: anyone may draw (here an account that is not even admitted).
+    first = coordinator.draw_assignment(accounts[9], task.task_id, 0)
+    second = coordinator.draw_assignment(accounts[8], task.task_id, 0)
+
+    # Assert
+    assert events(coordinator, "AssignmentDrawn", first) == [{"taskId": task.task_id, "round": 0, "key": key}]
+    assert events(coordinator, "AssignmentDrawn", second) == []
+    assert task.round(0).assignment_key == key
+    assert sorted(p for m in members for p in task.assigned(0, m)) == sorted([0, 1, 2, 3] * 2)
+
+
+def test_draw_assignment_during_update_phase_reverts_with_aggregation_not_open(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """There is nothing to draw before the contributor set froze."""
+    # Prepare
+    task = running_task(coordinator, operator, accounts[1:4])
+    commit_updates(task, 0, accounts[1:3])
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.draw_assignment(accounts[1], task.task_id, 0)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorAggregationNotOpen"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0}
+    assert task.round(0).assignment_key is None
+
+
+def test_commit_aggregate_in_the_freezing_block_reverts_with_assignment_not_drawn(
+    coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """No transaction of the freezing block can know the key, so none can commit an aggregate."""
+    # Prepare: the latest block is the freezing one, so a call runs in its context.
+    members = accounts[1:4]
+    task = running_task(coordinator, operator, members, partitions=1, replication=3, quorum=2)
+    *_, freeze = commit_updates(task, 0, members)
+    assert client.block_number() == freeze["blockNumber"]
+    commit = coordinator.contract.functions.commitAggregate(task.task_id, 0, 0, honest_digest(0, 0))
+
+    # Execute: every member is assigned (r = n), so only the missing key can refuse it.
+    with pytest.raises(ContractRevertError) as exc:
+        client.call(commit, decoder=coordinator.decoder, sender=members[0].address)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorAssignmentNotDrawn"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0}
+
+
+def test_first_aggregate_commit_draws_the_assignment(
+    coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Nobody drew the key: the first commit after the freezing block draws it (AssignmentDrawn),
+    and the aggregator the Python mirror computes from the documented key is the assigned one."""
+    # Prepare
+    members = accounts[1:6]
+    task = running_task(coordinator, operator, members, partitions=5, replication=2, quorum=2)
+    *_, freeze = commit_updates(task, 0, members)
+    key = expected_key(client, freeze, task.round(0).seed)
+    index = aggregators_of(3, contributors=5, key=key, replication=2)[0]
+    aggregator = members[index]  # commit order is join order here
+
+    # Execute
+    receipt = coordinator.commit_aggregate(aggregator, task.task_id, 0, 3, honest_digest(0, 3))
+
+    # Assert
+    assert events(coordinator, "AssignmentDrawn", receipt) == [{"taskId": task.task_id, "round": 0, "key": key}]
+    assert [(e["aggregator"], e["isFallback"]) for e in events(coordinator, "AggregateCommitted", receipt)] == [
+        (aggregator.address, False)
+    ]
+    assert task.round(0).assignment_key == key
+    assert coordinator.get_votes(task.task_id, 0, 3, honest_digest(0, 3)) == (1, 1)
+
+
 @pytest.mark.parametrize(
     ("contributors", "partitions", "replication", "quorum"),
     [
@@ -281,6 +371,7 @@ def test_advance_after_update_deadline_freezes_contributors(
         pytest.param(5, 3, 3, 2, id="n5-P3-r3"),
         pytest.param(3, 5, 4, 3, id="n3-P5-r4-above-n"),
         pytest.param(6, 7, 1, 1, id="n6-P7-r1"),
+        pytest.param(11, 4, 3, 2, id="n11-P4-r3"),
     ],
 )
 def test_python_assignment_mirror_matches_contract_for_every_contributor(
@@ -292,24 +383,41 @@ def test_python_assignment_mirror_matches_contract_for_every_contributor(
     replication: int,
     quorum: int,
 ):
-    """fl_chain.assignment gives every contributor the contract's partitions and slots."""
-    # Prepare
-    task = frozen_task(coordinator, operator, accounts[1:1 + contributors], partitions=partitions,
-                       replication=replication, quorum=quorum, min_contributors=quorum)
-    offset = task.round(0).assignment_offset
+    """fl_chain.assignment gives every contributor the contract's ring position (assignmentPosition),
+    partitions (getAssignedPartitions) and slots (isAssigned) under the round's drawn key."""
+    # Prepare: contributors commit in reverse join order, so commit index and join order differ.
+    task = running_task(coordinator, operator, accounts[1:1 + contributors], partitions=partitions,
+                        replication=replication, quorum=quorum, min_contributors=quorum)
+    commit_updates(task, 0, task.members[::-1])
+    draw_assignment(task, 0)
+    key = task.round(0).assignment_key
+    assert key is not None
+    index = {p.account: p.index for p in coordinator.get_participants(task.task_id)}
+    by_index = sorted(task.members, key=lambda m: index[m.address])
+    assert [index[m.address] for m in by_index] == list(range(contributors))
 
     # Execute
-    on_chain = [task.assigned(0, m) for m in task.members]
-    on_chain_aggregators = [[task.member_index(m) for m in task.aggregators(0, p)] for p in range(partitions)]
+    on_chain_positions = [contract_position(coordinator, key, i, contributors) for i in range(contributors)]
+    on_chain = [task.assigned(0, m) for m in by_index]
+    on_chain_slots = [
+        [coordinator.is_assigned(task.task_id, 0, p, m.address) for p in range(partitions)] for m in by_index
+    ]
+    on_chain_aggregators = [sorted(index[m.address] for m in task.aggregators(0, p)) for p in range(partitions)]
 
     # Assert
+    assert on_chain_positions == [assignment_position(key, i, contributors) for i in range(contributors)]
+    assert sorted(on_chain_positions) == list(range(contributors))
     assert on_chain == [
-        assigned_partitions(i, contributors=contributors, offset=offset, partitions=partitions,
-                            replication=replication)
+        assigned_partitions(i, contributors=contributors, key=key, partitions=partitions, replication=replication)
+        for i in range(contributors)
+    ]
+    assert on_chain_slots == [
+        [aggregator_slot(i, p, contributors=contributors, key=key, replication=replication) is not None
+         for p in range(partitions)]
         for i in range(contributors)
     ]
     assert on_chain_aggregators == [
-        sorted(aggregators_of(p, contributors=contributors, offset=offset, replication=replication))
+        sorted(aggregators_of(p, contributors=contributors, key=key, replication=replication))
         for p in range(partitions)
     ]
     assert all(len(a) == min(replication, contributors) for a in on_chain_aggregators)
@@ -340,6 +448,7 @@ def test_participant_without_update_is_not_assigned(
     commit_updates(task, 0, accounts[1:3])
     pass_deadline(chain, client, task.round(0).update_deadline)
     coordinator.advance(operator, task.task_id)
+    draw_assignment(task, 0)
 
     # Execute
     assigned = [task.assigned(0, m) for m in task.members]
@@ -369,7 +478,7 @@ def test_commit_aggregate_emits_aggregate_committed(
         "digest": honest_digest(0, 1), "isFallback": False,
     }]
     assert events(coordinator, "PartitionFinalized", receipt) == []
-    assert coordinator.get_votes(task.task_id, 0, 1, honest_digest(0, 1)) == 1
+    assert coordinator.get_votes(task.task_id, 0, 1, honest_digest(0, 1)) == (1, 1)
     assert coordinator.get_final_digests(task.task_id, 0) == [None] * 4
 
 
@@ -391,7 +500,7 @@ def test_commit_aggregates_commits_every_listed_partition(
         (p, honest_digest(0, p), aggregator.address) for p in partitions
     ]
     assert [coordinator.get_votes(task.task_id, 0, p, honest_digest(0, p)) for p in range(4)] == [
-        1 if p in partitions else 0 for p in range(4)
+        (1, 1) if p in partitions else (0, 0) for p in range(4)
     ]
 
 
@@ -420,7 +529,7 @@ def test_partition_finalizes_when_quorum_agrees(
 def test_get_votes_counts_each_digest_separately(
     coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """getVotes counts commits per digest, the candidate and the others alike."""
+    """getVotes counts (assigned, all) commits per digest, the candidate and the others alike."""
     # Prepare: r = 4, q = 3, every contributor aggregates partition 0.
     task = frozen_task(coordinator, operator, accounts[1:5], partitions=1, replication=4, quorum=3,
                        min_contributors=3)
@@ -433,7 +542,7 @@ def test_get_votes_counts_each_digest_separately(
 
     # Assert
     assert [coordinator.get_votes(task.task_id, 0, 0, d) for d in (x, y, digest("nobody"), ZERO_DIGEST)] == [
-        2, 1, 0, 0
+        (2, 2), (1, 1), (0, 0), (0, 0)
     ]
     assert coordinator.get_final_digests(task.task_id, 0) == [None]
 
@@ -503,7 +612,8 @@ def test_commit_aggregate_twice_reverts_with_aggregate_already_committed(
     # Assert
     assert exc.value.name == "FLCoordinatorAggregateAlreadyCommitted"
     assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "partition": 0, "account": aggregator.address}
-    assert coordinator.get_votes(task.task_id, 0, 0, digest("second")) == 0
+    assert coordinator.get_votes(task.task_id, 0, 0, digest("second")) == (0, 0)
+    assert coordinator.get_votes(task.task_id, 0, 0, digest("first")) == (1, 1)
 
 
 def test_commit_aggregate_by_unassigned_contributor_reverts_with_not_assigned(
@@ -539,6 +649,28 @@ def test_commit_aggregate_by_admitted_non_participant_reverts_with_not_joined(
     # Assert
     assert exc.value.name == "FLCoordinatorNotJoined"
     assert exc.value.arguments == {"taskId": task.task_id, "account": stranger.address}
+
+
+def test_commit_aggregate_by_joined_non_contributor_reverts_with_not_a_contributor(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """A joined, admitted member that committed no update in the round has no vote in it at all."""
+    # Prepare: three joined, two contributed.
+    task = running_task(coordinator, operator, accounts[1:4], partitions=1, replication=2, quorum=2)
+    commit_updates(task, 0, accounts[1:3])
+    pass_deadline(chain, client, task.round(0).update_deadline)
+    coordinator.advance(operator, task.task_id)
+    draw_assignment(task, 0)
+    idle = accounts[3]
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.commit_aggregate(idle, task.task_id, 0, 0, honest_digest(0, 0))
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorNotAContributor"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "account": idle.address}
+    assert coordinator.get_votes(task.task_id, 0, 0, honest_digest(0, 0)) == (0, 0)
 
 
 def test_commit_aggregates_with_length_mismatch_reverts_with_length_mismatch(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import ChainClient, Coordinator, FailureReason, RoundStatus, TaskStatus
+from fl_chain.chain import coordinator as coordinator_module
 from fl_chain.errors import ContractRevertError
 from tests.conftest import multiaddr, task_config
 from tests.contract_helpers import (
@@ -17,6 +20,17 @@ from tests.contract_helpers import (
     running_task,
     update_digest,
 )
+
+#: The contract's registration bounds (MAX_MULTIADDRS, MAX_MULTIADDR_LENGTH, MAX_PUBLIC_KEY_LENGTH).
+MAX_MULTIADDRS = 4
+MAX_MULTIADDR_LENGTH = 256
+MAX_PUBLIC_KEY_LENGTH = 64
+
+
+def sized_multiaddr(i: int, length: int) -> str:
+    """A multiaddr of participant ``i`` padded to exactly ``length`` bytes."""
+    base = multiaddr(i)
+    return base + "x" * (length - len(base))
 
 # -- join -----------------------------------------------------------------------------------------
 
@@ -98,7 +112,7 @@ def test_join_twice_reverts_with_already_joined(
     assert coordinator.get_task(task.task_id)[1].participant_count == 1
 
 
-def test_join_without_multiaddrs_reverts_with_no_multiaddrs(
+def test_join_without_multiaddrs_reverts_with_invalid_multiaddrs(
     coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     """A participant must be reachable: at least one multiaddr."""
@@ -111,8 +125,83 @@ def test_join_without_multiaddrs_reverts_with_no_multiaddrs(
         coordinator.join(accounts[1], task_id, [])
 
     # Assert
-    assert exc.value.name == "FLCoordinatorNoMultiaddrs"
-    assert exc.value.arguments == {}
+    assert exc.value.name == "FLCoordinatorInvalidMultiaddrs"
+    assert exc.value.arguments == {"count": 0}
+    assert not coordinator.has_joined(task_id, accounts[1].address)
+
+
+OVERSIZED_REGISTRATIONS = [
+    pytest.param([multiaddr(i) for i in range(MAX_MULTIADDRS + 1)], b"", "FLCoordinatorInvalidMultiaddrs",
+                 {"count": MAX_MULTIADDRS + 1}, id="five-multiaddrs"),
+    pytest.param([multiaddr(1), sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)], b"", "FLCoordinatorMultiaddrTooLong",
+                 {"index": 1, "length": MAX_MULTIADDR_LENGTH + 1}, id="multiaddr-257-bytes"),
+    pytest.param([multiaddr(1)], b"\x02" * (MAX_PUBLIC_KEY_LENGTH + 1), "FLCoordinatorPublicKeyTooLong",
+                 {"length": MAX_PUBLIC_KEY_LENGTH + 1}, id="public-key-65-bytes"),
+]
+
+
+@pytest.mark.parametrize(("addresses", "public_key", "error", "arguments"), OVERSIZED_REGISTRATIONS)
+def test_join_with_oversized_registration_reverts(
+    coordinator: Coordinator,
+    operator: LocalAccount,
+    accounts: list[LocalAccount],
+    addresses: list[str],
+    public_key: bytes,
+    error: str,
+    arguments: dict[str, Any],
+):
+    """Registrations are bounded (every node reads them all): 1..4 multiaddrs of at most 256 bytes,
+    a public key of at most 64 bytes."""
+    # Prepare
+    task_id = coordinator.create_task(operator, task_config())
+    coordinator.admit(operator, [accounts[1].address])
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.join(accounts[1], task_id, addresses, public_key)
+
+    # Assert
+    assert exc.value.name == error
+    assert exc.value.arguments == arguments
+    assert coordinator.get_task(task_id)[1].participant_count == 0
+
+
+def test_join_with_largest_registration_succeeds(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """The bounds are inclusive: four multiaddrs of 256 bytes and a 64-byte key are stored as given."""
+    # Prepare
+    task_id = coordinator.create_task(operator, task_config())
+    coordinator.admit(operator, [accounts[1].address])
+    addresses = [sized_multiaddr(i, MAX_MULTIADDR_LENGTH) for i in range(MAX_MULTIADDRS)]
+    key = bytes(range(MAX_PUBLIC_KEY_LENGTH))
+
+    # Execute
+    coordinator.join(accounts[1], task_id, addresses, key)
+
+    # Assert
+    (participant,) = coordinator.get_participants(task_id)
+    assert (participant.multiaddrs, participant.public_key) == (tuple(addresses), key)
+    assert all(len(a.encode()) == MAX_MULTIADDR_LENGTH for a in participant.multiaddrs)
+
+
+def test_join_beyond_max_participants_reverts_with_task_full(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """maxParticipants bounds the participant list, in an open task as in a running one."""
+    # Prepare
+    task = open_task(coordinator, operator, accounts[1:4], max_participants=3, min_contributors=2)
+    coordinator.admit(operator, [accounts[4].address])
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.join(accounts[4], task.task_id, [multiaddr(4)])
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorTaskFull"
+    assert exc.value.arguments == {"taskId": task.task_id, "maxParticipants": 3}
+    assert coordinator.get_task(task.task_id)[1].participant_count == 3
+    assert not coordinator.has_joined(task.task_id, accounts[4].address)
 
 
 def test_join_running_task_adds_participant(
@@ -187,7 +276,7 @@ def test_update_peer_by_non_participant_reverts_with_not_joined(
     assert exc.value.arguments == {"taskId": task.task_id, "account": accounts[2].address}
 
 
-def test_update_peer_without_multiaddrs_reverts_with_no_multiaddrs(
+def test_update_peer_without_multiaddrs_reverts_with_invalid_multiaddrs(
     coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     """A participant cannot clear its addresses."""
@@ -199,8 +288,203 @@ def test_update_peer_without_multiaddrs_reverts_with_no_multiaddrs(
         coordinator.update_peer(accounts[1], task.task_id, [])
 
     # Assert
-    assert exc.value.name == "FLCoordinatorNoMultiaddrs"
+    assert exc.value.name == "FLCoordinatorInvalidMultiaddrs"
+    assert exc.value.arguments == {"count": 0}
     assert coordinator.get_participants(task.task_id)[0].multiaddrs == (multiaddr(0),)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "error", "arguments"),
+    [
+        pytest.param([multiaddr(i) for i in range(MAX_MULTIADDRS + 1)], "FLCoordinatorInvalidMultiaddrs",
+                     {"count": MAX_MULTIADDRS + 1}, id="five-multiaddrs"),
+        pytest.param([sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)], "FLCoordinatorMultiaddrTooLong",
+                     {"index": 0, "length": MAX_MULTIADDR_LENGTH + 1}, id="multiaddr-257-bytes"),
+    ],
+)
+def test_update_peer_with_oversized_multiaddrs_reverts(
+    coordinator: Coordinator,
+    operator: LocalAccount,
+    accounts: list[LocalAccount],
+    addresses: list[str],
+    error: str,
+    arguments: dict[str, Any],
+):
+    """updatePeer keeps the bounds of join: the old addresses stay."""
+    # Prepare
+    task = open_task(coordinator, operator, accounts[1:2])
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.update_peer(accounts[1], task.task_id, addresses)
+
+    # Assert
+    assert exc.value.name == error
+    assert exc.value.arguments == arguments
+    assert coordinator.get_participants(task.task_id)[0].multiaddrs == (multiaddr(0),)
+
+
+# -- participant pages and removal ----------------------------------------------------------------
+
+
+def test_get_participants_pages_through_every_participant(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount], monkeypatch: pytest.MonkeyPatch
+):
+    """getParticipants(start, count) answers a bounded page; Coordinator.get_participants reads pages
+    until a short one, also when the count is a multiple of the page size."""
+    # Prepare
+    members = accounts[1:7]
+    task = open_task(coordinator, operator, members)
+    page = coordinator.contract.functions.getParticipants
+
+    # Execute
+    pages = {
+        (start, count): [p[0] for p in coordinator.client.call(page(task.task_id, start, count))]
+        for start, count in ((0, 2), (4, 5), (6, 1), (9, 3), (2, 0))
+    }
+    paged = {}
+    for size in (1, 3, 4, 6, 200):
+        monkeypatch.setattr(coordinator_module, "PARTICIPANT_PAGE", size)
+        paged[size] = [p.account for p in coordinator.get_participants(task.task_id)]
+
+    # Assert
+    addresses = [m.address for m in members]
+    assert pages == {(0, 2): addresses[:2], (4, 5): addresses[4:], (6, 1): [], (9, 3): [], (2, 0): []}
+    assert paged == {size: addresses for size in (1, 3, 4, 6, 200)}
+
+
+def test_operator_removes_a_participant_and_the_last_one_takes_its_place(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """removeParticipant frees the slot (swap with the last participant) and forgets the registration."""
+    # Prepare
+    members = accounts[1:5]
+    task = open_task(coordinator, operator, members, max_participants=4)
+
+    # Execute
+    receipt = coordinator.remove_participant(operator, task.task_id, members[1].address)
+
+    # Assert
+    assert events(coordinator, "ParticipantRemoved", receipt) == [
+        {"taskId": task.task_id, "account": members[1].address}
+    ]
+    assert [p.account for p in coordinator.get_participants(task.task_id)] == [
+        members[0].address, members[3].address, members[2].address
+    ]
+    assert not coordinator.has_joined(task.task_id, members[1].address)
+    assert coordinator.get_task(task.task_id)[1].participant_count == 3
+    # The freed slot takes a new participant; then the task is full again, also for the removed one.
+    coordinator.admit(operator, [accounts[5].address])
+    coordinator.join(accounts[5], task.task_id, [multiaddr(5)])
+    with pytest.raises(ContractRevertError) as full:
+        coordinator.join(members[1], task.task_id, [multiaddr(1)])
+    assert full.value.name == "FLCoordinatorTaskFull"
+
+
+def test_anyone_removes_a_revoked_participant_but_not_an_admitted_one(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """In a task without open admission, revocation lets any account end the membership; an
+    admitted participant can only be removed by the operator."""
+    # Prepare
+    members = accounts[1:4]
+    task = open_task(coordinator, operator, members)
+    coordinator.revoke(operator, members[0].address)
+    stranger = accounts[9]
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.remove_participant(stranger, task.task_id, members[1].address)
+    receipt = coordinator.remove_participant(stranger, task.task_id, members[0].address)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorStillAdmitted"
+    assert exc.value.arguments == {"taskId": task.task_id, "account": members[1].address}
+    assert [e["account"] for e in events(coordinator, "ParticipantRemoved", receipt)] == [members[0].address]
+    assert [p.account for p in coordinator.get_participants(task.task_id)] == [members[2].address, members[1].address]
+
+
+def test_revoked_participant_of_open_task_is_removed_only_by_the_operator(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """With open admission revocation does not end a membership, so others may not remove it."""
+    # Prepare
+    members = accounts[1:3]
+    task = open_task(coordinator, operator, members, open_admission=True)
+    coordinator.admit(operator, [members[0].address])
+    coordinator.revoke(operator, members[0].address)
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.remove_participant(members[1], task.task_id, members[0].address)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorStillAdmitted"
+    assert exc.value.arguments == {"taskId": task.task_id, "account": members[0].address}
+    coordinator.remove_participant(operator, task.task_id, members[0].address)
+    assert not coordinator.has_joined(task.task_id, members[0].address)
+
+
+def test_remove_participant_not_joined_reverts_with_not_joined(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Only a joined participant can be removed (twice is once too many)."""
+    # Prepare
+    task = open_task(coordinator, operator, accounts[1:3])
+    coordinator.remove_participant(operator, task.task_id, accounts[1].address)
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.remove_participant(operator, task.task_id, accounts[1].address)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorNotJoined"
+    assert exc.value.arguments == {"taskId": task.task_id, "account": accounts[1].address}
+    assert coordinator.get_task(task.task_id)[1].participant_count == 1
+
+
+def test_removing_the_last_silent_participant_freezes_the_update_phase(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """The update phase waits for every joined participant; removing the only one that has not
+    committed freezes the set at once, and the removed one's absence does not count."""
+    # Prepare
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members)
+    commit_updates(task, 0, members[:3])
+
+    # Execute
+    receipt = coordinator.remove_participant(operator, task.task_id, members[3].address)
+
+    # Assert
+    assert [(e["round"], e["contributors"]) for e in events(coordinator, "UpdatePhaseClosed", receipt)] == [(0, 3)]
+    assert (task.round(0).status, task.round(0).contributors) == (RoundStatus.AGGREGATION, 3)
+
+
+def test_removing_a_contributor_keeps_its_update_and_the_phase_waits_for_the_others(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """An update already committed stays in the round; the phase still waits for the silent member."""
+    # Prepare
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members)
+    commit_updates(task, 0, members[:2])
+
+    # Execute
+    receipt = coordinator.remove_participant(operator, task.task_id, members[0].address)
+    (closing,) = commit_updates(task, 0, members[2:3])
+    still_open = task.round(0).status
+    (freeze,) = commit_updates(task, 0, members[3:])
+
+    # Assert
+    assert events(coordinator, "UpdatePhaseClosed", receipt) == []
+    assert events(coordinator, "UpdatePhaseClosed", closing) == []
+    assert still_open == RoundStatus.UPDATE
+    assert [e["contributors"] for e in events(coordinator, "UpdatePhaseClosed", freeze)] == [4]
+    assert task.round(0).contributors == 4
+    assert [p.account for p in coordinator.get_participants(task.task_id)] == [
+        members[3].address, members[1].address, members[2].address
+    ]
 
 
 # -- startTask ------------------------------------------------------------------------------------

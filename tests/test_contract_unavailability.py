@@ -7,6 +7,7 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, FailureReason, RoundStatus
 from fl_chain.errors import ContractRevertError
+from tests.conftest import digest
 from tests.contract_helpers import Task, commit_updates, events, frozen_task, pass_deadline, running_task
 
 
@@ -25,28 +26,35 @@ def _revert_name(call) -> str:  # type: ignore[no-untyped-def]
     return info.value.name
 
 
-def test_quorum_reports_exclude_the_update(
+def test_majority_reports_exclude_the_update(
     coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """The first report is counted, the q-th excludes the update; getExcluded lists it."""
+    """n = 4 (q = 2): reports are counted; q = 2 reports (half of the contributors) exclude nothing,
+    the third (a strict majority) excludes the update; getExcluded and getRound list it."""
     # Prepare
     task = _fallback_task(coordinator, chain, client, operator, accounts[1:5])
-    withholder, first, second, _ = task.members
+    withholder, first, second, third = task.members
 
     # Execute
     one = coordinator.report_unavailable(first, task.task_id, 0, withholder.address)
     two = coordinator.report_unavailable(second, task.task_id, 0, withholder.address)
+    excluded_after_two = coordinator.get_excluded(task.task_id, 0)
+    three = coordinator.report_unavailable(third, task.task_id, 0, withholder.address)
 
     # Assert
     assert events(coordinator, "UnavailabilityReported", one) == [{
         "taskId": task.task_id, "round": 0, "contributor": withholder.address, "reporter": first.address, "reports": 1,
     }]
+    assert [e["reports"] for e in events(coordinator, "UnavailabilityReported", two)] == [2]
     assert events(coordinator, "ContributionExcluded", one) == []
-    assert events(coordinator, "ContributionExcluded", two) == [
+    assert events(coordinator, "ContributionExcluded", two) == []
+    assert excluded_after_two == []
+    assert events(coordinator, "ContributionExcluded", three) == [
         {"taskId": task.task_id, "round": 0, "contributor": withholder.address}
     ]
     assert coordinator.get_excluded(task.task_id, 0) == [withholder.address]
-    assert task.round(0).status == RoundStatus.AGGREGATION
+    info = task.round(0)
+    assert (info.status, info.excluded_count, info.contributors) == (RoundStatus.AGGREGATION, 1, 4)
 
 
 def test_exclusion_below_min_contributors_fails_the_round(
@@ -112,13 +120,38 @@ def test_report_twice_reverts_and_counts_once(
 def test_report_of_an_excluded_update_reverts(
     coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    task = _fallback_task(coordinator, chain, client, operator, accounts[1:5])
-    withholder, first, second, third = task.members
-    coordinator.report_unavailable(first, task.task_id, 0, withholder.address)
-    coordinator.report_unavailable(second, task.task_id, 0, withholder.address)
-    name = _revert_name(lambda: coordinator.report_unavailable(third, task.task_id, 0, withholder.address))
+    """n = 5: three reports exclude; the fourth contributor's report comes too late."""
+    task = _fallback_task(coordinator, chain, client, operator, accounts[1:6])
+    withholder, *reporters, late = task.members
+    for reporter in reporters:
+        coordinator.report_unavailable(reporter, task.task_id, 0, withholder.address)
+    name = _revert_name(lambda: coordinator.report_unavailable(late, task.task_id, 0, withholder.address))
     assert name == "FLCoordinatorAlreadyExcluded"
     assert coordinator.get_excluded(task.task_id, 0) == [withholder.address]
+
+
+def test_excluded_contributor_can_neither_report_nor_aggregate(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """An excluded update takes its contributor's vote with it: reports and aggregates revert."""
+    task = _fallback_task(coordinator, chain, client, operator, accounts[1:5])
+    withholder, first, second, third = task.members
+    for reporter in (first, second, third):
+        coordinator.report_unavailable(reporter, task.task_id, 0, withholder.address)
+    with pytest.raises(ContractRevertError) as report:
+        coordinator.report_unavailable(withholder, task.task_id, 0, first.address)
+    with pytest.raises(ContractRevertError) as aggregate:
+        coordinator.commit_aggregate(withholder, task.task_id, 0, 0, digest("aggregate"))
+    assert (report.value.name, report.value.arguments) == (
+        "FLCoordinatorNotAContributor", {"taskId": task.task_id, "round": 0, "account": withholder.address}
+    )
+    assert (aggregate.value.name, aggregate.value.arguments) == (
+        "FLCoordinatorNotAContributor", {"taskId": task.task_id, "round": 0, "account": withholder.address}
+    )
+    assert coordinator.get_votes(task.task_id, 0, 0, digest("aggregate")) == (0, 0)
+    assert [e["args"]["reporter"] for e in coordinator.find_events("UnavailabilityReported", taskId=task.task_id)] == [
+        first.address, second.address, third.address
+    ]
 
 
 def test_report_of_a_participant_without_an_update_reverts(
@@ -133,6 +166,26 @@ def test_report_of_a_participant_without_an_update_reverts(
     idle, reporter = task.members[3], task.members[0]
     name = _revert_name(lambda: coordinator.report_unavailable(reporter, task.task_id, 0, idle.address))
     assert name == "FLCoordinatorNotAContributor"
+
+
+def test_report_by_a_joined_non_contributor_reverts_with_not_a_contributor(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """A joined, admitted member that committed no update has no say in the round: its report,
+    which would be the second of three contributors' (a majority), is refused and counts nothing."""
+    task = running_task(coordinator, operator, accounts[1:5], partitions=2, replication=3, quorum=2, min_contributors=2)
+    commit_updates(task, 0, task.members[:3])
+    pass_deadline(chain, client, task.round(0).update_deadline)
+    coordinator.advance(operator, task.task_id)
+    pass_deadline(chain, client, task.round(0).aggregation_deadline)
+    withholder, reporter, idle = task.members[0], task.members[1], task.members[3]
+    coordinator.report_unavailable(reporter, task.task_id, 0, withholder.address)
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.report_unavailable(idle, task.task_id, 0, withholder.address)
+    assert exc.value.name == "FLCoordinatorNotAContributor"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "account": idle.address}
+    assert coordinator.get_excluded(task.task_id, 0) == []
+    assert len(coordinator.find_events("UnavailabilityReported", taskId=task.task_id)) == 1
 
 
 def test_report_by_an_outsider_reverts(

@@ -26,8 +26,9 @@ def test_deploy_emits_operator_transferred_from_zero_to_deployer(coordinator: Co
     assert coordinator.operator() == operator.address
 
 
-def test_transfer_operator_hands_role_to_new_account(coordinator: Coordinator, accounts: list[LocalAccount]):
-    """transferOperator emits OperatorTransferred and the new operator can create tasks."""
+def test_transfer_operator_only_offers_the_role(coordinator: Coordinator, accounts: list[LocalAccount]):
+    """transferOperator emits OperatorTransferStarted and records the pending operator; the role
+    stays with the old operator, and the new account cannot use it yet."""
     # Prepare
     old, new = accounts[0], accounts[1]
 
@@ -35,20 +36,42 @@ def test_transfer_operator_hands_role_to_new_account(coordinator: Coordinator, a
     receipt = coordinator.transfer_operator(old, new.address)
 
     # Assert
+    assert events(coordinator, "OperatorTransferStarted", receipt) == [
+        {"previousOperator": old.address, "newOperator": new.address}
+    ]
+    assert events(coordinator, "OperatorTransferred", receipt) == []
+    assert (coordinator.operator(), coordinator.pending_operator()) == (old.address, new.address)
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.create_task(new, task_config())
+    assert exc.value.name == "FLCoordinatorUnauthorizedOperator"
+    assert coordinator.create_task(old, task_config()) == 1
+
+
+def test_accept_operator_hands_role_to_new_account(coordinator: Coordinator, accounts: list[LocalAccount]):
+    """acceptOperator by the pending account emits OperatorTransferred and the new operator can create tasks."""
+    # Prepare
+    old, new = accounts[0], accounts[1]
+    coordinator.transfer_operator(old, new.address)
+
+    # Execute
+    receipt = coordinator.accept_operator(new)
+
+    # Assert
     assert events(coordinator, "OperatorTransferred", receipt) == [
         {"previousOperator": old.address, "newOperator": new.address}
     ]
-    assert coordinator.operator() == new.address
+    assert (coordinator.operator(), coordinator.pending_operator()) == (new.address, None)
     assert coordinator.create_task(new, task_config()) == 1
 
 
 def test_previous_operator_reverts_with_unauthorized_operator_after_transfer(
     coordinator: Coordinator, accounts: list[LocalAccount]
 ):
-    """After a transfer the old operator is an ordinary account."""
+    """After a completed transfer the old operator is an ordinary account."""
     # Prepare
     old, new = accounts[0], accounts[1]
     coordinator.transfer_operator(old, new.address)
+    coordinator.accept_operator(new)
 
     # Execute
     with pytest.raises(ContractRevertError) as exc:
@@ -57,6 +80,58 @@ def test_previous_operator_reverts_with_unauthorized_operator_after_transfer(
     # Assert
     assert exc.value.name == "FLCoordinatorUnauthorizedOperator"
     assert exc.value.arguments == {"account": old.address}
+
+
+def test_accept_operator_by_other_account_reverts_with_not_pending_operator(
+    coordinator: Coordinator, accounts: list[LocalAccount]
+):
+    """Only the offered account takes the role: not another one, not the operator itself, and not
+    an account whose offer was replaced by a later transferOperator."""
+    # Prepare: the offer to accounts[1] is replaced by one to accounts[2].
+    old = accounts[0]
+    coordinator.transfer_operator(old, accounts[1].address)
+    coordinator.transfer_operator(old, accounts[2].address)
+
+    # Execute
+    failures = []
+    for account in (accounts[1], accounts[3], old):
+        with pytest.raises(ContractRevertError) as exc:
+            coordinator.accept_operator(account)
+        failures.append((exc.value.name, exc.value.arguments))
+
+    # Assert
+    assert failures == [("FLCoordinatorNotPendingOperator", {"account": a.address}) for a in (accounts[1], accounts[3], old)]
+    assert (coordinator.operator(), coordinator.pending_operator()) == (old.address, accounts[2].address)
+
+
+def test_accept_operator_twice_reverts_with_not_pending_operator(coordinator: Coordinator, accounts: list[LocalAccount]):
+    """An accepted offer is used up."""
+    # Prepare
+    new = accounts[1]
+    coordinator.transfer_operator(accounts[0], new.address)
+    coordinator.accept_operator(new)
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.accept_operator(new)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorNotPendingOperator"
+    assert exc.value.arguments == {"account": new.address}
+    assert coordinator.operator() == new.address
+
+
+def test_accept_operator_without_offer_reverts_with_not_pending_operator(
+    coordinator: Coordinator, accounts: list[LocalAccount]
+):
+    """With no offer there is no pending operator (the zero address cannot send a transaction)."""
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.accept_operator(accounts[1])
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorNotPendingOperator"
+    assert coordinator.pending_operator() is None
 
 
 def test_transfer_operator_to_zero_address_reverts_with_invalid_operator(
@@ -70,7 +145,7 @@ def test_transfer_operator_to_zero_address_reverts_with_invalid_operator(
     # Assert
     assert exc.value.name == "FLCoordinatorInvalidOperator"
     assert exc.value.arguments == {"operator": ZERO_ADDRESS}
-    assert coordinator.operator() == operator.address
+    assert (coordinator.operator(), coordinator.pending_operator()) == (operator.address, None)
 
 
 OPERATOR_CALLS: dict[str, Callable[[Coordinator, LocalAccount, list[LocalAccount]], Any]] = {
@@ -157,7 +232,7 @@ def test_create_task_emits_task_created_with_config(coordinator: Coordinator, op
     # Prepare
     config = task_config(manifest_digest=digest("manifest"), partitions=5, replication=3, quorum=2,
                          min_contributors=3, update_duration=111, aggregation_duration=222, rounds=7,
-                         open_admission=True)
+                         max_participants=44, max_samples=5555, open_admission=True)
 
     # Execute
     task_id = coordinator.create_task(operator, config)
@@ -170,7 +245,7 @@ def test_create_task_emits_task_created_with_config(coordinator: Coordinator, op
         "config": {
             "manifestDigest": digest("manifest"), "partitions": 5, "replication": 3, "quorum": 2,
             "minContributors": 3, "updateDuration": 111, "aggregationDuration": 222, "rounds": 7,
-            "openAdmission": True,
+            "maxParticipants": 44, "maxSamples": 5555, "openAdmission": True,
         },
     }]
     stored, state = coordinator.get_task(task_id)
@@ -209,6 +284,11 @@ INVALID_CONFIGS = [
     pytest.param({"aggregation_duration": 0}, "FLCoordinatorInvalidDuration",
                  {"updateDuration": 600, "aggregationDuration": 0}, id="aggregation-duration-0"),
     pytest.param({"rounds": 0}, "FLCoordinatorInvalidRounds", {"rounds": 0}, id="no-rounds"),
+    pytest.param({"max_participants": 1}, "FLCoordinatorInvalidMaxParticipants",
+                 {"maxParticipants": 1, "minContributors": 2}, id="max-participants-below-min-contributors"),
+    pytest.param({"max_participants": 100_001}, "FLCoordinatorInvalidMaxParticipants",
+                 {"maxParticipants": 100_001, "minContributors": 2}, id="max-participants-above-100000"),
+    pytest.param({"max_samples": 0}, "FLCoordinatorInvalidMaxSamples", {}, id="max-samples-0"),
 ]
 
 
@@ -232,13 +312,17 @@ def test_create_task_with_invalid_config_reverts(
     [
         pytest.param({"replication": 64, "quorum": 33, "min_contributors": 33}, id="max-replication-min-quorum"),
         pytest.param({"partitions": 1, "replication": 1, "quorum": 1, "min_contributors": 1,
-                      "update_duration": 1, "aggregation_duration": 1, "rounds": 1}, id="all-minimal"),
+                      "update_duration": 1, "aggregation_duration": 1, "rounds": 1, "max_participants": 1,
+                      "max_samples": 1}, id="all-minimal"),
+        pytest.param({"max_participants": 100_000, "max_samples": 2**64 - 1}, id="max-participants-and-samples"),
+        pytest.param({"max_participants": 2, "min_contributors": 2}, id="max-participants-equal-min-contributors"),
     ],
 )
 def test_create_task_accepts_boundary_config(
     coordinator: Coordinator, operator: LocalAccount, overrides: dict[str, Any]
 ):
-    """The validation bounds are inclusive: r = 64 with q = 33, and every minimum of 1."""
+    """The validation bounds are inclusive: r = 64 with q = 33, every minimum of 1, maxParticipants
+    from minContributors to 100,000, maxSamples up to the uint64 maximum."""
     # Execute
     task_id = coordinator.create_task(operator, task_config(**overrides))
 
@@ -253,6 +337,8 @@ UNKNOWN_TASK_CALLS: dict[str, Callable[[Coordinator, list[LocalAccount]], Any]] 
     "getTask": lambda c, a: c.get_task(UNKNOWN_TASK),
     "getRound": lambda c, a: c.get_round(UNKNOWN_TASK, 0),
     "getParticipants": lambda c, a: c.get_participants(UNKNOWN_TASK),
+    "getExcluded": lambda c, a: c.get_excluded(UNKNOWN_TASK, 0),
+    "isAssigned": lambda c, a: c.is_assigned(UNKNOWN_TASK, 0, 0, a[1].address),
     "getFinalDigests": lambda c, a: c.get_final_digests(UNKNOWN_TASK, 0),
     "getAssignedPartitions": lambda c, a: c.get_assigned_partitions(UNKNOWN_TASK, 0, a[1].address),
     "join": lambda c, a: c.join(a[1], UNKNOWN_TASK, [multiaddr(1)]),
@@ -260,6 +346,11 @@ UNKNOWN_TASK_CALLS: dict[str, Callable[[Coordinator, list[LocalAccount]], Any]] 
     "cancelTask": lambda c, a: c.cancel_task(a[0], UNKNOWN_TASK),
     "commitUpdate": lambda c, a: c.commit_update(a[1], UNKNOWN_TASK, 0, digest("u"), 1),
     "commitAggregate": lambda c, a: c.commit_aggregate(a[1], UNKNOWN_TASK, 0, 0, digest("a")),
+    "commitAggregates": lambda c, a: c.commit_aggregates(a[1], UNKNOWN_TASK, 0, [0], [digest("a")]),
+    "drawAssignment": lambda c, a: c.draw_assignment(a[1], UNKNOWN_TASK, 0),
+    "reportUnavailable": lambda c, a: c.report_unavailable(a[1], UNKNOWN_TASK, 0, a[2].address),
+    "disputeRound": lambda c, a: c.dispute_round(a[1], UNKNOWN_TASK, 0),
+    "removeParticipant": lambda c, a: c.remove_participant(a[0], UNKNOWN_TASK, a[1].address),
     "advance": lambda c, a: c.advance(a[1], UNKNOWN_TASK),
 }
 

@@ -451,10 +451,9 @@ class Node:
                 progress.aggregates[str(partition)] = known
                 self.state.save_round(self.task_id, round_, progress)
             ready[partition] = bytes.fromhex(known)
-        if fallback and unavailable:
-            self._report_unavailable(round_, unavailable, progress)
+        reported = fallback and unavailable and self._report_unavailable(round_, unavailable, progress)
         if not ready:
-            return Step.IDLE
+            return Step.PROGRESS if reported else Step.IDLE
         return self._commit_aggregates(round_, ready, progress, fallback)
 
     def _without_excluded(self, round_: int, commits: list[UpdateCommit], progress: RoundProgress) -> list[UpdateCommit]:
@@ -470,9 +469,10 @@ class Node:
         leave_out = set(excluded)
         return [c for c in commits if c.contributor not in leave_out]
 
-    def _report_unavailable(self, round_: int, contributors: set[str], progress: RoundProgress) -> None:
-        """Report each contributor whose update this node could not fetch (once per round)."""
-        for contributor in sorted(contributors - set(progress.reported)):
+    def _report_unavailable(self, round_: int, contributors: set[str], progress: RoundProgress) -> bool:
+        """Report each contributor whose update this node could not fetch (once per round); whether any was new."""
+        new = sorted(contributors - set(progress.reported))
+        for contributor in new:
             try:
                 self.coordinator.report_unavailable(self.account, self.task_id, round_, contributor)
                 self.report(f"round {round_}: reported the update of {contributor} unavailable")
@@ -485,6 +485,7 @@ class Node:
                 log.info("round %d: report on %s not taken (%s)", round_, contributor, exc.name)
             progress.reported.append(contributor)
             self.state.save_round(self.task_id, round_, progress)
+        return bool(new)
 
     def _commit_aggregates(self, round_: int, ready: dict[int, bytes], progress: RoundProgress, fallback: bool) -> Step:
         partitions = sorted(ready)

@@ -272,7 +272,7 @@ def _compare_with_central(
     from fl_chain.central import central_fedavg
 
     finalized = [r for r in records if r.status == "finalized"]
-    if spec.strategy["name"] != "fedavg" or spec.norm_bound is not None:
+    if spec.strategy["name"] != "fedavg":
         return {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
     if any(r.contributors != options.nodes for r in finalized):
         return {"comparable": False, "reason": "a round finalized without every node's update"}

@@ -52,7 +52,6 @@ from fl_chain.chain.coordinator import (
 )
 from fl_chain.errors import (
     BlobInvalidError,
-    BlobMismatchError,
     BlobNotFoundError,
     ChainUnreachableError,
     ConfigError,
@@ -575,10 +574,9 @@ class Node:
                     round_=round_,
                     partitions=self.config.partitions,
                     contributor=commit.contributor,
+                    dimension=dimension,
                     timeout=self.options.fetch_timeout,
                 )
-                if manifest.dimension != dimension:
-                    raise BlobMismatchError(f"update has {manifest.dimension} parameters, the model {dimension}")
             except BlobInvalidError as exc:
                 log.warning("round %d: excluding %s: invalid manifest: %s", round_, commit.contributor, exc)
                 manifest = None

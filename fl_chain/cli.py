@@ -396,8 +396,8 @@ def _check_capture_bound(spec, task_file: str, *, accept_risk: bool) -> None:  #
     if bound.acceptable or accept_risk:
         return
     hint = (
-        "raise protocol.min_contributors above 2 * security.max_colluders"
-        if 2 * bound.colluders >= p["min_contributors"]
+        "raise protocol.min_contributors to at least 2 * security.max_colluders (a majority decides the fallback)"
+        if 2 * bound.colluders > bound.contributors
         else "raise protocol.replication and protocol.quorum (see the README's table of safe r, q)"
     )
     raise ConfigError(

@@ -200,3 +200,49 @@ def test_chain_reads_on_a_dead_endpoint_raise_chain_unreachable_not_a_transport_
     for read in (client.block_number, client.block_timestamp, lambda: client.balance("0x" + "11" * 20)):
         with pytest.raises(ChainUnreachableError, match="lost the connection"):
             read()
+
+
+def test_attack_task_create_refuses_a_capturable_task_unless_the_risk_is_accepted(
+    ganache: ProcessChain, tmp_path: Path, operator_key: Path
+) -> None:
+    """r = q = 1 lets one colluder decide every partition it is assigned: `task create` prints the
+    capture bound and refuses with one line naming the options to change; `--accept-risk` creates it."""
+    deploy(ganache, operator_key, tmp_path / "deployment.json")
+    example = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml"
+    text = example.read_text().replace("replication = 2", "replication = 1").replace("quorum = 2", "quorum = 1")
+    (tmp_path / "r1.toml").write_text(text)
+    rpc = ("--rpc", str(ganache.rpc_url), "--key", str(operator_key))
+    refused = run_cli("task", "create", *rpc, "r1.toml", cwd=tmp_path)
+    assert_one_line_error(refused, "security.max_colluders = 1", "protocol.replication", "--accept-risk")
+    assert "capture bound: 1 colluding contributor(s) decide some partition of a round with probability <= 1" in refused.stdout
+    (tmp_path / "k.toml").write_text(example.read_text() + "\n[security]\nmax_colluders = 1\n")
+    majority = (tmp_path / "k.toml").read_text().replace("max_colluders = 1", "max_colluders = 2")
+    (tmp_path / "k2.toml").write_text(majority)
+    assert_one_line_error(run_cli("task", "create", *rpc, "k2.toml", cwd=tmp_path), "protocol.min_contributors")
+    accepted = run_cli("task", "create", *rpc, "r1.toml", "--accept-risk", cwd=tmp_path)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "created task 1" in accepted.stdout
+    safe = run_cli("task", "create", *rpc, "k.toml", cwd=tmp_path)
+    assert safe.returncode == 0, safe.stderr
+    assert "probability <= 0 " in safe.stdout
+
+
+def test_revoke_removes_the_account_from_its_open_tasks(ganache: ProcessChain, tmp_path: Path, operator_key: Path) -> None:
+    """`flchain revoke` revokes the account and frees its slot in every open or running task it joined."""
+    from fl_chain.chain.coordinator import Coordinator
+    from fl_chain.deployment import Deployment, open_deployment
+
+    deploy(ganache, operator_key, tmp_path / "deployment.json")
+    example = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml"
+    rpc = ("--rpc", str(ganache.rpc_url), "--key", str(operator_key))
+    assert run_cli("task", "create", *rpc, str(example), cwd=tmp_path).returncode == 0
+    member = dev_account(3)
+    assert run_cli("admit", *rpc, member.address, cwd=tmp_path).returncode == 0
+    coordinator: Coordinator = open_deployment(ChainClient(ganache.w3), Deployment.read(tmp_path / "deployment.json"))
+    coordinator.join(member, 1, ["/ip4/127.0.0.1/tcp/4001/p2p/QmTest"])
+    result = run_cli("revoke", *rpc, member.address, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "removed from task(s): 1" in result.stdout
+    assert not coordinator.is_admitted(member.address)
+    assert coordinator.get_participants(1) == []
+    assert_one_line_error(run_cli("revoke", *rpc, "0x1234", cwd=tmp_path), "not an Ethereum address")

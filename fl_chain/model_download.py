@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fl_chain.audit import fetch_global
 from fl_chain.chain.coordinator import Coordinator
 from fl_chain.errors import BlobNotFoundError, ConfigError
-from fl_chain.model.blob import BlobHeader, BlobKind, decode_partition
-from fl_chain.model.partitioning import join_partitions
 from fl_chain.peering import connect_to_participants
 from fl_chain.storage.cid import cid_from_digest
 from fl_chain.storage.kubo import KuboStorage
@@ -26,7 +25,7 @@ def download_global_model(
     timeout: float = 60.0,
 ) -> tuple[int, Path]:
     """Fetch and verify every final partition of ``round_`` (default: latest) and save the vector."""
-    config, state = coordinator.get_task(task_id)
+    _, state = coordinator.get_task(task_id)
     if round_ is None:
         if state.latest_finalized_round is None:
             raise ConfigError(f"task {task_id} has no finalized round yet")
@@ -39,21 +38,12 @@ def download_global_model(
         storage = KuboStorage(repo, log_dir=Path(tmp))
         try:
             connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
-            parts = []
-            offset = 0
-            for partition, digest in enumerate(digests):
-                assert digest is not None
-                blob = storage.get(cid_from_digest(digest), timeout=timeout)
-                header, values = decode_partition(blob)
-                expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, partition, config.partitions, offset, header.length)
-                decode_partition(blob, expected)
-                parts.append(values)
-                offset += header.length
+            vector = fetch_global(storage, coordinator, task_id, round_, timeout=timeout)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None
         finally:
             storage.close()
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, join_partitions(parts))
+    np.save(path, vector)
     return round_, path

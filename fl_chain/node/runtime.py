@@ -151,6 +151,7 @@ class Node:
         self._global: tuple[int, np.ndarray] | None = None
         self._final_wait_since: float | None = None
         self._unfetchable_since: dict[int, float] = {}
+        self._key_missing_since: dict[int, float] = {}
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
@@ -406,7 +407,12 @@ class Node:
         if mine is None:
             return Step.IDLE  # only the round's contributors aggregate (and vote in its fallback)
         if info.assignment_key is None:
-            return self._draw_assignment(round_)
+            # The first contributor draws it; the others only if it is still missing a while later
+            # (on a chain with a block time the next block makes it readable without a transaction).
+            seen = self._key_missing_since.setdefault(round_, now)
+            if mine.index == 0 or now - seen >= 2 * self.options.poll_interval:
+                return self._draw_assignment(round_)
+            return Step.IDLE
         final = self.coordinator.get_final_digests(self.task_id, round_)
         progress = self.state.round(self.task_id, round_)
         if fallback:  # exclusions happen only in the fallback phase

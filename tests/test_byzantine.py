@@ -3,7 +3,8 @@
 Trust assumption
 ----------------
 A partition's result is only as good as its aggregators. fl-chain finalizes a partition when
-``q`` of its ``r`` assigned aggregators commit the same digest (``r/2 < q <= r``), so:
+``q`` of its ``r`` assigned aggregators commit the same digest (``r/2 < q <= r``; after the
+aggregation deadline also when a strict majority of the round's contributors does), so:
 
 - **safety** holds while *fewer than q* aggregators of every partition are faulty: a wrong
   digest can collect at most ``q - 1`` votes, and two digests can never both reach ``q``;
@@ -108,9 +109,10 @@ def assigned_to(coordinator: Coordinator, task_id: int, round_: int, address: st
     """
     config, _ = coordinator.get_task(task_id)
     info = coordinator.get_round(task_id, round_)
+    assert info.assignment_key is not None, f"round {round_} has no assignment key"
     index = next(c.index for c in coordinator.find_update_commits(task_id, round_) if c.contributor == address)
     return assigned_partitions(
-        index, contributors=info.contributors, offset=info.assignment_offset,
+        index, contributors=info.contributors, key=info.assignment_key,
         partitions=config.partitions, replication=config.replication,
     )
 
@@ -154,16 +156,19 @@ def test_fewer_than_quorum_liars_per_partition_never_change_the_global_model(
             assert assigned and sorted(mine) == assigned
             assert {c.partition: c.digest for c in dissent if c.aggregator == liar.address} == mine
             assert all(mine[p] == liar.lies[(round_, p)] != final[p] for p in assigned)
-        # No honest aggregator dissents, and the final digest has a quorum of honest votes.
+        # No honest aggregator dissents, and the final digest has a quorum of honest assigned votes
+        # (phases end by completion here, so every commit is an assigned one).
         assert {c.aggregator for c in dissent} == liar_addresses
+        assert not any(c.is_fallback for c in commits)
         for partition, digest in enumerate(final):
             voters = {c.aggregator for c in commits if c.partition == partition and c.digest == digest}
             assert len(voters) >= quorum and not voters & liar_addresses
-            assert coordinator.get_votes(task_id, round_, partition, digest) == len(voters)
+            assert coordinator.get_votes(task_id, round_, partition, digest) == (len(voters), len(voters))
             liars_here = [liar for liar in liars if (round_, partition) in liar.lies]
             assert len(liars_here) < quorum
             for wrong in {liar.lies[(round_, partition)] for liar in liars_here}:
-                assert coordinator.get_votes(task_id, round_, partition, wrong) < quorum
+                liar_votes = sum(liar.lies[(round_, partition)] == wrong for liar in liars_here)
+                assert coordinator.get_votes(task_id, round_, partition, wrong) == (liar_votes, liar_votes)
     # Skewed lies point at real, well-formed aggregate blobs: the honest values plus SKEW.
     if lie == "skewed":
         config, _ = coordinator.get_task(task_id)
@@ -197,6 +202,11 @@ def test_lie_committed_after_finalization_is_recorded_as_aggregate_disputed(
     for node in (*honest, liar):
         assert node.step() is Step.PROGRESS
     assert coordinator.get_round(task_id, 0).status == RoundStatus.AGGREGATION
+    # The key is the freezing block's hash: the first node to step after the freeze draws it.
+    assert coordinator.get_round(task_id, 0).assignment_key is None
+    assert honest[0].step() is Step.PROGRESS
+    assert coordinator.get_round(task_id, 0).assignment_key is not None
+    assert coordinator.find_aggregate_commits(task_id, 0) == []
     assigned = coordinator.get_assigned_partitions(task_id, 0, liar.address)
     # Honest aggregators go one by one until a partition of the liar is final and the round is open.
     for node in honest:

@@ -11,7 +11,6 @@ from fl_chain.audit import fetch_global
 from fl_chain.chain.coordinator import Coordinator
 from fl_chain.errors import BlobNotFoundError, ConfigError
 from fl_chain.peering import connect_to_participants
-from fl_chain.storage.cid import cid_from_digest
 from fl_chain.storage.kubo import KuboStorage
 
 

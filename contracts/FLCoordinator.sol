@@ -956,7 +956,7 @@ contract FLCoordinator {
     }
 
     /// @notice The ring position of contributor `index` among `n`: a keyed pseudo-random permutation.
-    /// @dev A 4-round Feistel network over the smallest even power of two >= n, with cycle walking
+    /// @dev An 8-round Feistel network over the smallest even power of two >= n, with cycle walking
     /// (expected fewer than 4 passes). Mirrored exactly by `fl_chain.assignment.assignment_position`.
     function assignmentPosition(bytes32 key, uint256 index, uint256 n) public pure returns (uint256 x) {
         uint256 half = 1;
@@ -966,7 +966,7 @@ contract FLCoordinator {
         do {
             uint256 left = x >> half;
             uint256 right = x & mask;
-            for (uint256 i = 0; i < 4; ++i) {
+            for (uint256 i = 0; i < 8; ++i) {
                 uint256 f = uint256(keccak256(abi.encode(key, i, right))) & mask;
                 (left, right) = (right, left ^ f);
             }

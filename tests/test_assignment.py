@@ -87,22 +87,8 @@ def ring_distance(a: int, b: int, n: int) -> int:
     return min((a - b) % n, (b - a) % n)
 
 
-#: PRODUCT BUG (found 2026-12 while updating these tests for the Trust issue; fl_chain/ and
-#: contracts/ are not ours to change): ``FLCoordinator.assignmentPosition`` (contracts/FLCoordinator.sol)
-#: and its mirror ``fl_chain.assignment.assignment_position`` are a 4-round Feistel network on halves
-#: of ceil(log4 n) bits (3 bits at n = 64). So few rounds on so small a domain are far from a uniform
-#: permutation: consecutive commit indices land on adjacent ring positions more often than chance
-#: (20,000 fixed keys: n = 16: 3,333 times against 2,667 expected, z = 13.9; n = 64: 896 against 635,
-#: z = 10.5; n = 256: 239 against 157, z = 6.6). Colluders who commit one after the other therefore
-#: share partitions more often than the capture bound of fl_chain/capture.py (which assumes a uniform
-#: random k-subset) says: n = 64, P = 16, r = 5, q = 3, three last committers capture a partition in
-#: 438 of 100,000 keys, against a bound of 384. The test stays strict: it passes once the permutation
-#: is uniform (e.g. more Feistel rounds in both the contract and the mirror), then remove this mark.
-FEISTEL_BIAS = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: 4-round Feistel assignmentPosition is biased towards adjacent positions (see FEISTEL_BIAS)",
-)
+# With 4 Feistel rounds this test failed at n = 16, 64 and 256 (20,000 fixed keys: n = 16 adjacent
+# 3,333 times against 2,667 expected, z = 13.9): the contract and the mirror now use 8 rounds.
 
 
 def chi_square_limit(degrees: int, z: float = 4.75) -> float:
@@ -115,11 +101,11 @@ def chi_square_limit(degrees: int, z: float = 4.75) -> float:
     "n",
     [
         5,
-        pytest.param(16, marks=FEISTEL_BIAS),
+        16,
         20,
-        pytest.param(64, marks=FEISTEL_BIAS),
+        64,
         100,
-        pytest.param(256, marks=FEISTEL_BIAS),
+        256,
     ],
 )
 def test_colluders_committing_last_are_not_adjacent_more_often_than_chance(n: int) -> None:

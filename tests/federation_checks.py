@@ -22,15 +22,20 @@ def recompute_fedavg(storage: Storage, coordinator: Coordinator, task_id: int, r
     return audit.audit_round(storage, coordinator, task_id, round_).expected
 
 
-def check_every_finalized_round(storage: Storage, coordinator: Coordinator, task_id: int, dimension: int) -> dict[int, np.ndarray]:
-    """For each finalized round: global model == reference FedAvg of its updates, byte for byte."""
+def check_every_finalized_round(
+    storage: Storage, coordinator: Coordinator, task_id: int, dimension: int, *, timeout: float = 60
+) -> dict[int, np.ndarray]:
+    """For each finalized round: global model == reference FedAvg of its updates, byte for byte.
+
+    ``timeout`` bounds each fetch (an update excluded as unavailable costs one timeout per round).
+    """
     _, task = coordinator.get_task(task_id)
     connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
     globals_: dict[int, np.ndarray] = {}
     for round_ in range(task.current_round + 1):
         if coordinator.get_round(task_id, round_).status != RoundStatus.FINALIZED:
             continue
-        result = audit.audit_round(storage, coordinator, task_id, round_)
+        result = audit.audit_round(storage, coordinator, task_id, round_, timeout=timeout)
         assert result.actual.size == dimension
         assert result.ok, f"round {round_}: global model differs from FedAvg of its updates"
         globals_[round_] = result.actual

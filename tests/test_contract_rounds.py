@@ -149,6 +149,25 @@ def test_commit_update_with_zero_samples_reverts_with_zero_samples(
     assert exc.value.arguments == {}
 
 
+def test_commit_update_claiming_more_than_max_samples_reverts_with_too_many_samples(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """The FedAvg weight is capped on chain: maxSamples itself is accepted, one more is refused."""
+    # Prepare
+    task = running_task(coordinator, operator, accounts[1:4], max_samples=500)
+    coordinator.commit_update(accounts[1], task.task_id, 0, digest("at the cap"), 500)
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.commit_update(accounts[2], task.task_id, 0, digest("above the cap"), 501)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorTooManySamples"
+    assert exc.value.arguments == {"samples": 501, "maxSamples": 500}
+    info = task.round(0)
+    assert (info.contributors, info.total_samples) == (1, 500)
+
+
 def test_commit_update_for_other_round_reverts_with_round_not_current(
     coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
 ):

@@ -273,7 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fl_chain import cli
     from fl_chain.node import launch
 
-    launch.Node = cls  # type: ignore[misc] - run_node builds `Node(...)`: this is the hook it lacks
+    # run_node builds `Node(...)` from its module's globals and takes no Node class: rebinding that
+    # global is the only way in. Refuse to run an honest node silently if run_node stops doing that.
+    if "Node" not in launch.run_node.__code__.co_names:
+        raise SystemExit("fl_chain.node.launch.run_node no longer builds `Node(...)`: update tests/hostile_node.py")
+    launch.Node = cls  # type: ignore[misc]
     return cli.main(["node", *rest])
 
 

@@ -136,6 +136,10 @@ def verifier(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(tmp_path: Path, verifier: KuboStorage) -> None:
+    """P=7, r=3, q=2, 7 contributors of which 2 hostile (see HOSTILE): the task completes in three
+    rounds, each global model is FedAvg of the five honest updates (audited from IPFS), only the
+    withholder is ever excluded, no lie or forged digest is final although each landed on chain,
+    and every honest node exits 0 with the last global model."""
     require_backend("anvil")
     task_file = tmp_path / "task.toml"
     task_file.write_text(TASK)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_chain.aggregation import reference_fedavg
-from fl_chain.chain.coordinator import Coordinator, UpdateCommit
+from fl_chain.aggregation import reference_fedavg, validate_values
+from fl_chain.chain.coordinator import Coordinator, RoundStatus, UpdateCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, FLChainError
 from fl_chain.exchange import fetch_manifest, fetch_partition
 from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_header, decode_partition
@@ -60,17 +60,30 @@ def fetch_global(storage: Storage, coordinator: Coordinator, task_id: int, round
     return join_partitions(parts)
 
 
-def audit_round(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, *, timeout: float = 60) -> RoundAudit:
+def audit_round(
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int,
+    *,
+    timeout: float = 60,
+    norm_bound: float | None = None,
+    initial: np.ndarray | None = None,
+) -> RoundAudit:
     """Fetch a finalized round's global model and recompute it as FedAvg of its committed updates.
 
     Validity is decided per partition, as every honest aggregator does: a contributor whose
-    manifest is invalid is left out of every partition, one whose blob for a partition is invalid
-    or not finite is left out of that partition only.
+    manifest is invalid is left out of every partition, one whose blob for a partition is invalid,
+    not finite, or (with ``norm_bound``, the task's ``[strategy] norm_bound``) changes the round's
+    base model by more than the bound is left out of that partition only. The base is the global
+    model of the latest finalized round before ``round_``, or ``initial`` (the task's initial model)
+    when there is none.
 
     Raises ``BlobNotFoundError`` if a blob the check needs is not served within ``timeout``.
     """
     config, _ = coordinator.get_task(task_id)
     actual = fetch_global(storage, coordinator, task_id, round_, timeout=timeout)
+    base = _base_model(storage, coordinator, task_id, round_, initial, timeout) if norm_bound is not None else None
     commits = coordinator.find_update_commits(task_id, round_)
     excluded = coordinator.get_excluded(task_id, round_)
     manifests: dict[str, Manifest | None] = {}
@@ -97,11 +110,19 @@ def audit_round(storage: Storage, coordinator: Coordinator, task_id: int, round_
             if found is not None:
                 try:
                     got = fetch_partition(storage, found, partition, blob_kind=BlobKind.UPDATE, timeout=timeout)
-                    slices[key] = got if np.isfinite(got).all() else None
+                    window = slice(got_bounds[partition].offset, got_bounds[partition].offset + got.size)
+                    reason = validate_values(
+                        got,
+                        expected_length=got_bounds[partition].length,
+                        norm_bound=norm_bound,
+                        reference=None if base is None else base[window],
+                    )
+                    slices[key] = got if reason is None else None
                 except BlobInvalidError:
                     pass
         return slices[key]
 
+    got_bounds = partition_bounds(actual.size, config.partitions)
     gone: set[str] = set()  # excluded contributors whose content is not served (not fetched twice)
     expected = np.empty_like(actual)
     for bounds in partition_bounds(actual.size, config.partitions):
@@ -131,3 +152,19 @@ def audit_round(storage: Storage, coordinator: Coordinator, task_id: int, round_
         matching = [c for c in candidates if c.tobytes() == actual[window].tobytes()]
         expected[window] = (matching or candidates or [actual[window]])[0]
     return RoundAudit(actual=actual, expected=expected, excluded=excluded)
+
+
+def _base_model(
+    storage: Storage, coordinator: Coordinator, task_id: int, round_: int, initial: np.ndarray | None, timeout: float
+) -> np.ndarray:
+    """The model ``round_`` was trained from: the latest finalized round before it, else ``initial``.
+
+    (A disputed round is failed, and only the latest finalized round can be disputed, so a finalized
+    round was always trained from the latest round finalized before it.)
+    """
+    for earlier in range(round_ - 1, -1, -1):
+        if coordinator.get_round(task_id, earlier).status == RoundStatus.FINALIZED:
+            return fetch_global(storage, coordinator, task_id, earlier, timeout=timeout)
+    if initial is None:
+        raise FLChainError(f"auditing round {round_} with a norm bound needs the task's initial model")
+    return initial

@@ -168,6 +168,8 @@ class TaskSpec:
             raise ConfigError(f"{origin}: protocol.partitions must be at most 65535, got {p['partitions']}")
         if not isinstance(p["open_admission"], bool):
             raise ConfigError(f"{origin}: protocol.open_admission must be true or false")
+        if "max_samples" in self.strategy:
+            raise ConfigError(f"{origin}: max_samples is enforced on chain now: move it to [protocol]")
         from fl_chain.aggregation import get_strategy
         from fl_chain.training import MODELS
 
@@ -183,8 +185,6 @@ class TaskSpec:
             isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
         ):
             raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
-        if "max_samples" in self.strategy:
-            raise ConfigError(f"{origin}: max_samples is enforced on chain now: move it to [protocol]")
         self._validate_security(origin)
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:

@@ -23,11 +23,20 @@ def recompute_fedavg(storage: Storage, coordinator: Coordinator, task_id: int, r
 
 
 def check_every_finalized_round(
-    storage: Storage, coordinator: Coordinator, task_id: int, dimension: int, *, timeout: float = 60
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    dimension: int,
+    *,
+    timeout: float = 60,
+    norm_bound: float | None = None,
+    initial: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
-    """For each finalized round: global model == reference FedAvg of its updates, byte for byte.
+    """For each finalized round: global model == reference FedAvg of its valid updates, byte for byte.
 
-    ``timeout`` bounds each fetch (an update excluded as unavailable costs one timeout per round).
+    ``timeout`` bounds each fetch (an update excluded as unavailable costs one timeout per round);
+    with ``norm_bound`` (and the task's ``initial`` model) updates beyond the bound are left out as
+    the aggregators leave them out.
     """
     _, task = coordinator.get_task(task_id)
     connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
@@ -35,7 +44,9 @@ def check_every_finalized_round(
     for round_ in range(task.current_round + 1):
         if coordinator.get_round(task_id, round_).status != RoundStatus.FINALIZED:
             continue
-        result = audit.audit_round(storage, coordinator, task_id, round_, timeout=timeout)
+        result = audit.audit_round(
+            storage, coordinator, task_id, round_, timeout=timeout, norm_bound=norm_bound, initial=initial
+        )
         assert result.actual.size == dimension
         assert result.ok, f"round {round_}: global model differs from FedAvg of its updates"
         globals_[round_] = result.actual

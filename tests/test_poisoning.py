@@ -243,24 +243,14 @@ def test_default_norm_bound_excludes_a_1000_fold_update_on_every_node(tmp_path: 
     check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
 
 
-# PRODUCT BUG (found 2026-12 while updating these tests; came with the default norm bound of commit
-# 97f3c9d): fl_chain/audit.py, audit_round, recomputes each partition as FedAvg of every valid (finite,
-# verified) update, but ignores the task's norm bound, which every aggregator applies
-# (Node._aggregate_partition passes norm_bound=self.spec.norm_bound to validate_values). Whenever the
-# bound excludes an update (now by default, for any change above 100) the audit, and so
-# `flchain` audits and tests/federation_checks.check_every_finalized_round, call a correct round wrong
-# ("global model differs from FedAvg of its updates"). Fix: audit_round must read the task's norm bound
-# (from its manifest) and check each slice's change from the previous global model; then remove this mark.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: audit_round ignores the norm bound the aggregators apply",
-)
 def test_audit_agrees_with_the_aggregators_when_the_norm_bound_excludes_an_update(tmp_path: Path) -> None:
     """The audit recomputes what every honest aggregator computed, the norm bound included."""
     chain, coordinator, task_id, nodes = federation(tmp_path, tampering(scaled(1000)))
     assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
-    check_every_finalized_round(nodes[0].storage, coordinator, task_id, nodes[0]._initial.size)
+    check_every_finalized_round(
+        nodes[0].storage, coordinator, task_id, nodes[0]._initial.size,
+        norm_bound=nodes[0].spec.norm_bound, initial=nodes[0]._initial,
+    )
 
 
 def check_honest_slices_within_bound(coordinator: Coordinator, task_id: int, nodes: list[Node]) -> None:
@@ -358,24 +348,6 @@ def run_until_round(federation_: InProcessFederation, last_round: int) -> TaskSt
         return coordinator.get_task(task_id)[1].status
 
 
-# PRODUCT BUG (found 2026-12 while updating these tests for the Trust issue): fl_chain/node/runtime.py,
-# Node._aggregation_phase / _report_unavailable (around lines 454 and 472), reports *every* contributor
-# whose update the node could not fetch, its own included. A node that cannot fetch its own update (the
-# adversary here runs the honest aggregation step; an honest node that lost its blob store after
-# committing is the same case) calls reportUnavailable on itself, the contract reverts
-# FLCoordinatorSelfReport, which the runtime does not treat as benign, and Node.step() raises in every
-# fallback step of the round. Under the old rule (quorum = 2 reports) the two honest nodes stepping
-# before the adversary excluded it first, so its step found its own update excluded and idled; with a
-# strict majority (3 of 4 contributors) the adversary steps before its exclusion. Fix: skip
-# self.address in _report_unavailable (or treat FLCoordinatorSelfReport as benign); then remove this mark.
-SELF_REPORT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=ContractRevertError,
-    reason="product bug: the runtime reports its own unavailable update (FLCoordinatorSelfReport); see SELF_REPORT_BUG",
-)
-
-
-@SELF_REPORT_BUG
 def test_unavailable_update_is_excluded_by_majority_reports_and_the_round_finalizes(tmp_path: Path) -> None:
     """A committed digest whose content no peer has: no aggregator commits an average without it
     while it could still appear; in the fallback phase the honest nodes report it, the contract
@@ -407,7 +379,6 @@ def test_unavailable_update_is_excluded_by_majority_reports_and_the_round_finali
     assert fetch_global(storage, coordinator, task_id, 0, nodes[0]._initial.size).tobytes() == expected.tobytes()
 
 
-@SELF_REPORT_BUG
 def test_contributor_whose_updates_never_appear_cannot_stall_the_task(tmp_path: Path) -> None:
     """The adversary commits an unavailable digest in every round; every round still finalizes
     (in its fallback phase) and the global models are FedAvg of the honest updates."""
@@ -436,18 +407,7 @@ def test_max_samples_in_strategy_is_refused_when_read() -> None:
         spec(strategy={"name": "fedavg", "max_samples": 100_000})
 
 
-# PRODUCT BUG (found 2026-12 while updating these tests for the Trust issue): fl_chain/task.py,
-# TaskSpec.validate, has `if "max_samples" in self.strategy: raise ConfigError("... move it to
-# [protocol]")` (around line 185), but it is unreachable: get_strategy(name, **self.strategy_options)
-# a few lines above already fails, because _VALIDATION_KEYS no longer holds max_samples, with
-# "aggregation strategy 'fedavg' has no option 'max_samples'; its options: none". An operator
-# migrating an old task file is not told where the key went. Fix: check [strategy] max_samples before
-# get_strategy; then remove this mark.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: the [strategy] max_samples error does not say to move it to [protocol] (unreachable check)",
-)
+
 def test_max_samples_in_strategy_error_says_to_move_it_to_protocol() -> None:
     with pytest.raises(ConfigError, match=r"max_samples.*\[protocol\]"):
         spec(strategy={"name": "fedavg", "max_samples": 100_000})

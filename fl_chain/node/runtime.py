@@ -476,7 +476,7 @@ class Node:
 
     def _report_unavailable(self, round_: int, contributors: set[str], progress: RoundProgress) -> bool:
         """Report each contributor whose update this node could not fetch (once per round); whether any was new."""
-        new = sorted(contributors - set(progress.reported))
+        new = sorted(contributors - set(progress.reported) - {self.address})  # its own update: nothing to report
         for contributor in new:
             try:
                 self.coordinator.report_unavailable(self.account, self.task_id, round_, contributor)

@@ -35,4 +35,4 @@ def test_artifact_declares_prefixed_custom_errors_and_past_tense_events() -> Non
 
     # Assert
     assert errors and all(name.startswith("FLCoordinator") for name in errors)
-    assert events and all(name.endswith(("ed", "Disputed")) for name in events), events
+    assert events and all(name.endswith(("ed", "Drawn")) for name in events), events  # "Drawn": irregular

@@ -152,6 +152,7 @@ class Node:
         self._final_wait_since: float | None = None
         self._unfetchable_since: dict[int, float] = {}
         self._key_missing_since: dict[int, float] = {}
+        self._unavailable: dict[int, set[str]] = {}
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
         self._joined = False
@@ -435,6 +436,11 @@ class Node:
             return Step.IDLE
         self._connect_all()
         ready: dict[int, bytes] = {}
+        # Contributors found unavailable earlier this round are reported as soon as the fallback phase
+        # begins, before another fetch timeout (they are still fetched: a slow peer may have caught up).
+        seen_unavailable = self._unavailable.setdefault(round_, set())
+        still_in = seen_unavailable & {c.contributor for c in commits}  # not excluded yet
+        reported = fallback and bool(still_in) and self._report_unavailable(round_, still_in, progress)
         unavailable: set[str] = set()
         for partition in todo:
             known = progress.aggregates.get(str(partition))
@@ -456,7 +462,9 @@ class Node:
                 progress.aggregates[str(partition)] = known
                 self.state.save_round(self.task_id, round_, progress)
             ready[partition] = bytes.fromhex(known)
-        reported = fallback and unavailable and self._report_unavailable(round_, unavailable, progress)
+        seen_unavailable |= unavailable
+        if fallback and unavailable:
+            reported = self._report_unavailable(round_, unavailable, progress) or reported
         if not ready:
             return Step.PROGRESS if reported else Step.IDLE
         return self._commit_aggregates(round_, ready, progress, fallback)

@@ -43,7 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Categories of timed work, in the order of a round.
 CATEGORIES = ("fetch", "train", "put", "commit", "aggregate", "evaluate", "chain_read")
-_COMMITS = {"commit_update", "commit_aggregates", "commit_aggregate", "advance", "report_unavailable"}
+#: Transactions a node sends during rounds (timed as ``commit``, their gas recorded).
+_COMMITS = {
+    "commit_update", "commit_aggregates", "commit_aggregate", "advance", "report_unavailable",
+    "draw_assignment", "dispute_round",
+}
 _READS = {
     "get_task", "get_round", "get_final_digests", "get_excluded", "get_participants", "has_joined",
     "find_frozen_update_commits", "find_update_commits", "find_aggregate_commits", "get_votes",

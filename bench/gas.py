@@ -10,15 +10,17 @@ Usage::
 For every N and two partition settings, P = 4 and P = N (replication r = 2, quorum q = 2), the
 script deploys a coordinator, admits and joins N participants, starts a task and plays rounds:
 
-* ``first``, ``steady``: every node commits its update; the last commit freezes the set; every
-  assigned aggregator commits all its partitions in one ``commitAggregates``; the round finalizes.
+* ``first``, ``steady``: every node commits its update; the last commit freezes the set; contributor
+  0 draws the assignment (``drawAssignment``: the key is the freezing block's hash, readable from
+  the next block on, as the nodes do); every assigned aggregator commits all its partitions in one
+  ``commitAggregates``; the round finalizes.
 * ``single``: the same, but each aggregate is its own ``commitAggregate`` transaction.
 * ``deadline``: one node stays offline, so the update phase ends at its deadline through ``advance``.
 * ``timeout``: nobody aggregates; ``advance`` fails the round after the fallback deadline.
 * ``1e3`` .. ``1e8``: steady rounds whose digests stand for models of 10^3 .. 10^8 parameters.
 
-Gas per participant per round is the gas of every transaction of the round (updates, aggregates,
-``advance`` calls) divided by N; the target is 100,000. The contract only ever sees 32-byte digests,
+Gas per participant per round is the gas of every transaction of the round (updates, the draw,
+aggregates, ``advance`` calls) divided by N; the target is 100,000. The contract only ever sees 32-byte digests,
 so the model-size rounds cost the same: their execution gas (gas used minus the 21,000 base and the
 calldata of each transaction) is identical, and gas used differs only by the zero bytes of the
 random digests, which cost 4 calldata gas instead of 16. For N = 4 the two settings coincide and
@@ -197,6 +199,12 @@ class Setting:
             self._record("advance (fail round)", self.co.advance(self.operator, self.task_id), result)
             self.rounds.append(result)
             return result
+        # The key is the freezing block's hash: no view answers assignments until a later block
+        # stores it. Contributor 0 draws it, as the nodes do.
+        assert info.assignment_key is None, info
+        receipt = self.co.draw_assignment(contributors[0], self.task_id, current)
+        assert self._emitted("AssignmentDrawn", receipt)
+        self._record("drawAssignment", receipt, result)
         for node in contributors:
             assigned = self.co.get_assigned_partitions(self.task_id, current, node.address)
             if not assigned:
@@ -296,6 +304,7 @@ CALL_ORDER = [
     "startTask",
     "commitUpdate",
     "commitUpdate + freeze",
+    "drawAssignment",
     "commitAggregate",
     "commitAggregate + finalize",
     "commitAggregates",
@@ -334,7 +343,8 @@ def print_report(chain_name: str, client_version: str, settings: list[dict[str, 
                 cells.append(f"{c['median']:,.0f} [{c['min']:,}-{c['max']:,}]")
         print(f"{name:<{width}}" + "".join(f"{cell:>28}" for cell in cells))
     print("  commitAggregates commits every partition the node is assigned in one transaction;")
-    print("  '+ freeze' / '+ finalize' are the commits that close the update phase / finalize the round.\n")
+    print("  '+ freeze' / '+ finalize' are the commits that close the update phase / finalize the round;")
+    print("  drawAssignment stores the round's assignment key (the freezing block's hash), once per round.\n")
 
     # Gas per participant per round.
     labels = ["first", "steady", "single", "deadline", "timeout"]
@@ -354,7 +364,8 @@ def print_report(chain_name: str, client_version: str, settings: list[dict[str, 
             f"{split['updates']:>7,.0f} + {split['aggregates']:,.0f}"
         )
     print("  aggs: aggregate commits per round (P x r).")
-    print("  first/steady: batch commits, the update phase closes when everyone committed (no advance);")
+    print("  first/steady: batch commits, the update phase closes when everyone committed (no advance),")
+    print("  one drawAssignment;")
     print("  single: one commitAggregate per partition; deadline: one node offline, advance freezes the set;")
     print("  timeout: nobody aggregates, advance fails the round (updates + advance only).\n")
 

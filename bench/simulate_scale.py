@@ -28,7 +28,7 @@ Defaults for 100 nodes: P = 10 partitions, replication r = 3 (quorum q = 2).
 * r = 3 with q = 2 is the smallest replication where a partition still finalizes with one
   aggregator missing or wrong, and an honest majority decides; r = 2 (q = 2) needs both.
 * P x r = 30 aggregation slots per round: 30 of the 100 contributors aggregate one partition each,
-  and the ring offset the contract draws moves the slots to other nodes every round. Every slot
+  and the keyed permutation the contract draws moves the slots to other nodes every round. Every slot
   costs one ``commitAggregates`` and N partition fetches, so the round's aggregation work is
   P x r x N fetches (3,000 here) instead of N x r x N = 20,000 with P = N.
 * Gas per participant falls as P / N falls (``bench/gas.py``: 59k at N = 64, P = 4 against 156k at

@@ -216,13 +216,14 @@ def commit_assigned(
 
 
 def commit_until_final(task: Task, round_: int, aggregators: Sequence[LocalAccount]) -> list[dict[str, Any]]:
-    """:func:`commit_assigned` (honest digests) for ``aggregators`` in order, stopping once the round
-    left its aggregation phase; returns the receipts."""
+    """:func:`commit_assigned` (honest digests) for those of ``aggregators`` that are assigned a
+    partition, in order, stopping once the round left its aggregation phase; returns the receipts."""
     receipts = []
     for aggregator in aggregators:
         if task.round(round_).status != RoundStatus.AGGREGATION:
             break
-        receipts += commit_assigned(task, round_, [aggregator])
+        if task.assigned(round_, aggregator):
+            receipts += commit_assigned(task, round_, [aggregator])
     return receipts
 
 

@@ -15,6 +15,7 @@ from tests.contract_helpers import (
     commit_updates,
     events,
     expected_seed,
+    finalize_round,
     forged_digest,
     frozen_task,
     honest_digest,
@@ -422,3 +423,68 @@ def test_advance_after_fallback_deadline_fails_round_and_starts_next(
     )
     state = coordinator.get_task(task.task_id)[1]
     assert (state.current_round, state.finalized_rounds) == (1, 0)
+
+
+# -- disputes -------------------------------------------------------------------------------------
+
+
+def test_majority_dispute_undoes_the_only_final_round_and_fails_the_current_one(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """n = 3: one dispute is recorded (RoundDisputeFiled, getRound.disputes); the second is a strict
+    majority: round 0 fails as Disputed, round 1 (built on it) fails too, round 2 starts, and the task
+    has no final round again; round 0 can no longer be disputed."""
+    # Prepare
+    members = accounts[1:4]
+    task = running_task(coordinator, operator, members, partitions=1, rounds=3)
+    finalize_round(task, 0)
+    first = coordinator.dispute_round(members[0], task.task_id, 0)
+
+    # Execute
+    second = coordinator.dispute_round(members[1], task.task_id, 0)
+
+    # Assert
+    assert events(coordinator, "RoundDisputeFiled", first) == [
+        {"taskId": task.task_id, "round": 0, "account": members[0].address, "disputes": 1}
+    ]
+    assert events(coordinator, "RoundFailed", first) == []
+    assert events(coordinator, "RoundFailed", second) == [
+        {"taskId": task.task_id, "round": 0, "reason": FailureReason.DISPUTED},
+        {"taskId": task.task_id, "round": 1, "reason": FailureReason.DISPUTED},
+    ]
+    assert [e["round"] for e in events(coordinator, "RoundStarted", second)] == [2]
+    undone = task.round(0)
+    assert (undone.status, undone.failure, undone.disputes) == (RoundStatus.FAILED, FailureReason.DISPUTED, 2)
+    assert (task.round(1).status, task.round(2).status) == (RoundStatus.FAILED, RoundStatus.UPDATE)
+    state = coordinator.get_task(task.task_id)[1]
+    assert (state.finalized_rounds, state.latest_finalized_round, state.current_round) == (0, None, 2)
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.dispute_round(members[2], task.task_id, 0)
+    assert exc.value.name == "FLCoordinatorNotDisputable"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0}
+
+
+def test_dispute_by_an_excluded_contributor_reverts_with_not_a_contributor(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """An update excluded as unavailable takes its contributor's say in the round's model with it."""
+    # Prepare: n = 3, two reports exclude members[0]; the other two finalize by a fallback majority.
+    members = accounts[1:4]
+    task = frozen_task(coordinator, operator, members, partitions=1, replication=2, quorum=2)
+    pass_deadline(chain, client, task.round(0).aggregation_deadline)
+    for reporter in members[1:]:
+        coordinator.report_unavailable(reporter, task.task_id, 0, members[0].address)
+    for member in members[1:]:
+        coordinator.commit_aggregate(member, task.task_id, 0, 0, honest_digest(0, 0))
+    assert (task.round(0).status, coordinator.get_excluded(task.task_id, 0)) == (
+        RoundStatus.FINALIZED, [members[0].address]
+    )
+
+    # Execute
+    with pytest.raises(ContractRevertError) as exc:
+        coordinator.dispute_round(members[0], task.task_id, 0)
+
+    # Assert
+    assert exc.value.name == "FLCoordinatorNotAContributor"
+    assert exc.value.arguments == {"taskId": task.task_id, "round": 0, "account": members[0].address}
+    assert task.round(0).disputes == 0

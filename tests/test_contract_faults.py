@@ -13,6 +13,7 @@ from tests.contract_helpers import (
     commit_assigned,
     commit_until_final,
     commit_updates,
+    draw_assignment,
     events,
     expected_seed,
     finalize_round,
@@ -291,6 +292,7 @@ def test_fallback_commit_by_joined_non_contributor_reverts_with_not_a_contributo
     commit_updates(task, 0, accounts[1:3])
     pass_deadline(chain, client, task.round(0).update_deadline)
     coordinator.advance(operator, task.task_id)
+    draw_assignment(task, 0)
     coordinator.commit_aggregate(accounts[1], task.task_id, 0, 0, honest_digest(0, 0))
     pass_deadline(chain, client, task.round(0).aggregation_deadline)
 

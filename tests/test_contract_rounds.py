@@ -359,15 +359,20 @@ def test_commit_aggregate_in_the_freezing_block_reverts_with_assignment_not_draw
 
 
 def test_first_aggregate_commit_draws_the_assignment(
-    coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """Nobody drew the key: the first commit after the freezing block draws it (AssignmentDrawn),
-    and the aggregator the Python mirror computes from the documented key is the assigned one."""
-    # Prepare
+    """Nobody drew the key: once a later block exists views read it lazily, and the first commit
+    stores it (AssignmentDrawn in its receipt); the aggregator the Python mirror computes from the
+    documented key is the assigned one."""
+    # Prepare: an empty block after the freezing one. (Without it, anvil estimates the commit's gas
+    # in the freezing block's context, where it reverts FLCoordinatorAssignmentNotDrawn.)
     members = accounts[1:6]
     task = running_task(coordinator, operator, members, partitions=5, replication=2, quorum=2)
     *_, freeze = commit_updates(task, 0, members)
     key = expected_key(client, freeze, task.round(0).seed)
+    chain.increase_time(1)
+    assert task.round(0).assignment_key == key
+    assert coordinator.find_events("AssignmentDrawn") == []
     index = aggregators_of(3, contributors=5, key=key, replication=2)[0]
     aggregator = members[index]  # commit order is join order here
 

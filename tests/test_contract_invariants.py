@@ -541,7 +541,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
         reporters = [c for c in contributors if c != target]
         for reporter in reporters[: max(0, len(reporters) - spare)]:
             account = self.by_address[reporter]
-            self._attempt(REPORT_ERRORS, lambda: self.co.report_unavailable(account, self.task_id, current, target))
+            self._attempt(
+                REPORT_ERRORS, lambda a=account: self.co.report_unavailable(a, self.task_id, current, target)
+            )
 
     @precondition(lambda self: self.round_status == RoundStatus.AGGREGATION)
     @rule(spare=st.integers(0, 2), lie=st.booleans())
@@ -560,7 +562,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
             if self.co.get_round(self.task_id, current).status != RoundStatus.AGGREGATION or not todo:
                 return
             self._attempt(
-                BATCH_ERRORS, lambda: self.co.commit_aggregates(account, self.task_id, current, todo, digests)
+                BATCH_ERRORS, lambda a=account: self.co.commit_aggregates(a, self.task_id, current, todo, digests)
             )
 
     @precondition(lambda self: self.has_final)
@@ -574,7 +576,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         contributors = self.updated.get(latest, [])
         for address in contributors[: max(0, len(contributors) - spare)]:
             account = self.by_address[address]
-            self._attempt(DISPUTE_ERRORS, lambda: self.co.dispute_round(account, self.task_id, latest))
+            self._attempt(DISPUTE_ERRORS, lambda a=account: self.co.dispute_round(a, self.task_id, latest))
 
     # -- honest behaviour ----------------------------------------------------------------------
     # Hypothesis enables only a random subset of rules per example (swarm testing) and random time

@@ -152,6 +152,7 @@ class Node:
         self._final_wait_since: float | None = None
         self._unfetchable_since: dict[int, float] = {}
         self._key_missing_since: dict[int, float] = {}
+        self._finishing = False
         self._unavailable: dict[int, set[str]] = {}
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._manifests: dict[tuple[int, str], Manifest | None] = {}
@@ -228,6 +229,7 @@ class Node:
         if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
             return self._finish(task)
         self.ensure_joined()
+        self._finishing = False  # a completed task whose last round was disputed runs again
         round_ = task.current_round
         if self.logs is not None:
             self.logs.enter_round(self.task_id, round_)
@@ -243,6 +245,7 @@ class Node:
 
     def _finish(self, task: TaskState) -> Step:
         if task.status == TaskStatus.COMPLETED:
+            self._finishing = True
             final = self._global_model(task)
             if final is None:
                 now = time.monotonic()
@@ -320,6 +323,8 @@ class Node:
                 patience = self.options.dispute_after
                 if patience is None:
                     patience = self.config.update_duration / 2
+                if self._finishing:  # dispute a completed task's last round before giving up on it
+                    patience = min(patience, self.options.final_model_timeout / 2)
                 if now - since >= patience:
                     self._dispute(round_, f"partition {b.index} unavailable for {now - since:.0f} s")
                 return None

@@ -15,7 +15,7 @@ allows, using that the tail only falls as ``n`` grows with ``k`` fixed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb
+from math import comb, gcd
 
 #: The largest capture probability `flchain task create` accepts without ``--accept-risk``.
 CAPTURE_LIMIT = 1e-6
@@ -39,7 +39,7 @@ def capture_probability(n: int, k: int, *, partitions: int, replication: int, qu
         return 0.0
     if 2 * k > n:
         return 1.0  # a contributor majority decides the fallback phase
-    windows = len({(p * replication) % n for p in range(partitions)})
+    windows = min(partitions, n // gcd(replication, n))  # distinct starts p*r mod n: a period of n/gcd(r, n)
     return min(1.0, windows * window_capture(n, k, replication, quorum))
 
 

@@ -22,9 +22,9 @@ rules and checks:
 (d) the contributor count of a round whose contributor set froze never changes; the assignment key
     is keccak(seed, hash of the freezing block) and is known before any aggregate of the round;
 (e) only non-excluded contributors of a round commit aggregates, report or dispute in it (members
-    who did not contribute have no vote); an aggregate is assigned (``isFallback`` false) exactly
-    when the Python mirror of the assignment says so, and a fallback one comes after the
-    aggregation deadline;
+    who did not contribute have no vote; a disputer committed no update since); an aggregate is
+    assigned (``isFallback`` false) exactly when the Python mirror of the assignment says so, and a
+    fallback one comes after the aggregation deadline;
 (f) no partition finalizes without ``q`` assigned votes for its digest unless, after the
     aggregation deadline, a strict majority of the round's contributors voted for it;
 (g) no update is excluded without reports from a strict majority of the round's contributors,
@@ -58,7 +58,6 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -154,11 +153,12 @@ REPLICATION_QUORUM = [(1, 1), (2, 2), (3, 2), (3, 3), (4, 3)]
 MAX_SAMPLES = [100, 1_000_000]
 #: Registrations: valid ones most of the time, else one of each bound broken.
 REGISTRATIONS = ["ok", "ok", "ok", "ok", "none", "five", "long", "key"]
-#: Forward moves of a round's status (a finalized round may still fail, by a dispute).
+#: Where a round's status may be at the next check (one step may make several moves, e.g. the last
+#: update freezes the set and aggregates finalize the round): only forward, and a finalized round
+#: may still fail (by a dispute), a failed one never changes.
 STATUS_MOVES = {
-    RoundStatus.NONE: {RoundStatus.NONE, RoundStatus.UPDATE, RoundStatus.AGGREGATION, RoundStatus.FAILED,
-                       RoundStatus.FINALIZED},
-    RoundStatus.UPDATE: {RoundStatus.UPDATE, RoundStatus.AGGREGATION, RoundStatus.FAILED},
+    RoundStatus.NONE: set(RoundStatus),
+    RoundStatus.UPDATE: {RoundStatus.UPDATE, RoundStatus.AGGREGATION, RoundStatus.FINALIZED, RoundStatus.FAILED},
     RoundStatus.AGGREGATION: {RoundStatus.AGGREGATION, RoundStatus.FINALIZED, RoundStatus.FAILED},
     RoundStatus.FINALIZED: {RoundStatus.FINALIZED, RoundStatus.FAILED},
     RoundStatus.FAILED: {RoundStatus.FAILED},
@@ -527,7 +527,6 @@ class CoordinatorMachine(RuleBasedStateMachine):
             self.chain.increase_time(info.aggregation_deadline - now)
         return self.rounds.get(info.round)
 
-    @precondition(lambda self: self.round_status == RoundStatus.AGGREGATION)
     @rule(reported=members, spare=st.integers(0, 2))
     def coalition_reports(self, reported: int, spare: int) -> None:
         """In the fallback phase, all contributors but ``spare`` report the ``reported``-th one."""
@@ -545,7 +544,6 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 REPORT_ERRORS, lambda a=account: self.co.report_unavailable(a, self.task_id, current, target)
             )
 
-    @precondition(lambda self: self.round_status == RoundStatus.AGGREGATION)
     @rule(spare=st.integers(0, 2), lie=st.booleans())
     def coalition_fallback(self, spare: int, lie: bool) -> None:
         """In the fallback phase, all contributors but ``spare`` commit one digest for every open partition."""
@@ -565,7 +563,6 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 BATCH_ERRORS, lambda a=account: self.co.commit_aggregates(a, self.task_id, current, todo, digests)
             )
 
-    @precondition(lambda self: self.has_final)
     @rule(spare=st.integers(0, 2))
     def coalition_disputes(self, spare: int) -> None:
         """All contributors of the latest finalized round but ``spare`` dispute it."""
@@ -755,6 +752,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 r = self._round(int(args["round"]))
                 self._sender_ok(args["account"], log)
                 assert r.voter(args["account"]), (args, r.index, r.excluded)  # (e)
+                disputed = int(args["round"])  # and it committed no update since (it fetched no later model)
+                assert not any(args["account"] in m.index for n, m in self.rounds.items() if n > disputed)
                 r.disputes += 1
                 assert args["disputes"] == r.disputes
             elif name == "RoundFailed" and args["reason"] == FailureReason.DISPUTED:

@@ -1,7 +1,7 @@
 """Bench-side instrumentation of an in-process federation, shared by the issue-7 benchmarks.
 
 Nothing in ``fl_chain`` is changed: the federation is built by
-:func:`fl_chain.inprocess.build_federation` and run by :class:`fl_chain.inprocess.InProcessFederation`
+:func:`fl_chain.federation.inprocess.build_federation` and run by :class:`fl_chain.federation.inprocess.InProcessFederation`
 exactly as ``flchain simulate`` does, and this module only wraps what the builder hands to each node:
 
 * the storage peer (``storage_factory``): :class:`TimedStorage` times ``put`` and ``get`` and counts
@@ -265,7 +265,7 @@ def make_spec(
     epochs: int = 1, batch_size: int = 16, seed: int = 0,
 ) -> Any:
     """A digits task with an MLP sized to about ``parameters`` (long phases: rounds end by completion)."""
-    from fl_chain.task import TaskSpec
+    from fl_chain.protocol.task import TaskSpec
 
     q = quorum if quorum is not None else replication // 2 + 1
     return TaskSpec.from_dict(
@@ -310,8 +310,8 @@ def _status_kib(field_name: str, pid: str = "self") -> int:
 
 def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Build, instrument and run one federation; returns per-round figures (see :func:`summarize`)."""
-    from fl_chain.inprocess import InProcessFederation, build_federation
-    from fl_chain.node.trainer import TorchTrainer
+    from fl_chain.federation.inprocess import InProcessFederation, build_federation
+    from fl_chain.training.trainer import TorchTrainer
 
     partitions = job.partitions if job.partitions is not None else job.nodes
     replication = min(job.replication, job.nodes)

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from fl_chain.cli import build_parser
-from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
-from fl_chain.simulate_display import SimulationDisplay
+from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
+from fl_chain.federation.display import SimulationDisplay
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -7,7 +7,7 @@ Usage::
     python bench/faults.py --runs 10 --jobs 2 --chain ganache
     python bench/faults.py --seeds 7,8        # just these seeds
 
-Each run (``fl_chain.fault_injection.run_faults``) is a local network of N node processes with kubo
+Each run (``tests.helpers.faults.run_faults``) is a local network of N node processes with kubo
 peers, N = 4 for even seeds and 5 for odd ones, on logistic regression over digits: P = N, r = 2,
 q = 2, 3 rounds, 12 s update and 6 s aggregation phases (and 6 s more for fallback aggregation),
 1 s blocks. From the seed it kills 1..floor((N-1)/2) nodes with SIGKILL at random phases (training,
@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl_chain.fault_injection import PHASES, FaultConfig, run_faults
+from tests.helpers.faults import PHASES, FaultConfig, run_faults
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
 

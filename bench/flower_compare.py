@@ -9,7 +9,7 @@ Usage::
 
 The job: N clients, the digits MLP with its hidden layer sized to the requested parameter count,
 one epoch of SGD (batch 16, lr 0.1) per round on each client's IID shard with the very same trainer
-(``fl_chain.node.trainer.TorchTrainer``) and the very same per-client, per-round seeds, weighted
+(``fl_chain.training.trainer.TorchTrainer``) and the very same per-client, per-round seeds, weighted
 FedAvg, every client evaluating each new global model on the test split (fl-chain nodes do that
 when they fetch it). Two pairs are run in the same invocation:
 
@@ -22,7 +22,7 @@ when they fetch it). Two pairs are run in the same invocation:
 * ``loopback``: fl-chain on anvil with one embedded kubo IPFS peer per node (in-process nodes)
   against Flower's deployment engine: ``flwr.server.start_server`` in one process and N
   ``flwr.client.start_client`` processes (gRPC, 127.0.0.1 only).
-* ``processes``: both sides as N OS processes: fl-chain's local network (``fl_chain.localnet``:
+* ``processes``: both sides as N OS processes: fl-chain's local network (``fl_chain.federation.localnet``:
   anvil with a block every second, N ``flchain node`` processes with kubo peers, the same task as
   a task file) against the same Flower deployment as ``loopback``. fl-chain's round ends are seen
   by polling the chain every 0.5 s, and its rounds include waiting for 1-second blocks.
@@ -92,8 +92,8 @@ def make_numpy_client(spec: Any, index: int, nodes: int) -> Any:
     from flwr.client import NumPyClient
 
     from fl_chain.chain.keys import dev_accounts
-    from fl_chain.node.launch import load_node_data
-    from fl_chain.node.trainer import TorchTrainer, training_seed
+    from fl_chain.training.node_data import load_node_data
+    from fl_chain.training.trainer import TorchTrainer, training_seed
 
     train, test = load_node_data(spec, index, nodes)
     trainer = TorchTrainer(spec, train, test)
@@ -377,7 +377,7 @@ def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, An
     """The job on fl-chain's local network: anvil and N ``flchain node`` processes with kubo peers."""
     from _federation import mlp_hidden_for, mlp_parameters
 
-    from fl_chain.localnet import LocalNetwork
+    from fl_chain.federation.localnet import LocalNetwork
 
     spec = _job_spec(nodes, parameters, rounds)  # same sections as the task file below
     hidden = mlp_hidden_for(parameters)

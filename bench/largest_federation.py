@@ -15,7 +15,7 @@ largest rungs, extrapolated linearly, says about how many nodes the memory avail
 * **Simulated nodes**: ``flchain simulate`` in one process (``bench/simulate_scale.py``'s child
   mode: embedded py-evm chain, memory store, real torch training on digits, P = 10, r = 3, q = 2),
   one child process per N, so the peak memory (``ru_maxrss``/``VmHWM``) is that run's alone.
-* **Real node processes**: ``fl_chain.localnet.LocalNetwork`` (anvil with a block a second, the
+* **Real node processes**: ``fl_chain.federation.localnet.LocalNetwork`` (anvil with a block a second, the
   contract, N ``flchain node`` OS processes, each with its own key, data shard, state directory and
   embedded kubo IPFS peer on 127.0.0.1), the digits MLP task with P = min(N, 8), r = 2, q = 2.
   The resident memory of every node process and of anvil is sampled each second from
@@ -185,7 +185,7 @@ class _Sampler:
 def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
     """A LocalNetwork of ``nodes`` node processes on anvil; completed rounds and peak memory."""
     from fl_chain.chain.coordinator import RoundStatus, TaskStatus
-    from fl_chain.localnet import LocalNetwork
+    from fl_chain.federation.localnet import LocalNetwork
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flchain-largest-net-") as tmp:

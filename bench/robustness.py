@@ -47,13 +47,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
-from fl_chain.inprocess import InProcessFederation, build_federation
-from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_partition
-from fl_chain.model.partitioning import join_partitions, partition_bounds
-from fl_chain.node.trainer import Trainer
+from fl_chain.federation.inprocess import InProcessFederation, build_federation
+from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition
+from fl_chain.protocol.partitioning import join_partitions, partition_bounds
+from fl_chain.training.trainer import Trainer
 from fl_chain.storage.base import Storage
-from fl_chain.storage.cid import cid_from_digest
-from fl_chain.task import TaskSpec
+from fl_chain.protocol.cid import cid_from_digest
+from fl_chain.protocol.task import TaskSpec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "robustness.json"
 NODES = 8

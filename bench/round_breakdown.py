@@ -8,7 +8,7 @@ Usage::
     python bench/round_breakdown.py --quick          # N = 4, 1e4 parameters, both backends, 2 rounds
     python bench/round_breakdown.py --nodes 8 --parameters 1000000 --backends embedded-memory
 
-Each job is an in-process federation built by ``fl_chain.inprocess.build_federation`` and run by
+Each job is an in-process federation built by ``fl_chain.federation.inprocess.build_federation`` and run by
 ``InProcessFederation`` exactly as ``flchain simulate`` runs it (real contract, real node runtime),
 instrumented from the outside (``bench/_federation.py``): the storage peer, the trainer, the
 coordinator and the strategy of each node are wrapped and every call is timed. The model is the

@@ -7,7 +7,7 @@ Usage::
     python bench/simulate_scale.py --nodes 8,16,32,64,100 # one run per N, each in its own process
     python bench/simulate_scale.py --nodes 100 --partitions 4 --replication 2
 
-Each run is :func:`fl_chain.simulate.run_simulation` exactly as ``flchain simulate`` calls it: the
+Each run is :func:`fl_chain.federation.simulate.run_simulation` exactly as ``flchain simulate`` calls it: the
 embedded py-evm chain and memory storage in this process, N real nodes (real contract, real node
 runtime, real torch training on their own shard of the dataset). The script prints and records:
 
@@ -139,7 +139,7 @@ def _simulate_args(args: argparse.Namespace, nodes: int) -> argparse.Namespace:
 
 def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path) -> dict[str, Any]:
     """``run_simulation`` as ``flchain simulate`` calls it (embedded chain, memory storage)."""
-    from fl_chain.simulate_display import SimulationDisplay
+    from fl_chain.federation.display import SimulationDisplay
 
     options = simulate.SimulationOptions(nodes=nodes, out=out, chain="embedded", storage="memory")
     return simulate.run_simulation(spec, options, SimulationDisplay())  # type: ignore[no-any-return]
@@ -147,7 +147,7 @@ def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path) -> dict[str
 
 def run_one(args: argparse.Namespace, nodes: int, out: Path) -> dict[str, Any]:
     """One simulation of ``nodes`` nodes in this process; returns the measured figures."""
-    import fl_chain.simulate as simulate
+    import fl_chain.federation.simulate as simulate
 
     spec = simulate.simulate_spec(_simulate_args(args, nodes))
     p = spec.protocol

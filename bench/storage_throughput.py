@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl_chain.storage.peer_process import PeerProcess
+from tests.helpers.peer_process import PeerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "storage_throughput.json"
 

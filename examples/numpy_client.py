@@ -19,7 +19,7 @@ initial parameters must be the same on every node, so seed them from the task (`
 
 from __future__ import annotations
 
-from fl_chain.task import TaskSpec
+from fl_chain.protocol.task import TaskSpec
 from fl_chain.training import ArrayDataset, NumPyClient, SoftmaxRegressionClient
 
 

@@ -215,7 +215,7 @@ def _client(url: str):  # type: ignore[no-untyped-def]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fl_chain.demo import run_demo
+    from fl_chain.federation.demo import run_demo
 
     if args.participants < 2:
         raise ConfigError("--participants must be at least 2")
@@ -236,9 +236,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fl_chain.node.launch import trainer_factory
-    from fl_chain.simulate import SimulationOptions, run_simulation, simulate_spec
-    from fl_chain.simulate_display import SimulationDisplay
+    from fl_chain.training.node_data import trainer_factory
+    from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
+    from fl_chain.federation.display import SimulationDisplay
 
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
@@ -307,7 +307,7 @@ def _dev_key(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from fl_chain.deployment import deploy
+    from fl_chain.chain.deployment import deploy
 
     account = _load_account(args)
     client = _client(args.rpc)
@@ -321,7 +321,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _admit(args: argparse.Namespace) -> int:
     from web3 import Web3
 
-    from fl_chain.deployment import Deployment, open_deployment
+    from fl_chain.chain.deployment import Deployment, open_deployment
 
     for address in args.accounts:
         if not Web3.is_address(address):
@@ -337,7 +337,7 @@ def _revoke(args: argparse.Namespace) -> int:
     from web3 import Web3
 
     from fl_chain.chain.coordinator import TaskStatus
-    from fl_chain.deployment import Deployment, open_deployment
+    from fl_chain.chain.deployment import Deployment, open_deployment
 
     if not Web3.is_address(args.account):
         raise ConfigError(f"{args.account!r} is not an Ethereum address")
@@ -355,13 +355,13 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _task(args: argparse.Namespace) -> int:
-    from fl_chain.deployment import Deployment, open_deployment
-    from fl_chain.task import TaskSpec
+    from fl_chain.chain.deployment import Deployment, open_deployment
+    from fl_chain.protocol.task import TaskSpec
 
     account = _load_account(args)
     if args.task_command == "create":
-        from fl_chain.node.launch import trainer_factory
-        from fl_chain.operator_tasks import create_task, initial_vector_for
+        from fl_chain.training.node_data import trainer_factory
+        from fl_chain.federation.operator import create_task, initial_vector_for
 
         spec = TaskSpec.from_toml(args.task_file)
         _check_capture_bound(spec, args.task_file, accept_risk=args.accept_risk)
@@ -384,7 +384,7 @@ def _task(args: argparse.Namespace) -> int:
 
 def _check_capture_bound(spec, task_file: str, *, accept_risk: bool) -> None:  # type: ignore[no-untyped-def]
     """Print the chance that ``[security] max_colluders`` decide a partition; refuse above the limit."""
-    from fl_chain.capture import CAPTURE_LIMIT
+    from fl_chain.protocol.capture import CAPTURE_LIMIT
 
     bound = spec.capture_bound()
     p = spec.protocol
@@ -442,8 +442,8 @@ def _stamped(message: str) -> None:
 
 
 def _model_get(args: argparse.Namespace) -> int:
-    from fl_chain.deployment import Deployment, open_deployment
-    from fl_chain.model_download import download_global_model
+    from fl_chain.chain.deployment import Deployment, open_deployment
+    from fl_chain.exchange.download import download_global_model
 
     coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
     round_, path = download_global_model(
@@ -454,7 +454,7 @@ def _model_get(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from fl_chain.deployment import Deployment, open_deployment
+    from fl_chain.chain.deployment import Deployment, open_deployment
 
     coordinator = open_deployment(_client(args.rpc), Deployment.read(args.deployment))
     count = coordinator.task_count()

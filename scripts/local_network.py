@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl_chain.chain.coordinator import RoundStatus, TaskStatus  # noqa: E402
 from fl_chain.errors import FLChainError  # noqa: E402
-from fl_chain.localnet import LocalNetwork  # noqa: E402
+from fl_chain.federation.localnet import LocalNetwork  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

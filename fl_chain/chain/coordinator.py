@@ -14,6 +14,7 @@ from web3.contract.contract import Contract
 from fl_chain.chain.artifacts import Artifact, load_artifact
 from fl_chain.chain.client import ChainClient, RevertDecoder
 from fl_chain.errors import ConfigError, ContractNotFoundError
+from fl_chain.protocol.task import TaskConfig
 
 ZERO_DIGEST = b"\x00" * 32
 #: Participants read per ``getParticipants`` call (each costs ~25k gas of the call's budget).
@@ -42,39 +43,6 @@ class FailureReason(IntEnum):
     AGGREGATION_TIMED_OUT = 2
     TASK_CANCELLED = 3
     DISPUTED = 4
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """Parameters of a task, fixed at creation (see ``FLCoordinator.TaskConfig``)."""
-
-    manifest_digest: bytes
-    partitions: int
-    replication: int
-    quorum: int
-    min_contributors: int
-    update_duration: int
-    aggregation_duration: int
-    rounds: int
-    max_participants: int = 1000
-    max_samples: int = 1_000_000
-    open_admission: bool = False
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The ABI tuple for ``createTask``."""
-        return (
-            self.manifest_digest,
-            self.partitions,
-            self.replication,
-            self.quorum,
-            self.min_contributors,
-            self.update_duration,
-            self.aggregation_duration,
-            self.rounds,
-            self.max_participants,
-            self.max_samples,
-            self.open_admission,
-        )
 
 
 @dataclass(frozen=True)

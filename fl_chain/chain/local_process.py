@@ -16,6 +16,7 @@ from web3 import HTTPProvider, Web3
 
 from fl_chain.chain.keys import DEV_MNEMONIC
 from fl_chain.errors import ChainLaunchError
+from fl_chain.ports import HOST, free_port, port_in_use
 
 #: Seconds a chain process gets to answer JSON-RPC after it is started.
 START_TIMEOUT = 60.0
@@ -23,26 +24,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 #: Every development account starts with this many ether.
 DEV_BALANCE_ETHER = 10_000
-HOST = "127.0.0.1"
 LOCAL_CHAINS_DIR = Path(__file__).resolve().parents[2] / "ganache"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:``port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return True
-    return False
 
 
 class LocalChainProcess(ABC):

@@ -40,7 +40,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.aggregation import Contribution, get_strategy, validate_values
-from fl_chain.assignment import assigned_partitions
+from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.chain.coordinator import (
     Coordinator,
     RoundInfo,
@@ -58,17 +58,18 @@ from fl_chain.errors import (
     ContractRevertError,
     TransactionFailedError,
 )
-from fl_chain.exchange import fetch_manifest, fetch_partition, publish_vector
-from fl_chain.model.blob import BlobHeader, BlobKind, blob_size, decode_partition, encode_partition
-from fl_chain.model.manifest import Manifest
-from fl_chain.model.partitioning import join_partitions, partition_bounds
+from fl_chain.exchange.transfer import fetch_manifest, fetch_partition, publish_vector
+from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition, encode_partition
+from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.partitioning import join_partitions, partition_bounds
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState, RoundProgress
-from fl_chain.node.trainer import Trainer, initial_model_digest, training_seed
-from fl_chain.peering import PeerDirectory, connect_to_participants
+from fl_chain.protocol.vector import initial_model_digest
+from fl_chain.training.trainer import Trainer, training_seed
+from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
 from fl_chain.storage.base import Storage
-from fl_chain.storage.cid import cid_from_digest, digest_from_cid
-from fl_chain.task import TaskSpec
+from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
+from fl_chain.protocol.task import TaskSpec
 
 log = logging.getLogger("fl_chain.node")
 
@@ -626,6 +627,6 @@ class Node:
 
 
 def _manifest_digest(manifest: Manifest) -> bytes:
-    from fl_chain.storage.unixfs import unixfs_digest
+    from fl_chain.protocol.unixfs import unixfs_digest
 
     return unixfs_digest(manifest.to_bytes())

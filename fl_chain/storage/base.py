@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from typing import Self
 
 from fl_chain.errors import BlobIntegrityError, BlobTooLargeError
-from fl_chain.storage.cid import digest_from_cid, normalize_cid
-from fl_chain.storage.unixfs import unixfs_digest
+from fl_chain.protocol.cid import digest_from_cid, normalize_cid
+from fl_chain.protocol.unixfs import unixfs_digest
 
 #: Seconds a get waits for a CID before it fails with BlobNotFoundError.
 DEFAULT_GET_TIMEOUT = 30.0
@@ -21,7 +21,7 @@ def too_large_message(cid: str, max_size: int) -> str:
 class Storage(ABC):
     """A content-addressed store that is also a peer: put, get with a timeout, pin, connect.
 
-    CIDs are CIDv1 dag-pb sha2-256 strings (see :mod:`fl_chain.storage.cid`); every backend gives
+    CIDs are CIDv1 dag-pb sha2-256 strings (see :mod:`fl_chain.protocol.cid`); every backend gives
     the same CID for the same bytes, the one ``ipfs add`` gives.
     """
 

@@ -38,10 +38,10 @@ import time
 import uuid
 from pathlib import Path
 
-from fl_chain.chain.local_process import port_in_use
+from fl_chain.ports import port_in_use
 from fl_chain.errors import BlobFormatError, BlobNotFoundError, BlobTooLargeError, StorageError, StorageStartError
 from fl_chain.storage.base import Storage, too_large_message
-from fl_chain.storage.cid import cid_from_digest, cidv0_from_digest, digest_from_cid
+from fl_chain.protocol.cid import cid_from_digest, cidv0_from_digest, digest_from_cid
 from fl_chain.storage.kubo_config import check_safe_config, write_safe_config
 from fl_chain.storage.libkubo import load, take_string
 

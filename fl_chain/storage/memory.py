@@ -11,8 +11,8 @@ import threading
 
 from fl_chain.errors import BlobNotFoundError, BlobTooLargeError, StorageError
 from fl_chain.storage.base import Storage, too_large_message
-from fl_chain.storage.cid import cid_from_digest, normalize_cid
-from fl_chain.storage.unixfs import unixfs_digest
+from fl_chain.protocol.cid import cid_from_digest, normalize_cid
+from fl_chain.protocol.unixfs import unixfs_digest
 
 
 class MemoryNetwork:

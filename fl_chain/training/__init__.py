@@ -5,6 +5,11 @@ A model is exchanged as a flat little-endian float32 vector (see :class:`TorchAd
 :class:`ClientTrainer`).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fl_chain.training.datasets import (
     DATASET_OPTIONS,
     DATASETS,
@@ -14,7 +19,7 @@ from fl_chain.training.datasets import (
     load_dataset,
     shard,
 )
-from fl_chain.training.models import MODELS, build_model
+from fl_chain.protocol.catalog import MODELS
 from fl_chain.training.numpy_client import (
     ClientTrainer,
     NumPyClient,
@@ -23,7 +28,21 @@ from fl_chain.training.numpy_client import (
     client_trainer_factory,
 )
 from fl_chain.training.plugins import load_client_factory
-from fl_chain.training.torch_adapter import TorchAdapter
+
+if TYPE_CHECKING:
+    from fl_chain.training.models import build_model
+    from fl_chain.training.torch_adapter import TorchAdapter
+
+#: Names that need torch, imported on first use so that checking a task or the CLI never loads it.
+_TORCH_NAMES = {"TorchAdapter": "fl_chain.training.torch_adapter", "build_model": "fl_chain.training.models"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ArrayDataset",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fl_chain.errors import ConfigError
+from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.training.csv_data import read_csv_table
 from fl_chain.training.idx import read_idx
 
@@ -34,21 +35,10 @@ __all__ = [
     "shard",
 ]
 
-#: Names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = ("digits", "breast_cancer", "fashion_mnist", "csv")
-#: Options each dataset accepts as keyword arguments of :func:`load_dataset` (and in a task's [dataset]).
-DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "digits": (),
-    "breast_cancer": (),
-    "fashion_mnist": ("path",),
-    "csv": ("label", "num_classes", "path", "standardize"),
-}
 #: Where Debian's ``dataset-fashion-mnist`` puts the files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Environment variable naming another Fashion-MNIST directory (a ``path`` option wins over it).
 FASHION_MNIST_ENV = "FLCHAIN_FASHION_MNIST_DIR"
-#: Schemes accepted by :func:`shard`.
-SHARD_SCHEMES: tuple[str, ...] = ("iid", "dirichlet", "quantity")
 #: Share of each class that goes to the test split.
 TEST_FRACTION = 0.2
 
@@ -153,34 +143,6 @@ def load_dataset(name: str, *, seed: int = 0, **options: Any) -> tuple[ArrayData
         std = features[train_idx].std(axis=0)
         features = (features - mean) / np.where(std > 0, std, 1.0)
     return ArrayDataset(features[train_idx], labels[train_idx]), ArrayDataset(features[test_idx], labels[test_idx])
-
-
-def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
-    """Check the options of dataset ``name`` without reading any data.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown dataset or option, or an option of the wrong type or range.
-    """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
-    known = DATASET_OPTIONS[name]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        accepted = ", ".join(known) if known else "none"
-        raise ConfigError(f"dataset {name!r} got unknown option(s) {', '.join(unknown)}; accepted: {accepted}")
-    path = options.get("path")
-    if path is not None and (not isinstance(path, (str, os.PathLike)) or not str(path)):
-        raise ConfigError(f"dataset {name!r} option path must be a non-empty path string; got {path!r}")
-    label = options.get("label", "label")
-    if not isinstance(label, str) or not label.strip():
-        raise ConfigError(f"dataset {name!r} option label must be a column name; got {label!r}")
-    num_classes = options.get("num_classes")
-    if num_classes is not None and (type(num_classes) is not int or num_classes < 2):
-        raise ConfigError(f"dataset {name!r} option num_classes must be an integer >= 2; got {num_classes!r}")
-    if not isinstance(options.get("standardize", False), bool):
-        raise ConfigError(f"dataset {name!r} option standardize must be true or false; got {options['standardize']!r}")
 
 
 def shard(

@@ -19,12 +19,9 @@ import torch
 from torch import nn
 
 from fl_chain.errors import ConfigError
+from fl_chain.protocol.catalog import MODELS
 
 __all__ = ["MODELS", "build_model"]
-
-#: Names accepted by :func:`build_model`.
-MODELS: tuple[str, ...] = ("logreg", "mlp", "cnn")
-
 
 def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int, seed: int, **options: Any) -> nn.Module:
     """Build a freshly initialized float32 classifier.

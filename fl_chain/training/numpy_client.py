@@ -2,7 +2,7 @@
 
 A :class:`NumPyClient` hands its model over as a list of numpy arrays, as Flower's
 ``flwr.client.NumPyClient`` does; :class:`ClientTrainer` turns such a client into the node's
-:class:`~fl_chain.node.trainer.Trainer` by mapping the list to and from the flat little-endian
+:class:`~fl_chain.training.trainer.Trainer` by mapping the list to and from the flat little-endian
 float32 vector that nodes exchange. :class:`SoftmaxRegressionClient` is a client written with numpy
 alone. This module does not import torch (the ``fl_chain.training`` package still loads it for
 :class:`TorchAdapter`).
@@ -19,7 +19,7 @@ from fl_chain.errors import ConfigError
 from fl_chain.training.datasets import ArrayDataset
 
 if TYPE_CHECKING:
-    from fl_chain.task import TaskSpec
+    from fl_chain.protocol.task import TaskSpec
 
 __all__ = [
     "ClientFactory",

@@ -1,0 +1,48 @@
+"""``flchain model get``: fetch a round's global model from the participants' IPFS peers."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fl_chain.exchange.audit import fetch_global
+from fl_chain.chain.coordinator import Coordinator
+from fl_chain.errors import BlobNotFoundError, ConfigError
+from fl_chain.exchange.peering import connect_to_participants
+from fl_chain.storage.kubo import KuboStorage
+
+
+def download_global_model(
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int | None,
+    out: str | Path,
+    *,
+    ipfs_dir: str | Path | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, Path]:
+    """Fetch and verify every final partition of ``round_`` (default: latest) and save the vector."""
+    _, state = coordinator.get_task(task_id)
+    if round_ is None:
+        if state.latest_finalized_round is None:
+            raise ConfigError(f"task {task_id} has no finalized round yet")
+        round_ = state.latest_finalized_round
+    digests = coordinator.get_final_digests(task_id, round_)
+    if any(d is None for d in digests):
+        raise ConfigError(f"round {round_} of task {task_id} is not finalized")
+    with tempfile.TemporaryDirectory(prefix="flchain-model-get-") as tmp:
+        repo = Path(ipfs_dir) if ipfs_dir else Path(tmp) / "ipfs"
+        storage = KuboStorage(repo, log_dir=Path(tmp))
+        try:
+            connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
+            vector = fetch_global(storage, coordinator, task_id, round_, timeout=timeout)
+        except BlobNotFoundError as exc:
+            raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None
+        finally:
+            storage.close()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vector)
+    return round_, path

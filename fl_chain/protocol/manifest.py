@@ -1,0 +1,161 @@
+"""Update and model manifests: the small JSON documents whose digests go on chain.
+
+A manifest lists the CIDs of a model vector's P partition blobs. Its bytes are canonical JSON
+(sorted keys, no spaces), so the same content always has the same CID; the sha2-256 digest of that
+CID is the bytes32 committed on chain, and the CID is rebuilt from it.
+
+Manifest bytes come from peers, so parsing is total: any bytes give a :class:`Manifest` or a
+:class:`BlobFormatError`. A fetch reads at most :func:`manifest_size_limit` bytes; before
+``json.loads`` a linear pre-scan refuses non-ASCII text and more than one ``{`` or ``[`` (a
+canonical manifest has exactly one of each, so nesting is at most two deep: no deep recursion);
+integers longer than 20 digits, floats, NaN and Infinity are refused while parsing (no quadratic
+big-int conversion), and anything else that escapes is turned into BlobFormatError.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from web3 import Web3
+
+from fl_chain.errors import BlobFormatError, BlobMismatchError
+from fl_chain.protocol.cid import normalize_cid
+
+MANIFEST_VERSION = 1
+UPDATE_FORMAT = "fl-chain/update"
+MODEL_FORMAT = "fl-chain/model"
+#: Longest integer literal a manifest may hold (``2**64 - 1`` has 20 digits).
+MAX_INT_DIGITS = 20
+_MAX_INT = 10**MAX_INT_DIGITS - 1
+_LONGEST_CID = "b" + "a" * 58  # CIDv1 dag-pb sha2-256 base32: always 59 characters
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A model vector stored as partitions.
+
+    ``kind`` is ``update`` (a contributor's trained model for a round, ``contributor`` set) or
+    ``model`` (a global model: the final partitions of a round, or the task's initial model).
+    """
+
+    kind: str
+    task_id: int
+    round: int
+    dimension: int
+    partitions: tuple[str, ...]
+    contributor: str | None = None
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes."""
+        body: dict[str, Any] = {
+            "format": UPDATE_FORMAT if self.kind == "update" else MODEL_FORMAT,
+            "version": MANIFEST_VERSION,
+            "task": self.task_id,
+            "round": self.round,
+            "dimension": self.dimension,
+            "dtype": "float32",
+            "partitions": list(self.partitions),
+        }
+        if self.kind == "update":
+            body["contributor"] = self.contributor
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def check(
+        self,
+        *,
+        kind: str,
+        task_id: int,
+        round_: int,
+        partitions: int,
+        contributor: str | None = None,
+        dimension: int | None = None,
+    ) -> None:
+        """Raise :class:`BlobMismatchError` unless this is the manifest the chain (and the model) says it is."""
+        expected = {"kind": kind, "task_id": task_id, "round": round_, "partition count": partitions}
+        got = {"kind": self.kind, "task_id": self.task_id, "round": self.round, "partition count": len(self.partitions)}
+        for name, want in expected.items():
+            if got[name] != want:
+                raise BlobMismatchError(f"manifest has {name}={got[name]}, expected {want}")
+        if contributor is not None and (self.contributor or "").lower() != contributor.lower():
+            raise BlobMismatchError(f"manifest names contributor {self.contributor}, expected {contributor}")
+        if dimension is not None and self.dimension != dimension:
+            raise BlobMismatchError(f"manifest has {self.dimension} parameters, the model {dimension}")
+
+
+def manifest_size_limit(partitions: int) -> int:
+    """The largest canonical manifest of ``partitions`` partitions, in bytes (the fetch bound)."""
+    if partitions < 1:
+        raise ValueError(f"a manifest has at least one partition, got {partitions}")
+    widest = Manifest("update", _MAX_INT, _MAX_INT, _MAX_INT, (_LONGEST_CID,) * partitions, "0x" + "f" * 40)
+    return len(widest.to_bytes())
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse and validate manifest bytes (which must be canonical); BlobFormatError for anything else."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise BlobFormatError(f"manifest must be bytes, got {type(data).__name__}")
+    if not data.isascii():
+        raise BlobFormatError("manifest is not ASCII")
+    if data.count(b"{") > 1 or data.count(b"[") > 1:
+        raise BlobFormatError("manifest nests objects or lists")
+    try:
+        return _parse(bytes(data))
+    except BlobFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - total: whatever else peer bytes provoke is a format error
+        raise BlobFormatError(f"manifest does not parse: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _parse(data: bytes) -> Manifest:
+    try:
+        body = json.loads(data.decode("ascii"), parse_int=_bounded_int, parse_float=_no_float, parse_constant=_no_float)
+    except json.JSONDecodeError:
+        raise BlobFormatError("manifest is not JSON") from None
+    if not isinstance(body, dict):
+        raise BlobFormatError("manifest is not a JSON object")
+    fmt = body.get("format")
+    if fmt not in (UPDATE_FORMAT, MODEL_FORMAT):
+        raise BlobFormatError(f"unknown manifest format {str(fmt)[:80]!r}")
+    if body.get("version") != MANIFEST_VERSION:
+        raise BlobFormatError(f"manifest version {str(body.get('version'))[:80]!r} is not supported")
+    try:
+        partitions = body["partitions"]
+        if not isinstance(partitions, list) or not partitions or not all(isinstance(c, str) for c in partitions):
+            raise BlobFormatError("manifest partitions must be a non-empty list of CIDs")
+        manifest = Manifest(
+            kind="update" if fmt == UPDATE_FORMAT else "model",
+            task_id=_int(body["task"], "task"),
+            round=_int(body["round"], "round"),
+            dimension=_int(body["dimension"], "dimension"),
+            partitions=tuple(normalize_cid(c) for c in partitions),
+            contributor=body.get("contributor") if fmt == UPDATE_FORMAT else None,
+        )
+    except KeyError as exc:
+        raise BlobFormatError(f"manifest lacks field {exc.args[0]!r}") from None
+    if body.get("dtype") != "float32":
+        raise BlobFormatError(f"manifest dtype {str(body.get('dtype'))[:80]!r} is not supported")
+    if manifest.kind == "update" and not (isinstance(manifest.contributor, str) and Web3.is_address(manifest.contributor)):
+        raise BlobFormatError("update manifest lacks a valid contributor address")
+    if manifest.dimension < len(manifest.partitions):
+        raise BlobFormatError("manifest dimension is smaller than its partition count")
+    if manifest.to_bytes() != data:
+        raise BlobFormatError("manifest bytes are not canonical")
+    return manifest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BlobFormatError(f"manifest holds an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _no_float(text: str) -> float:
+    raise BlobFormatError(f"manifest holds a non-integer number {text[:40]!r}")
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BlobFormatError(f"manifest field {name!r} must be a non-negative integer")
+    return value

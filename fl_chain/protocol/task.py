@@ -1,0 +1,348 @@
+"""Task specifications: the TOML an operator writes, the canonical manifest whose digest goes on chain.
+
+Example ``task.toml``::
+
+    [protocol]
+    rounds = 3
+    partitions = 4            # P
+    replication = 2           # r: aggregators per partition
+    quorum = 2                # q: identical digests that finalize a partition (r/2 < q <= r)
+    min_contributors = 2
+    update_duration = 60      # seconds
+    aggregation_duration = 60 # seconds (and as long again for fallback aggregation)
+    max_participants = 1000   # joins beyond this are refused on chain
+    max_samples = 1000000     # on chain: an update may claim at most this many samples (its FedAvg weight)
+    open_admission = false
+
+    [security]
+    max_colluders = 1         # coalition size the capture bound at `task create` is computed for
+
+    [model]
+    name = "mlp"              # logreg | mlp | cnn
+    hidden = 32
+    seed = 42                 # every node builds the same initial model from it
+
+    [dataset]
+    name = "digits"           # digits | breast_cancer | fashion_mnist | csv
+    split = "iid"             # iid | dirichlet | quantity
+    alpha = 0.5
+    seed = 0
+    # fashion_mnist: path = "/usr/share/datasets/fashion-mnist" (default; or $FLCHAIN_FASHION_MNIST_DIR)
+    # csv: path = "site.csv" (optional: each node may pass its own file), label = "label",
+    #      num_classes = 3, standardize = false
+
+    [training]
+    epochs = 1
+    batch_size = 32
+    lr = 0.1
+
+    [strategy]
+    name = "fedavg"           # fedavg | median | trimmed_mean
+    # trim_fraction = 0.1
+    # norm_bound = 100.0       # per-partition L2 bound on an update's change from the global model
+                               # (default 100: honest changes measured up to ~9; tighten it per task)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fl_chain.protocol.capture import CaptureBound, worst_capture
+from fl_chain.aggregation.registry import get_strategy
+from fl_chain.errors import ConfigError
+from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
+from fl_chain.protocol.unixfs import unixfs_digest
+
+TASK_FORMAT = "fl-chain/task"
+TASK_VERSION = 1
+MAX_REPLICATION = 64
+MAX_PARTICIPANTS = 100_000
+#: Per-partition L2 bound on an update's change when the task sets none: far above honest changes
+#: (measured up to ~9 with 5 local epochs at lr 0.5 on the built-in models), far below a scaled or
+#: exploding update. Tighten it per task with [strategy] norm_bound.
+DEFAULT_NORM_BOUND = 100.0
+
+#: Keys of [dataset] that choose the shards, besides the name and the dataset's own options.
+_DATASET_SHARD_KEYS = ("seed", "split", "alpha")
+#: [strategy] keys that configure per-contribution validation, not the aggregation strategy.
+_VALIDATION_KEYS = ("norm_bound",)
+
+_PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "rounds": 3,
+    "partitions": 4,
+    "replication": 2,
+    "quorum": 2,
+    "min_contributors": 2,
+    "update_duration": 60,
+    "aggregation_duration": 60,
+    "max_participants": 1000,
+    "max_samples": 1_000_000,
+    "open_admission": False,
+}
+_SECURITY_DEFAULTS: dict[str, Any] = {"max_colluders": 1}
+_SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Parameters of a task, fixed at creation (see ``FLCoordinator.TaskConfig``)."""
+
+    manifest_digest: bytes
+    partitions: int
+    replication: int
+    quorum: int
+    min_contributors: int
+    update_duration: int
+    aggregation_duration: int
+    rounds: int
+    max_participants: int = 1000
+    max_samples: int = 1_000_000
+    open_admission: bool = False
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The ABI tuple for ``createTask``."""
+        return (
+            self.manifest_digest,
+            self.partitions,
+            self.replication,
+            self.quorum,
+            self.min_contributors,
+            self.update_duration,
+            self.aggregation_duration,
+            self.rounds,
+            self.max_participants,
+            self.max_samples,
+            self.open_admission,
+        )
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a node needs to take part in a task, besides its own data."""
+
+    protocol: dict[str, Any]
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=lambda: dict(_SECURITY_DEFAULTS))
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TaskSpec:
+        """Read and validate a task TOML file."""
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"task file {source} does not exist")
+        try:
+            data = tomllib.loads(source.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"task file {source} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"task file {source} is not UTF-8 text") from None
+        return cls.from_dict(data, origin=str(source))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "task") -> TaskSpec:
+        """Validate a parsed task description."""
+        unknown = set(data) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; use {', '.join(_SECTIONS)}")
+        for section in ("model", "dataset"):
+            if not isinstance(data.get(section), dict) or "name" not in data[section]:
+                raise ConfigError(f"{origin}: [{section}] with a name is required")
+        protocol = {**_PROTOCOL_DEFAULTS, **data.get("protocol", {})}
+        spec = cls(
+            protocol=protocol,
+            model=dict(data["model"]),
+            dataset=dict(data["dataset"]),
+            training={"epochs": 1, "batch_size": 32, "lr": 0.1, **data.get("training", {})},
+            strategy={"name": "fedavg", **data.get("strategy", {})},
+            security={**_SECURITY_DEFAULTS, **data.get("security", {})},
+        )
+        spec.validate(origin)
+        return spec
+
+    def validate(self, origin: str = "task") -> None:
+        """Raise ConfigError naming the first out-of-range value."""
+        p = self.protocol
+        unknown = set(p) - set(_PROTOCOL_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [protocol] key(s) {sorted(unknown)}")
+        for key in (
+            "rounds", "partitions", "replication", "quorum", "min_contributors", "update_duration",
+            "aggregation_duration", "max_participants", "max_samples",
+        ):
+            value = p[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{origin}: protocol.{key} must be a positive integer, got {value!r}")
+        if p["replication"] > MAX_REPLICATION:
+            raise ConfigError(f"{origin}: protocol.replication must be at most {MAX_REPLICATION}, got {p['replication']}")
+        if not (p["replication"] / 2 < p["quorum"] <= p["replication"]):
+            raise ConfigError(
+                f"{origin}: protocol.quorum must satisfy replication/2 < quorum <= replication "
+                f"(replication={p['replication']}), got {p['quorum']}"
+            )
+        if p["min_contributors"] < p["quorum"]:
+            raise ConfigError(f"{origin}: protocol.min_contributors must be >= quorum ({p['quorum']}), got {p['min_contributors']}")
+        if not p["min_contributors"] <= p["max_participants"] <= MAX_PARTICIPANTS:
+            raise ConfigError(
+                f"{origin}: protocol.max_participants must be in [min_contributors, {MAX_PARTICIPANTS}], "
+                f"got {p['max_participants']}"
+            )
+        if p["max_samples"] >= 2**64:
+            raise ConfigError(f"{origin}: protocol.max_samples must be below 2**64, got {p['max_samples']}")
+        if p["partitions"] > 65535:
+            raise ConfigError(f"{origin}: protocol.partitions must be at most 65535, got {p['partitions']}")
+        if not isinstance(p["open_admission"], bool):
+            raise ConfigError(f"{origin}: protocol.open_admission must be true or false")
+        if "max_samples" in self.strategy:
+            raise ConfigError(f"{origin}: max_samples is enforced on chain now: move it to [protocol]")
+
+        if self.model["name"] not in MODELS:
+            raise ConfigError(f"{origin}: unknown model {self.model['name']!r}; use one of {', '.join(MODELS)}")
+        self._validate_dataset(origin)
+        try:
+            get_strategy(self.strategy["name"], **self.strategy_options)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        bound = self.strategy.get("norm_bound")
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
+        ):
+            raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
+        self._validate_security(origin)
+        for key in ("epochs", "batch_size"):
+            if not isinstance(self.training.get(key), int) or self.training[key] < 1:
+                raise ConfigError(f"{origin}: training.{key} must be a positive integer")
+        if not isinstance(self.training.get("lr"), (int, float)) or self.training["lr"] <= 0:
+            raise ConfigError(f"{origin}: training.lr must be a positive number")
+
+    def _validate_security(self, origin: str) -> None:
+        unknown = set(self.security) - set(_SECURITY_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [security] key(s) {sorted(unknown)}; accepted: max_colluders")
+        k = self.security["max_colluders"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ConfigError(f"{origin}: security.max_colluders must be a non-negative integer, got {k!r}")
+
+    def _validate_dataset(self, origin: str) -> None:
+        """Check [dataset]: a known name, the shard keys, and the options that dataset accepts.
+
+        A ``csv`` task may leave ``path`` out: each node then passes its own file.
+        """
+
+        d = self.dataset
+        name = d["name"]
+        if name not in DATASETS:
+            raise ConfigError(f"{origin}: unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
+        accepted = sorted({"name", *_DATASET_SHARD_KEYS, *DATASET_OPTIONS[name]})
+        unknown = sorted(set(d) - set(accepted))
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [dataset] key(s) {unknown} for dataset {name!r}; accepted: {', '.join(accepted)}")
+        seed = d.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{origin}: dataset.seed must be a non-negative integer, got {seed!r}")
+        if d.get("split", "iid") not in SHARD_SCHEMES:
+            raise ConfigError(f"{origin}: dataset.split must be one of {', '.join(SHARD_SCHEMES)}, got {d['split']!r}")
+        alpha = d.get("alpha", 0.5)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            raise ConfigError(f"{origin}: dataset.alpha must be a positive number, got {alpha!r}")
+        try:
+            check_dataset_options(name, {k: v for k, v in d.items() if k in DATASET_OPTIONS[name]})
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        classes = (d.get("num_classes"), self.model.get("num_classes"))
+        if None not in classes and classes[0] != classes[1]:
+            raise ConfigError(f"{origin}: dataset.num_classes ({classes[0]}) and model.num_classes ({classes[1]}) differ")
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def strategy_options(self) -> dict[str, Any]:
+        """Options of the strategy besides its name and the validation bound."""
+        return {k: v for k, v in self.strategy.items() if k not in ("name", *_VALIDATION_KEYS)}
+
+    @property
+    def norm_bound(self) -> float:
+        """Per-partition L2 bound on a contribution's change from the global model (default :data:`DEFAULT_NORM_BOUND`)."""
+        return float(self.strategy.get("norm_bound", DEFAULT_NORM_BOUND))
+
+    @property
+    def max_samples(self) -> int:
+        """Largest sample count a contribution may claim (enforced on chain)."""
+        return int(self.protocol["max_samples"])
+
+    def capture_bound(self) -> CaptureBound:
+        """The worst chance that ``[security] max_colluders`` colluders decide a partition of a round."""
+        p = self.protocol
+        return worst_capture(
+            int(self.security["max_colluders"]),
+            min_contributors=p["min_contributors"],
+            max_participants=p["max_participants"],
+            partitions=p["partitions"],
+            replication=p["replication"],
+            quorum=p["quorum"],
+        )
+
+    @property
+    def model_seed(self) -> int:
+        """Seed of the initial model."""
+        return int(self.model.get("seed", 0))
+
+    def manifest_bytes(self, initial_model_digest: bytes) -> bytes:
+        """Canonical JSON of the task manifest (its CID digest is the on-chain manifest digest)."""
+        body = {
+            "format": TASK_FORMAT,
+            "version": TASK_VERSION,
+            "protocol": self.protocol,
+            "model": self.model,
+            "dataset": self.dataset,
+            "training": self.training,
+            "strategy": self.strategy,
+            "security": self.security,
+            "initial_model": initial_model_digest.hex(),
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def manifest_digest(self, initial_model_digest: bytes) -> bytes:
+        """The bytes32 committed on chain for this task."""
+        return unixfs_digest(self.manifest_bytes(initial_model_digest))
+
+    def chain_config(self, manifest_digest: bytes) -> TaskConfig:
+        """The contract's view of this task."""
+        p = self.protocol
+        return TaskConfig(
+            manifest_digest=manifest_digest,
+            partitions=p["partitions"],
+            replication=p["replication"],
+            quorum=p["quorum"],
+            min_contributors=p["min_contributors"],
+            update_duration=p["update_duration"],
+            aggregation_duration=p["aggregation_duration"],
+            rounds=p["rounds"],
+            max_participants=p["max_participants"],
+            max_samples=p["max_samples"],
+            open_admission=p["open_admission"],
+        )
+
+
+def parse_task_manifest(data: bytes) -> tuple[TaskSpec, bytes]:
+    """A task manifest's spec and initial model digest (validated, canonical bytes required)."""
+    try:
+        body = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError("task manifest is not JSON") from None
+    if not isinstance(body, dict) or body.get("format") != TASK_FORMAT or body.get("version") != TASK_VERSION:
+        raise ConfigError("not an fl-chain task manifest (format/version)")
+    spec = TaskSpec.from_dict({k: body[k] for k in _SECTIONS if k in body}, origin="task manifest")
+    initial = bytes.fromhex(body["initial_model"])
+    if spec.manifest_bytes(initial) != bytes(data):
+        raise ConfigError("task manifest bytes are not canonical")
+    return spec, initial

@@ -1,0 +1,96 @@
+"""Smoke test of the benchmark harness (bench/): tiny sizes, well under a minute.
+
+Checks that ``bench/run_all.py`` drives benchmarks through their ``measure`` functions and builds a
+report with machine details and target verdicts (also when resuming a stopped run), that the
+bench-side instrumentation of an in-process federation accounts for a round (time split, gas, bytes
+against the all-reduce bound), and the largest-federation memory extrapolation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+def test_run_all_quick_gas_and_aggregation_reports_machine_and_verdicts(tmp_path: Path) -> None:
+    # Prepare: a run that measured aggregation only, as a run stopped part-way leaves it
+    import run_all
+
+    stopped = run_all.run(quick=True, only=["aggregation"])
+    saved = run_all.write_report(stopped, tmp_path, readme=False).with_suffix(".json")
+
+    # Execute: resume it with gas added
+    report = run_all.run(quick=True, only=["gas", "aggregation"],
+                         previous=run_all.load_previous(saved, quick=True))
+    text = run_all.markdown(report)
+
+    # Assert
+    assert list(report["benchmarks"]) == ["gas", "aggregation"]  # in benchmark order, not run order
+    assert report["benchmarks"]["aggregation"] == json.loads(saved.read_text())["benchmarks"]["aggregation"]
+    assert [e["benchmarks"] for e in report["earlier_runs"]] == [["aggregation"]]
+    assert "Resumed: aggregation measured in an earlier run" in text
+    assert all("error" not in r for r in report["benchmarks"].values())
+    assert report["machine"]["cores"] and report["machine"]["python"]
+    flat = [t for t in report["targets"] if t["target"].startswith("gas per participant per round flat")]
+    assert flat and flat[0]["verdict"] == "MET"  # only digests reach the chain
+    assert "## Targets" in text and "MET" in text
+
+
+def test_run_all_resume_refuses_a_report_of_the_other_mode_or_not_a_report(tmp_path: Path) -> None:
+    # Prepare
+    import run_all
+
+    quick_report = tmp_path / "quick.json"
+    quick_report.write_text(json.dumps({"quick": True, "machine": {}, "benchmarks": {}}))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("[1, 2")
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="quick-mode report: resume it with --quick"):
+        run_all.load_previous(quick_report, quick=False)
+    with pytest.raises(ValueError, match="is not a JSON report of bench/run_all.py"):
+        run_all.load_previous(garbage, quick=True)
+    with pytest.raises(ValueError, match="cannot read"):
+        run_all.load_previous(tmp_path / "missing.json", quick=True)
+
+
+def test_instrumented_federation_of_two_nodes_splits_rounds_and_counts_bytes(tmp_path: Path) -> None:
+    # Prepare
+    from _federation import CATEGORIES, FederationJob, run_federation
+
+    # Execute
+    figures = run_federation(FederationJob(nodes=2, parameters=2_000, rounds=2, trainer="synthetic"), tmp_path)
+
+    # Assert
+    assert figures["status"] == "completed"
+    assert [r["outcome"] for r in figures["rounds"]] == ["finalized", "finalized"]
+    steady = figures["rounds"][1]
+    assert steady["split_seconds_all_nodes"]["commit"] > 0
+    assert set(steady["split_seconds_all_nodes"]) == set(CATEGORIES)
+    assert steady["gas"] > 0
+    # P = N = 2, r = 2: each node fetches the other's update (M/2 per partition, two partitions);
+    # it aggregated both partitions itself, so it gathers nothing: about M = bound (2(N-1)/N M = M).
+    assert 0.9 < figures["download_over_bound"] < 1.2
+
+
+def test_largest_federation_memory_bound_extrapolates_the_two_largest_rungs() -> None:
+    # Prepare: 500 MiB per node process above a 0 MiB base
+    from largest_federation import MEMORY_SHARE, memory_bound_nodes
+
+    rungs = [{"nodes": 4, "ok": True, "peak_total_rss_mib": 2500.0},
+             {"nodes": 8, "ok": True, "peak_total_rss_mib": 4000.0},
+             {"nodes": 16, "ok": True, "peak_total_rss_mib": 8000.0}]
+
+    # Execute
+    bound = memory_bound_nodes(rungs, available_mib=20_000.0)
+
+    # Assert
+    assert bound == int(16 + (MEMORY_SHARE * 20_000.0 - 8000.0) / 500.0)
+    assert memory_bound_nodes(rungs[:1], available_mib=20_000.0) is None  # one rung: no slope
+    assert memory_bound_nodes(rungs, available_mib=float("nan")) is None

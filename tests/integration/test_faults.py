@@ -1,0 +1,81 @@
+"""Crash faults on a real local network: nodes killed with SIGKILL at random phases and restarted,
+and the chain process itself stopped and restarted on its data directory.
+
+Each test is one run of :mod:`tests.helpers.faults` (anvil or ganache, 4 node processes with
+kubo peers, logistic regression on digits, P = 4, r = 2, q = 2, 3 rounds); every finalized global
+model is recomputed from the blobs in IPFS and compared byte for byte with the committed updates'
+FedAvg. ``bench/faults.py`` runs the same harness over 50 seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.faults import FaultConfig, plan_faults, run_chain_restart, run_faults
+from tests.conftest import require_backend
+
+pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
+
+
+def test_plan_faults_is_seeded_and_kills_at_most_a_minority() -> None:
+    # Prepare
+    configs = [FaultConfig(nodes=n) for n in (3, 4, 5, 6, 7)]
+
+    # Execute
+    plans = {(c.nodes, seed): plan_faults(seed, c) for c in configs for seed in range(40)}
+
+    # Assert
+    assert all(plan_faults(seed, FaultConfig(nodes=n)) == plan for (n, seed), plan in plans.items())
+    assert all(1 <= len(plan) <= (n - 1) // 2 for (n, _), plan in plans.items())
+    assert all(len({f.node for f in plan}) == len(plan) for plan in plans.values())
+
+
+@pytest.mark.parametrize("seed", [6, 26], ids=["committed-restarted", "aggregating-stays-down"])
+def test_seeded_crash_run_completes_without_hang_or_wrong_model(tmp_path: Path, seed: int) -> None:
+    """Seed 6 kills a node right after its UpdateCommitted in round 0 and restarts it 5.5 s later;
+    seed 26 kills a node during round 2's aggregation and leaves it down."""
+    require_backend("anvil")
+    config = FaultConfig(nodes=4)
+    assert [f.phase for f in plan_faults(seed, config)] == ["committed" if seed == 6 else "aggregating"]
+
+    result = run_faults(seed, tmp_path, config)
+
+    assert result.error is None, result.error
+    assert result.completed and not result.hung, result.as_dict()
+    assert result.rounds_finalized == config.rounds
+    assert all(k.at is not None for k in result.kills), "the planned crash never fired"
+    assert result.wrong_models == 0 and result.unverified_rounds == 0, result.checks
+    assert result.verified_rounds == config.rounds
+    assert not result.stuck_nodes and not result.unexpected_exits, result.exit_codes
+    victim = result.kills[0]
+    if victim.restarted_at is not None:
+        assert result.exit_codes[victim.node] == 0
+    else:
+        assert result.exit_codes[victim.node] == -9
+
+
+def test_ganache_restart_on_its_data_dir_task_completes_with_correct_models(tmp_path: Path) -> None:
+    """ganache is stopped (SIGTERM) during round 1's aggregation phase and started again 5 s later
+    on the same port and database: the chain keeps its blocks, the task completes and every global
+    model equals the FedAvg of its updates.
+
+    No node process dies while the chain is away: every chain read and transaction turns a refused
+    connection into ``ChainUnreachableError``, which the node waits out and retries.
+    """
+    require_backend("ganache")
+    config = FaultConfig(nodes=4, chain="ganache", update_duration=15, aggregation_duration=10)
+
+    result = run_chain_restart(tmp_path, config, stop_in_round=1, stop_in_phase="aggregation", down_seconds=5)
+
+    assert result.error is None, result.error
+    assert result.same_port and result.stopped_in_round == 1
+    assert result.block_before is not None and result.block_after_restart is not None
+    assert result.block_after_restart >= result.block_before, "the chain lost its blocks across the restart"
+    assert result.completed and not result.hung, result
+    assert result.rounds_finalized == config.rounds
+    assert result.wrong_models == 0 and result.unverified_rounds == 0
+    assert result.verified_rounds == config.rounds
+    assert all(code == 0 for code in result.exit_codes), result.exit_codes
+    assert not result.node_errors, f"node processes died while the chain was away: {result.node_errors}"

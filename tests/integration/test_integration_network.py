@@ -1,0 +1,160 @@
+"""A real federation: ganache + node OS processes, each with its own key, data shard and kubo peer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+from fl_chain.federation.localnet import LocalNetwork
+from fl_chain.storage.kubo import KuboStorage
+from tests.conftest import require_backend
+from tests.helpers.federation_checks import check_every_finalized_round
+
+pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
+
+TASK = """
+[protocol]
+rounds = {rounds}
+partitions = {partitions}
+replication = {replication}
+quorum = {quorum}
+min_contributors = {min_contributors}
+update_duration = {update_duration}
+aggregation_duration = {aggregation_duration}
+
+[model]
+name = "mlp"
+hidden = 16
+seed = 11
+
+[dataset]
+name = "digits"
+split = "iid"
+
+[training]
+epochs = 1
+batch_size = 16
+lr = 0.1
+
+[strategy]
+name = "fedavg"
+"""
+
+
+def write_task(path: Path, **protocol: int) -> Path:
+    values = dict(rounds=3, partitions=4, replication=2, quorum=2, min_contributors=2, update_duration=40, aggregation_duration=20)
+    values.update(protocol)
+    path.write_text(TASK.format(**values))
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fl_chain.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def final_models(net: LocalNetwork, indices: list[int], timeout: float = 120.0) -> list[np.ndarray]:
+    """Each node's final model file, waiting for nodes that are still fetching it."""
+    paths = [net.nodes[i].state_dir / f"task-{net.task_id}" / "final-model.npy" for i in indices]
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    missing = [i for i, p in zip(indices, paths) if not p.exists()]
+    if missing:
+        stderr = {i: (net.nodes[i].state_dir / "stderr.log").read_text()[-2000:] for i in missing}
+        pytest.fail(f"no final model from node(s) {missing} after {timeout:.0f} s; their stderr: {stderr}")
+    return [np.load(p) for p in paths]
+
+
+@pytest.fixture()
+def verifier(tmp_path: Path) -> Iterator[KuboStorage]:
+    """The test's own kubo peer, used to recompute results from IPFS."""
+    storage = KuboStorage(tmp_path / "verifier-ipfs")
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+def test_four_nodes_three_rounds_match_fedavg_recomputed_from_ipfs(tmp_path: Path, verifier: KuboStorage) -> None:
+    """P=4, r=2: every round finalizes, each global model equals the FedAvg of its committed updates
+    recomputed here from the blobs in IPFS, and all nodes end with the same model."""
+    require_backend("ganache")
+    task_file = write_task(tmp_path / "task.toml")
+    with LocalNetwork(tmp_path / "net", nodes=4, task_file=task_file, linger=120, report=lambda m: None) as net:
+        net.start()
+        status = net.follow(timeout=600)
+        assert status == TaskStatus.COMPLETED
+        rounds = [net.coordinator.get_round(net.task_id, r) for r in range(3)]
+        assert [r.status for r in rounds] == [RoundStatus.FINALIZED] * 3
+        assert [r.contributors for r in rounds] == [4, 4, 4]
+        dimension = final_models(net, [0])[0].size
+        globals_ = check_every_finalized_round(verifier, net.coordinator, net.task_id, dimension)
+        finals = final_models(net, [0, 1, 2, 3])
+        rpc = ["--rpc", str(net.chain.rpc_url), "--deployment", str(net.deployment_file)]
+        got = run_cli("model", "get", *rpc, "--task", str(net.task_id), "--round", "1", "--out", str(tmp_path / "r1.npy"))
+        status = run_cli("status", *rpc, "--task", str(net.task_id))
+    assert got.returncode == 0, got.stderr
+    assert np.load(tmp_path / "r1.npy").tobytes() == globals_[1].tobytes()
+    assert status.returncode == 0, status.stderr
+    assert "3/3 finalized" in status.stdout and status.stdout.count("4 updates") == 3
+    assert sorted(globals_) == [0, 1, 2]
+    assert all(f.tobytes() == globals_[2].tobytes() for f in finals)
+    assert not np.array_equal(globals_[0], globals_[2])
+
+
+def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again(tmp_path: Path, verifier: KuboStorage) -> None:
+    """SIGKILL one node right after it committed an update: that round finalizes or retries, the
+    next rounds go on with the others, and the node, restarted on its state directory, contributes again."""
+    require_backend("ganache")
+    # Five rounds: the killed round now usually finalizes without the victim (its update is reported
+    # unavailable and excluded), so the restarted node needs rounds left to contribute to.
+    task_file = write_task(tmp_path / "task.toml", rounds=5, update_duration=25, aggregation_duration=12)
+    victim = 3
+    with LocalNetwork(tmp_path / "net", nodes=4, task_file=task_file, linger=120, fetch_timeout=4, report=lambda m: None) as net:
+        net.start()
+        coordinator, task_id = net.coordinator, net.task_id
+        victim_address = net.nodes[victim].account.address
+
+        # Kill the victim as soon as it has committed its update in round 1.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            _, task = coordinator.get_task(task_id)
+            if task.current_round >= 1 and any(
+                c.contributor == victim_address for c in coordinator.find_update_commits(task_id, task.current_round)
+            ):
+                break
+            time.sleep(0.2)
+        killed_in = coordinator.get_task(task_id)[1].current_round
+        net.kill_node(victim)
+
+        # The round it was killed in ends (finalized or failed); the next one finalizes without it.
+        while time.monotonic() < deadline and coordinator.get_task(task_id)[1].current_round <= killed_in + 1:
+            time.sleep(0.5)
+        outcome = coordinator.get_round(task_id, killed_in).status
+        assert outcome in (RoundStatus.FINALIZED, RoundStatus.FAILED)
+        after = killed_in + 1
+        assert coordinator.get_round(task_id, after).status in (RoundStatus.FINALIZED, RoundStatus.FAILED)
+
+        # Restart it: it resumes from its state directory and contributes again.
+        net.start_node(victim)
+        status = net.follow(timeout=600)
+        assert status == TaskStatus.COMPLETED
+        _, task = coordinator.get_task(task_id)
+        later = [r for r in range(after + 1, task.current_round + 1) if any(
+            c.contributor == victim_address for c in coordinator.find_update_commits(task_id, r)
+        )]
+        assert later, "the restarted node never contributed again"
+        dimension = final_models(net, [0])[0].size
+        globals_ = check_every_finalized_round(verifier, coordinator, task_id, dimension)
+        assert len(globals_) == 5
+        net.wait_nodes(timeout=5)
+        finals = final_models(net, [0, 1, 2, victim])
+    last = max(globals_)
+    assert all(f.tobytes() == globals_[last].tobytes() for f in finals)

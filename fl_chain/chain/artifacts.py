@@ -1,4 +1,8 @@
-"""Compiled contract artifacts from ``contracts/build/``."""
+"""Compiled contract artifacts, shipped inside the package in ``fl_chain/chain/contracts/``.
+
+``scripts/compile_contracts.py`` writes them from ``contracts/*.sol``; ``FLCHAIN_ARTIFACTS`` points at
+another directory of artifacts instead.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from fl_chain.errors import CompilerError
 
 #: Environment variable that points at another artifacts directory.
 ARTIFACTS_ENV = "FLCHAIN_ARTIFACTS"
-DEFAULT_BUILD_DIR = Path(__file__).resolve().parents[2] / "contracts" / "build"
+#: The artifacts' one home: package data, so that an installed wheel carries them.
+PACKAGED_ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts"
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,13 @@ class Artifact:
 
 @lru_cache(maxsize=8)
 def load_artifact(name: str = "FLCoordinator") -> Artifact:
-    """Load the committed artifact of contract ``name``."""
-    build_dir = Path(os.environ.get(ARTIFACTS_ENV, DEFAULT_BUILD_DIR))
-    path = build_dir / f"{name}.json"
+    """Load the artifact of contract ``name`` from ``$FLCHAIN_ARTIFACTS`` or else the package."""
+    override = os.environ.get(ARTIFACTS_ENV)
+    path = Path(override or PACKAGED_ARTIFACTS_DIR) / f"{name}.json"
     if not path.is_file():
-        raise CompilerError(f"no artifact {path}; run python scripts/compile_contracts.py")
+        if override:
+            raise CompilerError(f"no artifact {path}; point {ARTIFACTS_ENV} at a directory with {name}.json")
+        raise CompilerError(f"no artifact {path}; run python scripts/compile_contracts.py or reinstall fl-chain")
     raw = path.read_bytes()
     data = json.loads(raw)
     return Artifact(

@@ -8,9 +8,10 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# torch first, pinned: its CPU build comes from local disk; anything unpinned would pull CUDA.
+# torch first, pinned: its CPU build comes from local disk; anything unpinned would pull CUDA. The torch
+# extra (torch>=2.2) that follows is then already satisfied, so pip never fetches another build.
 .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,torch]"
 # Pinned Solidity compiler (solcjs) and local chains (ganache 7.9.2, anvil) from the lock files.
 npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 npm ci --prefix ganache --no-audit --no-fund --loglevel=error

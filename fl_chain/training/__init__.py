@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from fl_chain.errors import ConfigError
 from fl_chain.training.datasets import (
     DATASET_OPTIONS,
     DATASETS,
@@ -41,7 +42,14 @@ def __getattr__(name: str) -> Any:
     module = _TORCH_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ConfigError(
+            'the task\'s torch model needs torch: pip install "fl-chain[torch]" (or pass --client for a numpy client)'
+        ) from exc
 
 
 __all__ = [

@@ -6,6 +6,7 @@ order, on any machine: see :mod:`fl_chain.aggregation.base` for the rules and
 """
 
 from fl_chain.aggregation.base import AggregationError, Contribution, Strategy
+from fl_chain.aggregation.contribution import ContributionRule, Exclusion, PartitionAggregate, Submission
 from fl_chain.aggregation.fedavg import FedAvg
 from fl_chain.aggregation.median import CoordinateMedian
 from fl_chain.aggregation.reference import reference_fedavg
@@ -16,10 +17,14 @@ from fl_chain.aggregation.validation import l2_norm, validate_values
 __all__ = [
     "AggregationError",
     "Contribution",
+    "ContributionRule",
     "CoordinateMedian",
+    "Exclusion",
     "FedAvg",
+    "PartitionAggregate",
     "STRATEGIES",
     "Strategy",
+    "Submission",
     "TrimmedMean",
     "get_strategy",
     "l2_norm",

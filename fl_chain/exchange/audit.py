@@ -1,11 +1,11 @@
 """Recompute a finalized round from the chain and IPFS: the audit trail anyone can follow.
 
-A round's global model is its final partitions. Each final partition must equal the weighted
-FedAvg of the updates committed in that round, minus the invalid ones (content that does not
-parse or verify, or is not finite: every honest aggregator leaves those out alike), minus the
-updates the chain excluded as unavailable *before that partition finalized*: exclusions happen one at a time in the fallback
-phase, so a partition is checked against the frozen set minus each prefix of the exclusion list,
-longest first (usually there is no exclusion and one candidate).
+A round's global model is its final partitions. Each final partition must be what the task's
+contribution rule (:class:`~fl_chain.aggregation.ContributionRule`: validation, norm bound, sample
+cap, strategy; the code every aggregator runs) makes of the updates committed in that round, minus
+the updates the chain excluded as unavailable *before that partition finalized*: exclusions happen
+one at a time in the fallback phase, so a partition is checked against the frozen set minus each
+prefix of the exclusion list, longest first (usually there is no exclusion and one candidate).
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_chain.aggregation import reference_fedavg, validate_values
+from fl_chain.aggregation import ContributionRule, FedAvg, Submission
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, UpdateCommit
-from fl_chain.errors import BlobInvalidError, BlobNotFoundError, FLChainError
-from fl_chain.exchange.transfer import fetch_manifest, fetch_partition
-from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_header, decode_partition
-from fl_chain.protocol.manifest import Manifest
-from fl_chain.protocol.partitioning import join_partitions, partition_bounds
+from fl_chain.errors import BlobNotFoundError, ConfigError
+from fl_chain.exchange.gather import fetch_global
+from fl_chain.exchange.updates import RoundUpdates
+from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.storage.base import Storage
-from fl_chain.protocol.cid import cid_from_digest
 
 
 @dataclass
 class RoundAudit:
-    """A finalized round's global model and what FedAvg of its updates says it should be."""
+    """A finalized round's global model and what the contribution rule says it should be."""
 
     actual: np.ndarray
     expected: np.ndarray
@@ -38,95 +36,68 @@ class RoundAudit:
         return self.actual.tobytes() == self.expected.tobytes()
 
 
-def fetch_global(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, *, timeout: float,
-                 dimension: int | None = None) -> np.ndarray:
-    """The global model of a finalized round: its final partitions, fetched and verified in order.
-
-    With ``dimension`` (the model's parameter count) every fetch is bounded by the exact blob size.
-    """
-    config, _ = coordinator.get_task(task_id)
-    parts = []
-    offset = 0
-    bounds = partition_bounds(dimension, config.partitions) if dimension is not None else None
-    for index, digest in enumerate(coordinator.get_final_digests(task_id, round_)):
-        if digest is None:
-            raise FLChainError(f"round {round_} partition {index} is not final")
-        limit = blob_size(bounds[index].length) if bounds is not None else None
-        blob = storage.get(cid_from_digest(digest), timeout=timeout, max_size=limit)
-        length = decode_header(blob).length  # checked against the chain's view next, with the rest
-        expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, index, config.partitions, offset, length)
-        parts.append(decode_partition(blob, expected)[1])
-        offset += length
-    return join_partitions(parts)
-
-
 def audit_round(
     storage: Storage,
     coordinator: Coordinator,
     task_id: int,
     round_: int,
     *,
-    timeout: float = 60,
-    norm_bound: float | None = None,
+    rule: ContributionRule | None = None,
     initial: np.ndarray | None = None,
+    timeout: float = 60,
 ) -> RoundAudit:
-    """Fetch a finalized round's global model and recompute it as FedAvg of its committed updates.
+    """Fetch a finalized round's global model and recompute it from its committed updates.
 
-    Validity is decided per partition, as every honest aggregator does: a contributor whose
-    manifest is invalid is left out of every partition, one whose blob for a partition is invalid,
-    not finite, or (with ``norm_bound``, the task's ``[strategy] norm_bound``) changes the round's
-    base model by more than the bound is left out of that partition only. The base is the global
-    model of the latest finalized round before ``round_``, or ``initial`` (the task's initial model)
-    when there is none.
+    Parameters
+    ----------
+    rule:
+        The task's rule, ``spec.contribution_rule()`` of its task file. None means plain FedAvg of
+        the valid updates with no norm bound and no sample cap (right for a FedAvg task whose updates
+        all stay within its bound).
+    initial:
+        The task's initial model: the base of a round with no finalized round before it. Needed to
+        audit such a round under a norm bound; without it and without a bound, a partition where no
+        update counts (its base values kept) is taken as it is.
+    timeout:
+        Seconds each fetch may take.
 
-    Raises ``BlobNotFoundError`` if a blob the check needs is not served within ``timeout``.
+    Validity is decided per partition, as every aggregator decides it: a contributor whose manifest
+    is invalid is left out of every partition, one whose blob for a partition is invalid, or whose
+    slice the rule refuses, of that partition only.
+
+    Raises
+    ------
+    BlobNotFoundError
+        If a blob the check needs is not served within ``timeout``.
+    ConfigError
+        If the round is not finalized, or its base is needed but unknown (``initial`` missing).
     """
+    rule = rule if rule is not None else ContributionRule(strategy=FedAvg())
     config, _ = coordinator.get_task(task_id)
-    actual = fetch_global(storage, coordinator, task_id, round_, timeout=timeout)
-    base = _base_model(storage, coordinator, task_id, round_, initial, timeout) if norm_bound is not None else None
+    dimension = initial.size if initial is not None else None
+    actual = fetch_global(storage, coordinator, task_id, round_, timeout=timeout, dimension=dimension)
+    base = _base_model(storage, coordinator, task_id, round_, initial, timeout=timeout, dimension=actual.size)
+    if base is None and rule.norm_bound is not None:
+        raise ConfigError(f"auditing round {round_} under a norm bound needs the task's initial model (pass initial)")
     commits = coordinator.find_update_commits(task_id, round_)
     excluded = coordinator.get_excluded(task_id, round_)
-    manifests: dict[str, Manifest | None] = {}
-    slices: dict[tuple[str, int], np.ndarray | None] = {}
+    updates = RoundUpdates(
+        storage, task_id=task_id, round_=round_, partitions=config.partitions, dimension=actual.size, timeout=timeout
+    )
+    fetched: dict[tuple[str, int], Submission] = {}
 
-    def manifest(commit: UpdateCommit) -> Manifest | None:
-        if commit.contributor not in manifests:
-            try:
-                manifests[commit.contributor] = fetch_manifest(
-                    storage, commit.digest, kind="update", task_id=task_id, round_=round_,
-                    partitions=config.partitions, contributor=commit.contributor, timeout=timeout,
-                    dimension=actual.size,
-                )
-            except BlobInvalidError:
-                manifests[commit.contributor] = None
-        return manifests[commit.contributor]
-
-    def values(commit: UpdateCommit, partition: int) -> np.ndarray | None:
-        """The contributor's valid slice of ``partition``; None if invalid; BlobNotFoundError if unavailable."""
+    def submission(commit: UpdateCommit, partition: int) -> Submission:
         key = (commit.contributor, partition)
-        if key not in slices:
-            found = manifest(commit)
-            slices[key] = None
-            if found is not None:
-                try:
-                    got = fetch_partition(storage, found, partition, blob_kind=BlobKind.UPDATE, timeout=timeout)
-                    window = slice(got_bounds[partition].offset, got_bounds[partition].offset + got.size)
-                    reason = validate_values(
-                        got,
-                        expected_length=got_bounds[partition].length,
-                        norm_bound=norm_bound,
-                        reference=None if base is None else base[window],
-                    )
-                    slices[key] = got if reason is None else None
-                except BlobInvalidError:
-                    pass
-        return slices[key]
+        if key not in fetched:
+            fetched[key] = updates.submission(commit, partition)
+        return fetched[key]
 
-    got_bounds = partition_bounds(actual.size, config.partitions)
     gone: set[str] = set()  # excluded contributors whose content is not served (not fetched twice)
     expected = np.empty_like(actual)
     for bounds in partition_bounds(actual.size, config.partitions):
         window = slice(bounds.offset, bounds.offset + bounds.length)
+        # Unknown base (no bound to check): the actual values stand in, so only an empty set goes unchecked.
+        partition_base = base[window] if base is not None else actual[window]
         candidates = []
         for keep in range(len(excluded), -1, -1):  # all exclusions first, then shorter prefixes
             left_out = set(excluded[:keep])
@@ -137,26 +108,29 @@ def audit_round(
                 try:
                     if commit.contributor in gone:
                         raise BlobNotFoundError(commit.contributor)
-                    got = values(commit, bounds.index)
+                    chosen.append(submission(commit, bounds.index))
                 except BlobNotFoundError:
                     if commit.contributor not in excluded:
                         raise
                     gone.add(commit.contributor)
                     break  # this set includes an update nobody serves: no final partition can use it
-                if got is not None:
-                    chosen.append((commit.contributor, commit.samples, got))
             else:
-                if chosen:
-                    candidates.append(reference_fedavg(chosen))
-        # No valid contribution at all: aggregators keep the previous global values (not checked here).
+                candidates.append(rule.aggregate(partition_base, chosen).values)
         matching = [c for c in candidates if c.tobytes() == actual[window].tobytes()]
         expected[window] = (matching or candidates or [actual[window]])[0]
     return RoundAudit(actual=actual, expected=expected, excluded=excluded)
 
 
 def _base_model(
-    storage: Storage, coordinator: Coordinator, task_id: int, round_: int, initial: np.ndarray | None, timeout: float
-) -> np.ndarray:
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int,
+    initial: np.ndarray | None,
+    *,
+    timeout: float,
+    dimension: int,
+) -> np.ndarray | None:
     """The model ``round_`` was trained from: the latest finalized round before it, else ``initial``.
 
     (A disputed round is failed, and only the latest finalized round can be disputed, so a finalized
@@ -164,7 +138,5 @@ def _base_model(
     """
     for earlier in range(round_ - 1, -1, -1):
         if coordinator.get_round(task_id, earlier).status == RoundStatus.FINALIZED:
-            return fetch_global(storage, coordinator, task_id, earlier, timeout=timeout)
-    if initial is None:
-        raise FLChainError(f"auditing round {round_} with a norm bound needs the task's initial model")
+            return fetch_global(storage, coordinator, task_id, earlier, timeout=timeout, dimension=dimension)
     return initial

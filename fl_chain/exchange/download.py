@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fl_chain.exchange.audit import fetch_global
 from fl_chain.chain.coordinator import Coordinator
 from fl_chain.errors import BlobNotFoundError, ConfigError
+from fl_chain.exchange.gather import final_digests, gather_partitions
 from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.storage.kubo import KuboStorage
 
@@ -29,15 +29,15 @@ def download_global_model(
         if state.latest_finalized_round is None:
             raise ConfigError(f"task {task_id} has no finalized round yet")
         round_ = state.latest_finalized_round
-    digests = coordinator.get_final_digests(task_id, round_)
-    if any(d is None for d in digests):
+    digests = final_digests(coordinator, task_id, round_)
+    if digests is None:
         raise ConfigError(f"round {round_} of task {task_id} is not finalized")
     with tempfile.TemporaryDirectory(prefix="flchain-model-get-") as tmp:
         repo = Path(ipfs_dir) if ipfs_dir else Path(tmp) / "ipfs"
         storage = KuboStorage(repo, log_dir=Path(tmp))
         try:
             connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
-            vector = fetch_global(storage, coordinator, task_id, round_, timeout=timeout)
+            vector = gather_partitions(storage, digests, task_id=task_id, round_=round_, timeout=timeout)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None
         finally:

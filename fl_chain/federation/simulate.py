@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from fl_chain.chain.coordinator import RoundStatus
-from fl_chain.errors import ConfigError
+from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError
+from fl_chain.exchange.gather import fetch_global
 from fl_chain.federation.inprocess import DevChain, InProcessFederation, StorageFactory, build_federation
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState
@@ -327,5 +328,10 @@ def _global_after(node, round_: int):  # type: ignore[no-untyped-def]
     vector = node.state.load_vector(node.task_id, "global")
     if node.state.global_round(node.task_id) == round_ and vector is not None:
         return vector
-    fetched = node._fetch_global(round_)
-    return fetched if fetched is not None else vector
+    try:
+        return fetch_global(
+            node.storage, node.coordinator, node.task_id, round_, timeout=node.options.fetch_timeout,
+            dimension=None if vector is None else vector.size,
+        )
+    except (BlobNotFoundError, BlobInvalidError):
+        return vector

@@ -50,13 +50,18 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fl_chain.protocol.capture import CaptureBound, worst_capture
+from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
 from fl_chain.errors import ConfigError
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.protocol.unixfs import unixfs_digest
+from fl_chain.protocol.vector import initial_model_digest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TASK_FORMAT = "fl-chain/task"
 TASK_VERSION = 1
@@ -278,6 +283,33 @@ class TaskSpec:
     def max_samples(self) -> int:
         """Largest sample count a contribution may claim (enforced on chain)."""
         return int(self.protocol["max_samples"])
+
+    def contribution_rule(self) -> ContributionRule:
+        """The rule every aggregator and audit of this task applies: strategy, norm bound, sample cap."""
+        return ContributionRule(
+            strategy=get_strategy(self.strategy["name"], **self.strategy_options),
+            norm_bound=self.norm_bound,
+            max_samples=self.max_samples,
+        )
+
+    def check_matches_chain(self, config: TaskConfig, initial_vector: np.ndarray, *, task_id: int) -> None:
+        """Refuse this task file unless it, with the initial model ``initial_vector``, is task ``task_id``
+        as ``config`` (read from the chain) describes it.
+
+        Raises
+        ------
+        ConfigError
+            If the manifest digests differ, or the model has fewer parameters than the task has partitions.
+        """
+        if initial_vector.size < config.partitions:
+            raise ConfigError(
+                f"the model has {initial_vector.size} parameters, fewer than the task's {config.partitions} partitions"
+            )
+        if self.manifest_digest(initial_model_digest(initial_vector, config.partitions)) != config.manifest_digest:
+            raise ConfigError(
+                f"the task file does not match task {task_id} on chain (manifest digest differs: other parameters, "
+                "or another torch version building a different initial model); pass the task's own --task-file"
+            )
 
     def capture_bound(self) -> CaptureBound:
         """The worst chance that ``[security] max_colluders`` colluders decide a partition of a round."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from fl_chain.exchange import audit
+from fl_chain.aggregation import ContributionRule
 from fl_chain.chain.coordinator import Coordinator, RoundStatus
+from fl_chain.exchange import audit, gather
 from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.storage.base import Storage
 
 
 def fetch_global(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, dimension: int) -> np.ndarray:
     """The global model of a finalized round: its final partitions, fetched and verified."""
-    vector = audit.fetch_global(storage, coordinator, task_id, round_, timeout=60)
+    vector = gather.fetch_global(storage, coordinator, task_id, round_, timeout=60)
     assert vector.size == dimension, f"round {round_}: global model has {vector.size} parameters, not {dimension}"
     return vector
 
@@ -29,14 +30,14 @@ def check_every_finalized_round(
     dimension: int,
     *,
     timeout: float = 60,
-    norm_bound: float | None = None,
+    rule: ContributionRule | None = None,
     initial: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
-    """For each finalized round: global model == reference FedAvg of its valid updates, byte for byte.
+    """For each finalized round: global model == what the contribution rule makes of its updates, byte for byte.
 
     ``timeout`` bounds each fetch (an update excluded as unavailable costs one timeout per round);
-    with ``norm_bound`` (and the task's ``initial`` model) updates beyond the bound are left out as
-    the aggregators leave them out.
+    ``rule`` is the task's (``spec.contribution_rule()``; default plain FedAvg of the valid updates),
+    and with a norm bound the task's ``initial`` model is needed for the first round.
     """
     _, task = coordinator.get_task(task_id)
     connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
@@ -45,9 +46,9 @@ def check_every_finalized_round(
         if coordinator.get_round(task_id, round_).status != RoundStatus.FINALIZED:
             continue
         result = audit.audit_round(
-            storage, coordinator, task_id, round_, timeout=timeout, norm_bound=norm_bound, initial=initial
+            storage, coordinator, task_id, round_, timeout=timeout, rule=rule, initial=initial
         )
         assert result.actual.size == dimension
-        assert result.ok, f"round {round_}: global model differs from FedAvg of its updates"
+        assert result.ok, f"round {round_}: global model differs from the rule's aggregate of its updates"
         globals_[round_] = result.actual
     return globals_

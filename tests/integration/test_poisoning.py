@@ -249,7 +249,7 @@ def test_audit_agrees_with_the_aggregators_when_the_norm_bound_excludes_an_updat
     assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
     check_every_finalized_round(
         nodes[0].storage, coordinator, task_id, nodes[0]._initial.size,
-        norm_bound=nodes[0].spec.norm_bound, initial=nodes[0]._initial,
+        rule=nodes[0].spec.contribution_rule(), initial=nodes[0]._initial,
     )
 
 

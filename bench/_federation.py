@@ -1,27 +1,31 @@
 """Bench-side instrumentation of an in-process federation, shared by the issue-7 benchmarks.
 
-Nothing in ``fl_chain`` is changed: the federation is built by
-:func:`fl_chain.federation.inprocess.build_federation` and run by :class:`fl_chain.federation.inprocess.InProcessFederation`
-exactly as ``flchain simulate`` does, and this module only wraps what the builder hands to each node:
+Nothing in ``fl_chain`` is changed or replaced: the federation is built by
+:func:`fl_chain.federation.inprocess.build_federation` and run by
+:class:`fl_chain.federation.inprocess.InProcessFederation` exactly as ``flchain simulate`` does. This
+module hands the builder timed parts and listens to what the nodes report:
 
 * the storage peer (``storage_factory``): :class:`TimedStorage` times ``put`` and ``get`` and counts
   the bytes each node downloads (blobs it neither stored nor fetched before) and uploads (bytes of
   the blobs it stored that other nodes downloaded, attributed to the node that stored them first);
 * the trainer (``trainer_factory``): :class:`TimedTrainer` times ``train`` and ``evaluate``;
-* after the build, each node's coordinator and strategy attributes are replaced by
-  :class:`TimedCoordinator` (commit transactions and chain reads timed, gas of every transaction
-  recorded) and :class:`TimedStrategy` (``aggregate`` timed).
+* each node's phase hooks (:class:`fl_chain.node.hooks.NodeObserver`): :class:`PhaseTimer` records
+  every transaction a node sends (``commit``, its gas, and the round ends its receipt shows) and
+  the node's ``aggregate`` phase (minus the fetches, puts, transactions and chain reads inside it:
+  validation, the strategy and blob encoding);
+* the chain connection: :class:`RequestTimer`, a web3 middleware, times every JSON-RPC request; those
+  made outside a transaction are ``chain_read`` (the nodes' reads, and the runner's few).
 
 Every timed call is an :class:`Event` tagged with the node and the round that node was in (the
-``current_round`` of its last ``get_task`` read). A round's wall time runs from the end of the
-transaction that finalized (or failed) the previous round, or the task start, to the end of the one
-that finalized it.
+round of its last phase or transaction). A round's wall time runs from the end of the transaction
+that finalized (or failed) the previous round, or the task start, to the end of the one that
+finalized it.
 
 In-process federations run their nodes one step at a time in one thread, so within a round the
-categories of all nodes add up to (almost) the wall time; ``other`` is the rest (chain reads by the
-runner, blob encoding and decoding, header checks, state files). ``finalize wait`` of a node is the
-time from its own last commit of the round to the round's end: here it is mostly other nodes' work,
-on a real network it is the wait for the slowest aggregator.
+categories of all nodes add up to (almost) the wall time; ``other`` is the rest (blob decoding and
+header checks outside aggregation, state files). ``finalize wait`` of a node is the time from its
+own last commit of the round to the round's end: here it is mostly other nodes' work, on a real
+network it is the wait for the slowest aggregator.
 """
 
 from __future__ import annotations
@@ -39,20 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from fl_chain.node.hooks import NodeObserver, Phase
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Categories of timed work, in the order of a round.
 CATEGORIES = ("fetch", "train", "put", "commit", "aggregate", "evaluate", "chain_read")
-#: Transactions a node sends during rounds (timed as ``commit``, their gas recorded).
-_COMMITS = {
-    "commit_update", "commit_aggregates", "commit_aggregate", "advance", "report_unavailable",
-    "draw_assignment", "dispute_round",
-}
-_READS = {
-    "get_task", "get_round", "get_final_digests", "get_excluded", "get_participants", "has_joined",
-    "find_frozen_update_commits", "find_update_commits", "find_aggregate_commits", "get_votes",
-    "get_assigned_partitions", "is_assigned",
-}
 _ROUND_END_EVENTS = ("RoundFinalized", "RoundFailed")
 
 
@@ -105,6 +101,14 @@ class Recorder:
         with self.lock:
             self.events.append(event)
         return event
+
+    def forget_requests_since(self, start: float) -> None:
+        """Drop the chain requests recorded since ``start`` (they were part of a transaction)."""
+        with self.lock:
+            i = len(self.events)
+            while i > 0 and self.events[i - 1].start >= start:
+                i -= 1
+            self.events[i:] = [e for e in self.events[i:] if e.category != "chain_read"]
 
 
 class TimedStorage:
@@ -165,61 +169,69 @@ class TimedTrainer:
         return getattr(self._inner, name)
 
 
-class TimedStrategy:
-    def __init__(self, inner: Any, node: int, recorder: Recorder) -> None:
-        self._inner, self._node, self._rec = inner, node, recorder
+class PhaseTimer(NodeObserver):
+    """The phase hooks of one node: its transactions (time, gas, round ends) and its ``aggregate`` phase."""
 
-    def aggregate(self, contributions: Any) -> Any:
-        start = time.perf_counter()
-        result = self._inner.aggregate(contributions)
-        self._rec.record(self._node, "aggregate", start, time.perf_counter())
-        return result
+    #: Categories of timed work a phase may contain besides its own.
+    NESTED = ("fetch", "put", "commit", "chain_read")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def __init__(self, node: int, recorder: Recorder, coordinator: Any) -> None:
+        self._node, self._rec, self._coordinator = node, recorder, coordinator
+        self._phase_start: tuple[float, int] | None = None  # perf_counter and event count at the phase's start
 
+    def phase_started(self, task_id: int, round_: int, phase: Phase) -> None:
+        self._rec.current_round[self._node] = round_
+        if phase is Phase.AGGREGATE:
+            self._phase_start = (time.perf_counter(), len(self._rec.events))
 
-class TimedCoordinator:
-    """Delegates to the shared Coordinator for one node: times transactions and reads, records gas and round ends."""
-
-    def __init__(self, inner: Any, node: int, recorder: Recorder, task_id: int) -> None:
-        self._inner, self._node, self._rec, self._task_id = inner, node, recorder, task_id
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-        if name in _COMMITS:
-            return lambda *a, **k: self._transact(name, target, *a, **k)
-        if name in _READS:
-            return lambda *a, **k: self._read(name, target, *a, **k)
-        return target
-
-    def _read(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        result = target(*args, **kwargs)
+    def phase_finished(self, task_id: int, round_: int, phase: Phase, seconds: float) -> None:
+        if phase is not Phase.AGGREGATE or self._phase_start is None:
+            return
+        start, first = self._phase_start
+        self._phase_start = None
         end = time.perf_counter()
-        if name == "get_task":
-            self._rec.current_round[self._node] = int(result[1].current_round)
-        self._rec.record(self._node, "chain_read", start, end, detail=name)
-        return result
+        with self._rec.lock:
+            inner = [e for e in self._rec.events[first:] if e.category in self.NESTED and e.node in (self._node, -1)]
+        own = max(0.0, (end - start) - sum(e.seconds for e in inner))
+        self._rec.record(self._node, "aggregate", start, start + own)
 
-    def _transact(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            receipt = target(*args, **kwargs)
-        except BaseException:
-            self._rec.record(self._node, "commit", start, time.perf_counter(), detail=name + " (reverted)")
-            raise
+    def transaction_sent(
+        self, task_id: int, round_: int, name: str, receipt: dict[str, Any] | None, seconds: float
+    ) -> None:
         end = time.perf_counter()
+        start = end - seconds
+        self._rec.current_round[self._node] = round_
+        self._rec.forget_requests_since(start)  # the transaction's own requests are not chain reads
+        if receipt is None:
+            self._rec.record(self._node, "commit", start, end, detail=name + " (reverted)")
+            return
         self._rec.record(self._node, "commit", start, end, detail=name, gas=int(receipt["gasUsed"]))
         from web3.logs import DISCARD
 
         for event in _ROUND_END_EVENTS:
-            for log in getattr(self._inner.contract.events, event)().process_receipt(receipt, errors=DISCARD):
+            for log in getattr(self._coordinator.contract.events, event)().process_receipt(receipt, errors=DISCARD):
                 ended = int(log["args"]["round"])
                 self._rec.round_end.setdefault(ended, end)
                 self._rec.round_end_cpu.setdefault(ended, time.process_time())
                 self._rec.round_outcome.setdefault(ended, "finalized" if event == "RoundFinalized" else "failed")
-        return receipt
+
+
+def request_timer(recorder: Recorder) -> type:
+    """A web3 middleware class that records every JSON-RPC request as ``chain_read`` (node -1)."""
+    from web3.middleware.base import Web3Middleware
+
+    class RequestTimer(Web3Middleware):
+        def wrap_make_request(self, make_request: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+            def timed(method: Any, params: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return make_request(method, params)
+                finally:
+                    recorder.record(-1, "chain_read", start, time.perf_counter(), detail=str(method))
+
+            return timed
+
+    return RequestTimer
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,8 +375,8 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
         )
         setup_seconds = time.perf_counter() - setup_started
         for i, node in enumerate(members):
-            node.coordinator = TimedCoordinator(coordinator, i, recorder, task_id)
-            node.strategy = TimedStrategy(node.strategy, i, recorder)
+            node.observers.add(PhaseTimer(i, recorder, coordinator))
+        chain.w3.middleware_onion.add(request_timer(recorder), name="bench-request-timer")
         dimension = int(members[0].trainer.initial_vector().size)
         # Setup reads tagged round 0 would pollute round 0: drop them and start the clock here.
         recorder.events.clear()

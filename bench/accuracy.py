@@ -9,7 +9,7 @@ be byte-identical) and trains one model on the pooled data for as many epochs:
   (IID), 10 rounds.
 
 Prints one line per job and writes ``bench/results/accuracy.json`` (and each run folder under
-``bench/results/accuracy-runs/``). Run: ``.venv/bin/python bench/accuracy.py [--jobs digits fashion]``.
+``bench/results/accuracy-runs/``). Run: ``.venv/bin/python -m bench.accuracy [--jobs digits fashion]``.
 """
 
 from __future__ import annotations

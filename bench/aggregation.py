@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Aggregation throughput per core: FedAvg, coordinate median and trimmed mean against a plain numpy sum.
 
-Usage: python bench/aggregation.py [--contributors 8] [--length 1000000] [--repeats 7]
+Usage: python -m bench.aggregation [--contributors 8] [--length 1000000] [--repeats 7]
 
 Each strategy aggregates ``contributors`` float32 slices of ``length`` values (one partition) in one
 thread. Throughput is the bytes of contributions processed (contributors x length x 4) divided by the
@@ -26,8 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl_chain.aggregation import (
     Contribution,

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/bytes_per_node.py            # N in {4, 8, 16}, 1e6 parameters, memory store;
+    python -m bench.bytes_per_node            # N in {4, 8, 16}, 1e6 parameters, memory store;
                                               # plus kubo peers at N = 8 as a cross-check
-    python bench/bytes_per_node.py --quick    # N = 4, 1e4 parameters, memory store
+    python -m bench.bytes_per_node --quick    # N = 4, 1e4 parameters, memory store
 
 A bandwidth-optimal all-reduce (reduce-scatter + all-gather) moves 2(N-1)/N·M bytes in and out of
 every node per round, M = model bytes (4·D, float32). fl-chain's round is a reduce-scatter
@@ -43,11 +43,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _federation import FederationJob
-from round_breakdown import run_job_in_child
+from bench._federation import FederationJob, stop_on_sigterm
+from bench.round_breakdown import run_job_in_child
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bytes_per_node.json"
 #: Target: mean bytes per node per round at most this multiple of the all-reduce bound, with P = N.
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    __import__("_federation").stop_on_sigterm()
+    stop_on_sigterm()
     result = measure(
         quick=args.quick,
         nodes=[int(v) for v in args.nodes.split(",")] if args.nodes else None,

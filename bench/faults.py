@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/faults.py                    # 50 seeds (0..49), anvil, one run at a time
-    python bench/faults.py --runs 10 --jobs 2 --chain ganache
-    python bench/faults.py --seeds 7,8        # just these seeds
+    python -m bench.faults                    # 50 seeds (0..49), anvil, one run at a time
+    python -m bench.faults --runs 10 --jobs 2 --chain ganache
+    python -m bench.faults --seeds 7,8        # just these seeds
 
 Each run (``tests.helpers.faults.run_faults``) is a local network of N node processes with kubo
 peers, N = 4 for even seeds and 5 for odd ones, on logistic regression over digits: P = N, r = 2,
@@ -36,8 +36,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.faults import PHASES, FaultConfig, run_faults
 

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/flower_compare.py                 # N = 8, about 1e6 parameters, 4 rounds
-    python bench/flower_compare.py --quick         # N = 4, about 1e4 parameters, 3 rounds (no processes pair)
-    python bench/flower_compare.py --nodes 8 --parameters 1e6 --rounds 4 --pairs inprocess,loopback
+    python -m bench.flower_compare                 # N = 8, about 1e6 parameters, 4 rounds
+    python -m bench.flower_compare --quick         # N = 4, about 1e4 parameters, 3 rounds (no processes pair)
+    python -m bench.flower_compare --nodes 8 --parameters 1e6 --rounds 4 --pairs inprocess,loopback
 
 The job: N clients, the digits MLP with its hidden layer sized to the requested parameter count,
 one epoch of SGD (batch 16, lr 0.1) per round on each client's IID shard with the very same trainer
@@ -64,11 +64,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _federation import FederationJob, make_spec
-from round_breakdown import run_job_in_child
+from bench import child_env, module_command
+from bench._federation import FederationJob, make_spec, mlp_hidden_for, mlp_parameters, stop_on_sigterm
+from bench.round_breakdown import run_job_in_child
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flower_compare.json"
 TARGET_RATIO = 1.2
@@ -203,7 +201,7 @@ def flower_loopback(nodes: int, parameters: int, rounds: int, workdir: Path) -> 
     """flwr.server.start_server in one process, N flwr.client.start_client processes, over 127.0.0.1."""
     port = _free_port()
     result = workdir / "flower-server.json"
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env = child_env({**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1"})
     common = ["--nodes", str(nodes), "--parameters", str(parameters), "--rounds", str(rounds), "--port", str(port)]
     processes: list[subprocess.Popen[bytes]] = []
     logs = []
@@ -211,7 +209,7 @@ def flower_loopback(nodes: int, parameters: int, rounds: int, workdir: Path) -> 
         server_log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
         logs.append(server_log)
         processes.append(subprocess.Popen(
-            [sys.executable, __file__, "--role", "server", "--child-result", str(result), *common],
+            module_command("flower_compare", "--role", "server", "--child-result", str(result), *common),
             stdout=server_log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
         ))
         time.sleep(3.0)  # the server binds before clients dial (start_client retries anyway)
@@ -219,7 +217,7 @@ def flower_loopback(nodes: int, parameters: int, rounds: int, workdir: Path) -> 
             log = open(workdir / f"client-{i}.log", "wb")  # noqa: SIM115
             logs.append(log)
             processes.append(subprocess.Popen(
-                [sys.executable, __file__, "--role", "client", "--index", str(i), *common],
+                module_command("flower_compare", "--role", "client", "--index", str(i), *common),
                 stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
             ))
         processes[0].wait(LOOPBACK_TIMEOUT)
@@ -375,7 +373,6 @@ name = "fedavg"
 
 def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
     """The job on fl-chain's local network: anvil and N ``flchain node`` processes with kubo peers."""
-    from _federation import mlp_hidden_for, mlp_parameters
 
     from fl_chain.federation.localnet import LocalNetwork
 
@@ -412,9 +409,11 @@ def _in_child(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
     """flower_inprocess in a child process of this script (same isolation as the fl-chain side)."""
     with tempfile.TemporaryDirectory(prefix="flchain-flower-") as tmp:
         result = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--role", "inprocess", "--child-result", str(result),
-                   "--nodes", str(nodes), "--parameters", str(parameters), "--rounds", str(rounds)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=LOOPBACK_TIMEOUT, check=False)
+        command = module_command("flower_compare", "--role", "inprocess", "--child-result", str(result),
+                                 "--nodes", str(nodes), "--parameters", str(parameters), "--rounds", str(rounds))
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=LOOPBACK_TIMEOUT, check=False, env=child_env()
+        )
         if done.returncode != 0 or not result.exists():
             raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip().splitlines()[-3:]}")
         return json.loads(result.read_text())  # type: ignore[no-any-return]
@@ -450,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    __import__("_federation").stop_on_sigterm()
+    stop_on_sigterm()
     if args.role:
         args.parameters = int(args.parameters)
         if args.role == "server":

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/gas.py                      # embedded chain (py-evm in this process)
-    python bench/gas.py --chain anvil        # or ganache: a local chain process
-    python bench/gas.py --participants 4,16 --exponents 3,8
+    python -m bench.gas                      # embedded chain (py-evm in this process)
+    python -m bench.gas --chain anvil        # or ganache: a local chain process
+    python -m bench.gas --participants 4,16 --exponents 3,8
 
 For every N and two partition settings, P = 4 and P = N (replication r = 2, quorum q = 2), the
 script deploys a coordinator, admits and joins N participants, starts a task and plays rounds:
@@ -43,8 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/largest_federation.py            # simulated N = 100, 200, 400; processes N = 4, 8, 16, 32
-    python bench/largest_federation.py --quick    # simulated N = 8 (1 round), processes N = 2 (1 round)
-    python bench/largest_federation.py --simulated 100,200 --processes 4,8 --rounds 2
+    python -m bench.largest_federation            # simulated N = 100, 200, 400; processes N = 4, 8, 16, 32
+    python -m bench.largest_federation --quick    # simulated N = 8 (1 round), processes N = 2 (1 round)
+    python -m bench.largest_federation --simulated 100,200 --processes 4,8 --rounds 2
 
 Two ladders; each stops at its first N that fails or runs past its time limit, and the largest N
 that completed every round is the figure. Where a ladder ends without failing, the memory of its two
@@ -39,11 +39,10 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import child_env, module_command
+from bench._federation import stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "largest_federation.json"
-BENCH = Path(__file__).resolve().parent
 FULL_SIMULATED = [100, 200, 400]
 FULL_PROCESSES = [4, 8, 16, 32]
 #: Seconds one rung of a ladder may take (full mode; quick mode uses QUICK_TIMEOUT).
@@ -85,12 +84,12 @@ def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
         partitions = min(10, nodes)
         replication = min(3, nodes)
         command = [
-            sys.executable, str(BENCH / "simulate_scale.py"), "--child-result", str(result), "--nodes", str(nodes),
+            *module_command("simulate_scale", "--child-result", str(result), "--nodes", str(nodes)),
             "--rounds", str(rounds), "--partitions", str(partitions), "--replication", str(replication),
             "--out", str(Path(tmp) / "runs"),
         ]
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -323,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per rung")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    __import__("_federation").stop_on_sigterm()
+    stop_on_sigterm()
     result = measure(
         quick=args.quick,
         simulated=[int(v) for v in args.simulated.split(",") if v] if args.simulated is not None else None,

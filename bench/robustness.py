@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/robustness.py                          # the defaults below, about 15 minutes
-    python bench/robustness.py --rounds 5 --strategies fedavg median
-    python bench/robustness.py --split dirichlet --alpha 0.5 --trim-fraction 0.25
+    python -m bench.robustness                          # the defaults below, about 15 minutes
+    python -m bench.robustness --rounds 5 --strategies fedavg median
+    python -m bench.robustness --split dirichlet --alpha 0.5 --trim-fraction 0.25
 
 Every run is a full in-process federation (embedded chain, memory storage, the real contract and
 node runtime, as ``flchain simulate`` runs it): 8 nodes, scikit-learn digits, an MLP (32 hidden
@@ -41,8 +41,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 

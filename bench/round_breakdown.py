@@ -3,10 +3,10 @@
 
 Usage::
 
-    python bench/round_breakdown.py                  # N in {4, 8, 16} x about 1e4, 1e6, 1e7 parameters,
+    python -m bench.round_breakdown                  # N in {4, 8, 16} x about 1e4, 1e6, 1e7 parameters,
                                                      # embedded chain + memory store and anvil + kubo peers
-    python bench/round_breakdown.py --quick          # N = 4, 1e4 parameters, both backends, 2 rounds
-    python bench/round_breakdown.py --nodes 8 --parameters 1000000 --backends embedded-memory
+    python -m bench.round_breakdown --quick          # N = 4, 1e4 parameters, both backends, 2 rounds
+    python -m bench.round_breakdown --nodes 8 --parameters 1000000 --backends embedded-memory
 
 Each job is an in-process federation built by ``fl_chain.federation.inprocess.build_federation`` and run by
 ``InProcessFederation`` exactly as ``flchain simulate`` runs it (real contract, real node runtime),
@@ -38,10 +38,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _federation import CATEGORIES, FederationJob, run_federation
+from bench import child_env, module_command
+from bench._federation import CATEGORIES, FederationJob, run_federation, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "round_breakdown.json"
 BACKENDS = {"embedded-memory": ("embedded", "memory"), "anvil-kubo": ("anvil", "kubo")}
@@ -55,9 +53,9 @@ def run_job_in_child(job: FederationJob, timeout: float = JOB_TIMEOUT) -> dict[s
     """Run ``job`` in a child process of this script (its own peak memory); returns its figures or an error."""
     with tempfile.TemporaryDirectory(prefix="flchain-breakdown-") as tmp:
         result = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--child-job", json.dumps(asdict(job)), "--child-result", str(result)]
+        command = module_command("round_breakdown", "--child-job", json.dumps(asdict(job)), "--child-result", str(result))
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-job", help=argparse.SUPPRESS)
     parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    __import__("_federation").stop_on_sigterm()
+    stop_on_sigterm()
     if args.child_job:
         figures = run_federation(FederationJob(**json.loads(args.child_job)))
         args.child_result.write_text(json.dumps(figures))

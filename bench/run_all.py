@@ -3,11 +3,11 @@
 
 Usage::
 
-    nice -n 19 .venv/bin/python bench/run_all.py --quick          # tiny sizes, a few minutes
-    nice -n 19 .venv/bin/python bench/run_all.py                  # the sizes issue 7 asks for (about 1.5 h)
-    nice -n 19 .venv/bin/python bench/run_all.py --readme         # full run, report also to bench/README.md
-    nice -n 19 .venv/bin/python bench/run_all.py --only gas,aggregation --quick
-    nice -n 19 .venv/bin/python bench/run_all.py --resume bench/results/report-<date>.json --readme
+    nice -n 19 .venv/bin/python -m bench.run_all --quick          # tiny sizes, a few minutes
+    nice -n 19 .venv/bin/python -m bench.run_all                  # the sizes issue 7 asks for (about 1.5 h)
+    nice -n 19 .venv/bin/python -m bench.run_all --readme         # full run, report also to bench/README.md
+    nice -n 19 .venv/bin/python -m bench.run_all --only gas,aggregation --quick
+    nice -n 19 .venv/bin/python -m bench.run_all --resume bench/results/report-<date>.json --readme
                                                                   # finish a stopped run: keep its results
 
 Each benchmark is imported as a module and driven through its ``measure(...)`` function, which
@@ -34,6 +34,7 @@ os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import platform
@@ -46,12 +47,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench._federation import stop_on_sigterm
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(ROOT))
 
 RESULTS = BENCH / "results"
+
+
+def _bench(name: str) -> Any:
+    """The benchmark module ``bench.<name>`` (imported when it is first run)."""
+    return importlib.import_module(f"bench.{name}")
 
 
 def _log(message: str) -> None:
@@ -65,7 +71,7 @@ def _log(message: str) -> None:
 
 def _via_main(module_name: str, argv: list[str]) -> dict[str, Any]:
     """Run ``module.main(argv + --output tmp)`` with its stdout captured; return the JSON it wrote."""
-    module = __import__(module_name)
+    module = _bench(module_name)
     with tempfile.TemporaryDirectory(prefix=f"flchain-{module_name}-") as tmp:
         output = Path(tmp) / "result.json"
         with contextlib.redirect_stdout(io.StringIO()):
@@ -87,14 +93,14 @@ def _robustness(quick: bool) -> dict[str, Any]:
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     # Cheap ones first: a run stopped part-way still has them in its partial report.
-    "gas": lambda quick: __import__("gas").measure(quick=quick, progress=_log),
-    "aggregation": lambda quick: __import__("aggregation").measure(quick=quick),
-    "storage_throughput": lambda quick: __import__("storage_throughput").measure(quick=quick),
-    "bytes_per_node": lambda quick: __import__("bytes_per_node").measure(quick=quick, progress=_log),
-    "flower_compare": lambda quick: __import__("flower_compare").measure(quick=quick, progress=_log),
-    "largest_federation": lambda quick: __import__("largest_federation").measure(quick=quick, progress=_log),
-    "round_breakdown": lambda quick: __import__("round_breakdown").measure(quick=quick, progress=_log),
-    "accuracy": lambda quick: __import__("accuracy").measure(quick=quick),
+    "gas": lambda quick: _bench("gas").measure(quick=quick, progress=_log),
+    "aggregation": lambda quick: _bench("aggregation").measure(quick=quick),
+    "storage_throughput": lambda quick: _bench("storage_throughput").measure(quick=quick),
+    "bytes_per_node": lambda quick: _bench("bytes_per_node").measure(quick=quick, progress=_log),
+    "flower_compare": lambda quick: _bench("flower_compare").measure(quick=quick, progress=_log),
+    "largest_federation": lambda quick: _bench("largest_federation").measure(quick=quick, progress=_log),
+    "round_breakdown": lambda quick: _bench("round_breakdown").measure(quick=quick, progress=_log),
+    "accuracy": lambda quick: _bench("accuracy").measure(quick=quick),
     "robustness": _robustness,
     "faults": _faults,
 }
@@ -311,7 +317,7 @@ def _table(name: str, result: dict[str, Any]) -> str | None:
     module = {"round_breakdown": "round_breakdown", "flower_compare": "flower_compare",
               "bytes_per_node": "bytes_per_node", "largest_federation": "largest_federation"}.get(name)
     if module:
-        return __import__(module).format_table(result)  # type: ignore[no-any-return]
+        return _bench(module).format_table(result)  # type: ignore[no-any-return]
     if name == "storage_throughput":
         lines = ["| size | put MB/s | get MB/s |", "|---|---|---|"]
         lines += [f"| {r['size_mb']} MB | {r['put_mb_s']:.0f} | {r['get_mb_s']:.0f} |" for r in result["rows"]]
@@ -446,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, metavar="REPORT.json",
                         help="keep the results of an earlier (e.g. stopped) report and run only what it lacks")
     args = parser.parse_args(argv)
-    __import__("_federation").stop_on_sigterm()
+    stop_on_sigterm()
     only = args.only.split(",") if args.only else None
     skip = args.skip.split(",") if args.skip else None
     unknown = (set(only or []) | set(skip or [])) - set(BENCHMARKS)

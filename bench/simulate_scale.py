@@ -3,9 +3,9 @@
 
 Usage::
 
-    python bench/simulate_scale.py                        # 100 nodes, 3 rounds, P=10, r=3
-    python bench/simulate_scale.py --nodes 8,16,32,64,100 # one run per N, each in its own process
-    python bench/simulate_scale.py --nodes 100 --partitions 4 --replication 2
+    python -m bench.simulate_scale                        # 100 nodes, 3 rounds, P=10, r=3
+    python -m bench.simulate_scale --nodes 8,16,32,64,100 # one run per N, each in its own process
+    python -m bench.simulate_scale --nodes 100 --partitions 4 --replication 2
 
 Each run is :func:`fl_chain.federation.simulate.run_simulation` exactly as ``flchain simulate`` calls it: the
 embedded py-evm chain and memory storage in this process, N real nodes (real contract, real node
@@ -50,10 +50,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import ROOT, child_env, module_command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulate_scale.json"
-ROOT = Path(__file__).resolve().parents[1]
 #: Seconds between two samples of the process's resident memory.
 RSS_SAMPLE_INTERVAL = 0.5
 DEFAULT_PARTITIONS = 10
@@ -299,12 +298,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_one(args, n, base / f"n{n}"))
                 continue
             child = Path(tmp) / f"result-{n}.json"
-            command = [sys.executable, __file__, "--child-result", str(child), "--nodes", str(n), "--out", str(base)]
+            command = module_command("simulate_scale", "--child-result", str(child), "--nodes", str(n), "--out", str(base))
             for name in ("rounds", "partitions", "replication", "quorum", "dataset", "model", "hidden", "seed"):
                 value = getattr(args, name)
                 if value is not None:
                     command += [f"--{name}", str(value)]
-            code = subprocess.run(command, check=False).returncode
+            code = subprocess.run(command, check=False, env=child_env()).returncode
             if code != 0:
                 print(f"N={n}: the run failed (exit {code})", file=sys.stderr)
                 continue

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Put and get throughput between two embedded kubo peers in separate processes, and memory per peer.
 
-Usage: python bench/storage_throughput.py [--sizes 1,8,64] [--repeats 3]
+Usage: python -m bench.storage_throughput [--sizes 1,8,64] [--repeats 3]
 
 Peer A puts a random blob of each size; peer B (connected to A over 127.0.0.1) fetches it by CID
 through bitswap and verifies it. Prints the median put and get throughput and each peer's RSS, and
@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.peer_process import PeerProcess
 

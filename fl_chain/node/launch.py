@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,9 +16,10 @@ from fl_chain.chain.keys import load_key, read_password_file
 from fl_chain.ports import port_in_use
 from fl_chain.chain.deployment import Deployment, open_deployment
 from fl_chain.errors import ConfigError, StorageStartError
+from fl_chain.node.hooks import NodeObserver
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.runtime import Node, NodeOptions, Step
-from fl_chain.node.state import NodeState
+from fl_chain.node.state import NodeState, PhaseFile
 from fl_chain.training.node_data import load_node_data, trainer_factory
 from fl_chain.protocol.vector import initial_model_digest
 from fl_chain.storage.base import Storage
@@ -50,6 +52,13 @@ class NodeArgs:
     fetch_timeout: float = 20.0
     linger: float | None = None
     threads: int | None = 1
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> NodeArgs:
+        """The arguments of a parsed ``flchain node`` command line (``--task`` is ``task_id``)."""
+        given = {name: getattr(options, name) for name in cls.__dataclass_fields__ if hasattr(options, name)}
+        given["task_id"] = getattr(options, "task", None)
+        return cls(**given)
 
 
 def open_storage(kind: str, state: NodeState, port: int) -> Storage:
@@ -120,8 +129,17 @@ def check_task_file(coordinator: Coordinator, task_id: int, spec: TaskSpec, init
         )
 
 
-def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
+def run_node(
+    args: NodeArgs,
+    report: Callable[[str], None],
+    *,
+    node_class: type[Node] = Node,
+    observers: Iterable[NodeObserver] = (),
+) -> int:
     """Run a node until its task ends; returns the process exit status.
+
+    The node is a ``node_class`` (a subclass of :class:`Node`, e.g. a test's hostile node) with
+    ``observers`` after the one that writes its phase to the state directory (:class:`PhaseFile`).
 
     Everything that can be checked without the state directory (key, task file, data, storage
     options, chain, deployment) is checked before it is opened, and the directory's identity and
@@ -151,7 +169,7 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
     logs: RoundLogs | None = None
     try:
         logs = RoundLogs(state.root / "logs")
-        node = Node(
+        node = node_class(
             coordinator=coordinator,
             account=account,
             task_id=task_id,
@@ -164,6 +182,7 @@ def run_node(args: NodeArgs, report) -> int:  # type: ignore[no-untyped-def]
             ),
             logs=logs,
             report=report,
+            observers=[PhaseFile(state.root), *observers],
         )
         report(f"node {account.address} on task {task_id}: {len(train)} local samples, peer {storage.peer_id}")
         return 0 if node.run() is not Step.STOPPED else 1

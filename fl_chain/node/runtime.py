@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -62,6 +63,7 @@ from fl_chain.exchange.transfer import fetch_manifest, fetch_partition, publish_
 from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition, encode_partition
 from fl_chain.protocol.manifest import Manifest
 from fl_chain.protocol.partitioning import join_partitions, partition_bounds
+from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState, RoundProgress
 from fl_chain.protocol.vector import initial_model_digest
@@ -132,6 +134,7 @@ class Node:
         options: NodeOptions | None = None,
         logs: RoundLogs | None = None,
         report: Callable[[str], None] | None = None,
+        observers: Iterable[NodeObserver] = (),
     ) -> None:
         self.coordinator = coordinator
         self.account = account
@@ -144,6 +147,8 @@ class Node:
         self.options = options or NodeOptions()
         self.logs = logs
         self.report = report or (lambda message: None)
+        self.observers = ObserverGroup(observers)
+        self._round: int | None = None  # the task's current round in this step
         self.strategy = get_strategy(spec.strategy["name"], **spec.strategy_options)
         self.config, _ = coordinator.get_task(task_id)
         self._initial = trainer.initial_vector()
@@ -228,10 +233,12 @@ class Node:
             self.ensure_joined()
             return Step.IDLE
         if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
+            self.observers.in_round(self.task_id, None)
             return self._finish(task)
         self.ensure_joined()
         self._finishing = False  # a completed task whose last round was disputed runs again
-        round_ = task.current_round
+        round_ = self._round = task.current_round
+        self.observers.in_round(self.task_id, round_)
         if self.logs is not None:
             self.logs.enter_round(self.task_id, round_)
         base = self._global_model(task)
@@ -278,7 +285,8 @@ class Node:
         elif want == -1:
             vector = self._initial
         else:
-            vector = self._fetch_global(want)
+            with self.observers.phase(self.task_id, task.current_round, Phase.FETCH_GLOBAL):
+                vector = self._fetch_global(want)
             if vector is None:
                 return None
         assert vector is not None
@@ -366,28 +374,32 @@ class Node:
         if now >= info.update_deadline:
             return self._advance()
         if progress.update_committed:
+            self.observers.wait(self.task_id, round_)
             return Step.IDLE
         update = self.state.load_vector(self.task_id, f"update-{round_}")
         if update is None or progress.samples is None:
             seed = training_seed(self.spec.model_seed, self.task_id, round_, self.address)
-            update, samples, metrics = self.trainer.train(base, seed=seed)
+            with self.observers.phase(self.task_id, round_, Phase.TRAIN):
+                update, samples, metrics = self.trainer.train(base, seed=seed)
             self.state.save_vector(self.task_id, f"update-{round_}", update)
             progress.samples = samples
             self.state.save_round(self.task_id, round_, progress)
             log.info("round %d: trained on %d samples %s", round_, samples, metrics)
-        digest, _ = publish_vector(
-            self.storage,
-            update,
-            blob_kind=BlobKind.UPDATE,
-            task_id=self.task_id,
-            round_=round_,
-            partitions=self.config.partitions,
-            contributor=self.address,
-        )
+        with self.observers.phase(self.task_id, round_, Phase.PUBLISH_UPDATE):
+            digest, _ = publish_vector(
+                self.storage,
+                update,
+                blob_kind=BlobKind.UPDATE,
+                task_id=self.task_id,
+                round_=round_,
+                partitions=self.config.partitions,
+                contributor=self.address,
+            )
         progress.update_digest = digest.hex()
         self.state.save_round(self.task_id, round_, progress)
         try:
-            self.coordinator.commit_update(self.account, self.task_id, round_, digest, int(progress.samples))
+            with self.observers.phase(self.task_id, round_, Phase.COMMIT_UPDATE):
+                self._transact("commit_update", round_, digest, int(progress.samples))
         except ContractRevertError as exc:
             if exc.name == "FLCoordinatorUpdateAlreadyCommitted":
                 log.info("round %d: update was already committed before a restart", round_)
@@ -412,6 +424,7 @@ class Node:
         commits = self._round_commits(round_)
         mine = next((c for c in commits if c.contributor == self.address), None)
         if mine is None:
+            self.observers.wait(self.task_id, round_)
             return Step.IDLE  # only the round's contributors aggregate (and vote in its fallback)
         if info.assignment_key is None:
             # The first contributor draws it; the others only if it is still missing a while later
@@ -439,41 +452,44 @@ class Node:
             todo += [p for p in rotation if p not in todo]
         todo = [p for p in todo if final[p] is None and p not in progress.aggregates_committed]
         if not todo:
+            self.observers.wait(self.task_id, round_)
             return Step.IDLE
-        self._connect_all()
-        ready: dict[int, bytes] = {}
-        # Contributors found unavailable earlier this round are reported as soon as the fallback phase
-        # begins, before another fetch timeout (they are still fetched: a slow peer may have caught up).
-        seen_unavailable = self._unavailable.setdefault(round_, set())
-        still_in = seen_unavailable & {c.contributor for c in commits}  # not excluded yet
-        reported = fallback and bool(still_in) and self._report_unavailable(round_, still_in, progress)
-        unavailable: set[str] = set()
-        for partition in todo:
-            known = progress.aggregates.get(str(partition))
-            if known is None:
-                aggregate = self._aggregate_partition(round_, partition, commits, base, unavailable)
-                if aggregate is None:
-                    continue
-                bounds = partition_bounds(base.size, config.partitions)[partition]
-                blob = encode_partition(
-                    aggregate,
-                    kind=BlobKind.AGGREGATE,
-                    task_id=self.task_id,
-                    round_=round_,
-                    partition=partition,
-                    partitions=config.partitions,
-                    offset=bounds.offset,
-                )
-                known = digest_from_cid(self.storage.put(blob)).hex()
-                progress.aggregates[str(partition)] = known
-                self.state.save_round(self.task_id, round_, progress)
-            ready[partition] = bytes.fromhex(known)
-        seen_unavailable |= unavailable
+        with self.observers.phase(self.task_id, round_, Phase.AGGREGATE):
+            self._connect_all()
+            ready: dict[int, bytes] = {}
+            # Contributors found unavailable earlier this round are reported as soon as the fallback phase
+            # begins, before another fetch timeout (they are still fetched: a slow peer may have caught up).
+            seen_unavailable = self._unavailable.setdefault(round_, set())
+            still_in = seen_unavailable & {c.contributor for c in commits}  # not excluded yet
+            reported = fallback and bool(still_in) and self._report_unavailable(round_, still_in, progress)
+            unavailable: set[str] = set()
+            for partition in todo:
+                known = progress.aggregates.get(str(partition))
+                if known is None:
+                    aggregate = self._aggregate_partition(round_, partition, commits, base, unavailable)
+                    if aggregate is None:
+                        continue
+                    bounds = partition_bounds(base.size, config.partitions)[partition]
+                    blob = encode_partition(
+                        aggregate,
+                        kind=BlobKind.AGGREGATE,
+                        task_id=self.task_id,
+                        round_=round_,
+                        partition=partition,
+                        partitions=config.partitions,
+                        offset=bounds.offset,
+                    )
+                    known = digest_from_cid(self.storage.put(blob)).hex()
+                    progress.aggregates[str(partition)] = known
+                    self.state.save_round(self.task_id, round_, progress)
+                ready[partition] = bytes.fromhex(known)
+            seen_unavailable |= unavailable
         if fallback and unavailable:
             reported = self._report_unavailable(round_, unavailable, progress) or reported
         if not ready:
             return Step.PROGRESS if reported else Step.IDLE
-        return self._commit_aggregates(round_, ready, progress, fallback)
+        with self.observers.phase(self.task_id, round_, Phase.COMMIT_AGGREGATES):
+            return self._commit_aggregates(round_, ready, progress, fallback)
 
     def _without_excluded(self, round_: int, commits: list[UpdateCommit], progress: RoundProgress) -> list[UpdateCommit]:
         """``commits`` minus the updates the chain excluded; forgets aggregates computed before an exclusion."""
@@ -493,7 +509,7 @@ class Node:
         new = sorted(contributors - set(progress.reported) - {self.address})  # its own update: nothing to report
         for contributor in new:
             try:
-                self.coordinator.report_unavailable(self.account, self.task_id, round_, contributor)
+                self._transact("report_unavailable", round_, contributor)
                 self.report(f"round {round_}: reported the update of {contributor} unavailable")
             except ContractRevertError as exc:
                 if exc.name not in (
@@ -509,7 +525,7 @@ class Node:
     def _commit_aggregates(self, round_: int, ready: dict[int, bytes], progress: RoundProgress, fallback: bool) -> Step:
         partitions = sorted(ready)
         try:
-            self.coordinator.commit_aggregates(self.account, self.task_id, round_, partitions, [ready[p] for p in partitions])
+            self._transact("commit_aggregates", round_, partitions, [ready[p] for p in partitions])
         except ContractRevertError as exc:
             if exc.name == "FLCoordinatorAggregateAlreadyCommitted":
                 # Committed before a restart: find out which, then go on with the rest next step.
@@ -608,16 +624,31 @@ class Node:
     def _draw_assignment(self, round_: int) -> Step:
         """Store the round's assignment key (the freezing block's hash) so aggregation can begin."""
         try:
-            self.coordinator.draw_assignment(self.account, self.task_id, round_)
+            self._transact("draw_assignment", round_)
         except ContractRevertError as exc:
             if exc.name in _BENIGN_REVERTS:
                 return Step.IDLE
             raise
         return Step.PROGRESS
 
+    def _transact(self, name: str, *args: Any) -> dict[str, Any]:
+        """Send coordinator transaction ``name`` for this task (after the account and task id: ``args``);
+        observers see it with its receipt."""
+        send = getattr(self.coordinator, name)
+        if not self.observers:
+            return send(self.account, self.task_id, *args)  # type: ignore[no-any-return]
+        round_ = self._round if self._round is not None else -1
+        started = time.perf_counter()
+        receipt: dict[str, Any] | None = None
+        try:
+            receipt = send(self.account, self.task_id, *args)
+            return receipt  # type: ignore[no-any-return]
+        finally:
+            self.observers.transaction_sent(self.task_id, round_, name, receipt, time.perf_counter() - started)
+
     def _advance(self) -> Step:
         try:
-            self.coordinator.advance(self.account, self.task_id)
+            self._transact("advance")
         except ContractRevertError as exc:
             if exc.name in _BENIGN_REVERTS:
                 return Step.IDLE

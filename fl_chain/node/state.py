@@ -3,6 +3,7 @@
 Layout::
 
     STATE_DIR/node.json                 identity (chain id, contract, account) and finished tasks
+    STATE_DIR/phase.json                the phase the node is in: task, round, phase (see PhaseFile)
     STATE_DIR/task-<id>/task.json       the hash of the block that created the task (guards a reset chain)
     STATE_DIR/task-<id>/progress.json   per round: update digest and samples, aggregates, commits
     STATE_DIR/task-<id>/update-<r>.npy  the trained update of round r (kept until it is committed)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,21 @@ from typing import Any
 import numpy as np
 
 from fl_chain.errors import ConfigError
+from fl_chain.node.hooks import NodeObserver, Phase
 
 STATE_VERSION = 1
+#: Name of the file in the state directory that says which phase the node is in.
+PHASE_FILE = "phase.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` by ``data`` in one rename; ``durable``: on disk (fsync) before the rename."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     tmp.replace(path)
 
 
@@ -171,6 +178,39 @@ class NodeState:
         """Store the global model of ``round_`` (-1: initial)."""
         self.save_vector(task_id, "global", vector)
         _atomic_write(self.task_dir(task_id) / "global-round.txt", str(round_).encode())
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """The phase a node last entered (the content of ``phase.json``)."""
+
+    task: int
+    round: int
+    phase: Phase
+    #: Wall-clock time (``time.time()``) the phase began.
+    since: float
+
+
+class PhaseFile(NodeObserver):
+    """An observer that writes the phase a node enters to ``STATE_DIR/phase.json`` (atomically),
+    so that another process (a supervisor, a test harness) can tell what the node is doing."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.path = Path(root) / PHASE_FILE
+
+    def phase_started(self, task_id: int, round_: int, phase: Phase) -> None:
+        record = {"task": task_id, "round": round_, "phase": phase.value, "since": time.time()}
+        _atomic_write(self.path, json.dumps(record).encode(), durable=False)
+
+    @staticmethod
+    def read(root: str | os.PathLike[str]) -> PhaseRecord | None:
+        """The phase recorded in state directory ``root``; None if the node recorded none yet
+        (or the file is unreadable: it is only ever replaced whole, so that means absent)."""
+        try:
+            data = json.loads((Path(root) / PHASE_FILE).read_text())
+            return PhaseRecord(int(data["task"]), int(data["round"]), Phase(data["phase"]), float(data["since"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

@@ -5,11 +5,12 @@ the contract, N ``flchain node`` processes with kubo peers) on a small fast task
 RNG, plans up to ``floor((N - 1) / 2)`` crashes. Each crash names a node, a round and a phase:
 
 ``training``
-    the round is in its update phase and the node has not logged ``trained on`` yet (it is
+    the round is in its update phase and the node has not finished training for it yet (it is
     fetching the global model or training);
 ``uploading``
-    the node's round log says ``trained on`` but its ``UpdateCommitted`` is not on chain yet (it is
-    putting its partitions into IPFS or waiting for its commit to be mined);
+    the node finished training for the round (its phase file shows a later phase of the round) but
+    its ``UpdateCommitted`` is not on chain yet (it is putting its partitions into IPFS or waiting
+    for its commit to be mined);
 ``committed``
     its ``UpdateCommitted`` is on chain and it has not committed an aggregate (its blobs may not have
     been fetched by anyone yet);
@@ -19,7 +20,8 @@ RNG, plans up to ``floor((N - 1) / 2)`` crashes. Each crash names a node, a roun
     the node committed its aggregates, or the round already ended: it is idle until the next round.
 
 Phases are read from the chain (round status, ``UpdateCommitted`` / ``AggregateCommitted`` events)
-and from the node's round log (``logs/<session>/task-<id>/round-<r>.log``), polled every
+and from the phase the node writes to its state directory (``phase.json``, see
+:class:`fl_chain.node.state.PhaseFile`), polled every
 :data:`POLL` seconds. A crash fires at the first poll where its phase holds in its round or a later
 one (a crash whose round was retried or skipped fires in the next round in that phase). A node is
 killed with SIGKILL (:meth:`LocalNetwork.kill_node`) and, if the plan says so, restarted on its
@@ -47,11 +49,15 @@ from pathlib import Path
 from fl_chain.exchange.audit import audit_round
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.federation.localnet import LocalNetwork
+from fl_chain.node.hooks import Phase
 from fl_chain.node.runtime import NodeOptions
+from fl_chain.node.state import PhaseFile, PhaseRecord
 
 #: The phases a crash can hit, in the order a round goes through them.
 PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", "waiting")
-#: Seconds between two looks at the chain and the logs.
+#: Phases a node goes through before its update is trained (see ``Phase``).
+BEFORE_TRAINED = frozenset({Phase.FETCH_GLOBAL, Phase.TRAIN})
+#: Seconds between two looks at the chain and the nodes' phase files.
 POLL = 0.15
 #: Seconds a node gets to exit by itself after the task ended (its linger plus fetching the final model).
 EXIT_GRACE = 45.0
@@ -224,8 +230,16 @@ def plan_faults(seed: int, config: FaultConfig) -> list[Fault]:
     return faults
 
 
+def trained_in_round(record: PhaseRecord | None, task_id: int, round_: int) -> bool:
+    """Whether a node whose phase file holds ``record`` finished training in ``round_`` of ``task_id``
+    (it is in a later phase of that round, or in a later round)."""
+    if record is None or record.task != task_id or record.round < round_:
+        return False
+    return record.round > round_ or record.phase not in BEFORE_TRAINED
+
+
 class _Observer:
-    """Cached views of the chain and of the nodes' round logs for one poll."""
+    """Cached views of the chain and of the nodes' phase files for one poll."""
 
     def __init__(self, net: LocalNetwork) -> None:
         self.net = net
@@ -249,27 +263,17 @@ class _Observer:
             }
         return address in self._aggregators
 
-    def logged_training(self, node: int) -> bool:
-        pattern = f"logs/*/task-{self.task_id}/round-{self.round}.log"
-        marker = f"round {self.round}: trained on"
-        for path in self.net.nodes[node].state_dir.glob(pattern):
-            try:
-                if marker in path.read_text(errors="replace"):
-                    return True
-            except OSError:
-                continue
-        return False
+    def trained(self, node: int) -> bool:
+        return trained_in_round(PhaseFile.read(self.net.nodes[node].state_dir), self.task_id, self.round)
 
     def in_phase(self, node: int, phase: str) -> bool:
         """Whether ``node`` is in ``phase`` of the current round."""
         address = self.net.nodes[node].account.address
         status = self.info.status
         if phase == "training":
-            return (
-                status == RoundStatus.UPDATE and not self.committed_update(address) and not self.logged_training(node)
-            )
+            return status == RoundStatus.UPDATE and not self.committed_update(address) and not self.trained(node)
         if phase == "uploading":
-            return status == RoundStatus.UPDATE and not self.committed_update(address) and self.logged_training(node)
+            return status == RoundStatus.UPDATE and not self.committed_update(address) and self.trained(node)
         if phase == "committed":
             return self.committed_update(address) and not self.committed_aggregate(address)
         if phase == "aggregating":
@@ -631,4 +635,5 @@ __all__ = [
     "plan_faults",
     "run_chain_restart",
     "run_faults",
+    "trained_in_round",
 ]

@@ -5,7 +5,7 @@ Test-only, outside the product package. Run it with the arguments of ``flchain n
     python -m tests.helpers.hostile_node <flchain node arguments> --hostile MODE[,MODE...] [--hostile ...]
         [--hostile-spare ADDRESS ...]
 
-(``python tests/hostile_node.py ...`` works too.) Each ``--hostile`` gives the modes of one round;
+from the repository root (or with it on ``PYTHONPATH``). Each ``--hostile`` gives the modes of one round;
 several rotate by round number (round ``r`` uses the ``r % k``-th). Modes:
 
 ``withhold``
@@ -29,38 +29,33 @@ trains and publishes honestly. A round with none of the last three aggregates ho
 any of them never helps honest aggregation. The update claims the task's ``max_samples`` (sample
 inflation: it would dominate any average it got into).
 
-The node is assembled exactly as ``flchain node`` does it (``fl_chain.cli`` parses the arguments,
-``fl_chain.node.launch.run_node`` builds key, data, state, kubo peer and the Node): ``run_node``
-takes no Node class, so this process rebinds ``fl_chain.node.launch.Node`` to the hostile
-subclass before calling ``fl_chain.cli.main``. Every attack it makes is appended as a JSON line
-to ``<state-dir>/hostile.jsonl``.
+The node is assembled exactly as ``flchain node`` does it (``fl_chain.cli``'s parser reads the
+arguments, ``fl_chain.node.launch.run_node`` builds key, data, state, kubo peer and the node), with
+``node_class=`` the hostile subclass. Every attack it makes is appended as a JSON line to
+``<state-dir>/hostile.jsonl``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import signal
 import sys
-from pathlib import Path
+import time
+from collections.abc import Sequence
 
-if __name__ == "__main__" and not __package__:  # run as a script: import `tests` from the repository root
-    sys.path[0] = str(Path(__file__).resolve().parents[2])
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from fl_chain.chain.coordinator import RoundInfo, TaskConfig  # noqa: E402
-from fl_chain.errors import ContractRevertError  # noqa: E402
-from fl_chain.protocol.blob import BlobKind, encode_partition  # noqa: E402
-from fl_chain.protocol.manifest import Manifest, manifest_size_limit  # noqa: E402
-from fl_chain.protocol.partitioning import partition_bounds  # noqa: E402
-from fl_chain.node.runtime import Node, Step  # noqa: E402
-from fl_chain.protocol.cid import cid_from_digest, digest_from_cid  # noqa: E402
-from fl_chain.protocol.unixfs import unixfs_digest  # noqa: E402
-from tests.helpers.adversaries import random_digest  # noqa: E402
+from fl_chain.chain.coordinator import RoundInfo, TaskConfig
+from fl_chain.errors import ContractRevertError, FLChainError
+from fl_chain.protocol.blob import BlobKind, encode_partition
+from fl_chain.protocol.manifest import Manifest, manifest_size_limit
+from fl_chain.protocol.partitioning import partition_bounds
+from fl_chain.node.runtime import Node, Step
+from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
+from fl_chain.protocol.unixfs import unixfs_digest
+from tests.helpers.adversaries import random_digest
 
 log = logging.getLogger("fl_chain.hostile")
 
@@ -270,15 +265,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     hostile, rest = parser.parse_known_args(argv)
     cls = configure(parse_schedule(hostile.hostile), hostile.hostile_spare)
 
-    from fl_chain import cli
-    from fl_chain.node import launch
+    from fl_chain.cli import build_parser
+    from fl_chain.node.launch import NodeArgs, run_node
 
-    # run_node builds `Node(...)` from its module's globals and takes no Node class: rebinding that
-    # global is the only way in. Refuse to run an honest node silently if run_node stops doing that.
-    if "Node" not in launch.run_node.__code__.co_names:
-        raise SystemExit("fl_chain.node.launch.run_node no longer builds `Node(...)`: update tests/hostile_node.py")
-    launch.Node = cls  # type: ignore[misc]
-    return cli.main(["node", *rest])
+    options = build_parser().parse_args(["node", *rest])
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # as `flchain node`: SIGTERM closes the peer and logs
+    try:
+        return run_node(NodeArgs.from_options(options), _stamped, node_class=cls)
+    except FLChainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _stamped(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """An adversarial federation of OS processes: anvil, 7 ``flchain node`` processes with kubo peers,
-2 of them hostile (``tests/hostile_node.py``: the real node process with a Node that attacks).
+2 of them hostile (``tests/helpers/hostile_node.py``: the real node process with a Node that attacks).
 
 The pair withholds its update, publishes crafted manifests and oversized blobs, lies on its
 assigned partitions, commits forged digests in the fallback phase and reports honest sites
@@ -11,6 +11,7 @@ final, no honest update is excluded, and every honest node exits 0 with the last
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -32,7 +33,8 @@ from tests.helpers.hostile_node import AGGREGATION_MODES, forged_digest, parse_s
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
 
-HOSTILE_SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "hostile_node.py"
+#: The repository root: ``python -m tests.helpers.hostile_node`` imports ``tests`` from it.
+ROOT = Path(__file__).resolve().parents[2]
 
 NODES = 7
 ROUNDS = 3
@@ -84,7 +86,7 @@ HONEST = [i for i in range(NODES) if i not in HOSTILE]
 
 
 class HostileNetwork(LocalNetwork):
-    """A LocalNetwork whose nodes in ``hostile`` run ``tests/hostile_node.py`` with those modes."""
+    """A LocalNetwork whose nodes in ``hostile`` run ``tests/helpers/hostile_node.py`` with those modes."""
 
     def __init__(self, *args: Any, hostile: dict[int, list[str]], **kwargs: Any) -> None:
         self.hostile = hostile
@@ -98,7 +100,9 @@ class HostileNetwork(LocalNetwork):
         partners = [self.nodes[i].account.address for i in self.hostile if i != node.index]
         extra = [a for modes in self.hostile[node.index] for a in ("--hostile", modes)]
         extra += [a for partner in partners for a in ("--hostile-spare", partner)]
-        return [command[0], str(HOSTILE_SCRIPT), *command[4:], *extra]
+        # `env` execs Python in place (same pid), with the repository root importable whatever the cwd.
+        python_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        return ["env", f"PYTHONPATH={python_path}", command[0], "-m", "tests.helpers.hostile_node", *command[4:], *extra]
 
 
 def tail(path: Path, size: int = 3000) -> str:

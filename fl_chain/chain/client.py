@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_abi_to_4byte_selector
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.exceptions import (
@@ -72,7 +73,7 @@ class RevertDecoder:
         for item in abi:
             if item.get("type") != "error":
                 continue
-            selector = function_abi_to_4byte_selector(item)
+            selector = function_abi_to_4byte_selector(cast(Any, item))
             self._errors[selector] = _ErrorSpec(
                 name=item["name"],
                 arg_names=tuple(i["name"] for i in item["inputs"]),
@@ -216,10 +217,10 @@ class ChainClient:
         with self._lock(account.address):
             tx_params: dict[str, Any] = {"from": account.address, "value": value}
             try:
-                gas = fn.estimate_gas(tx_params)
+                gas = fn.estimate_gas(cast(Any, tx_params))
             except Exception as exc:  # noqa: BLE001
                 raise self._translate(exc, decoder) from None
-            tx = fn.build_transaction(self._fill(account, tx_params, gas))
+            tx = dict(fn.build_transaction(cast(Any, self._fill(account, tx_params, gas))))
             return self._send(account, tx, decoder, fn)
 
     def deploy(self, account: LocalAccount, abi: list[dict[str, Any]], bytecode: str) -> dict[str, Any]:
@@ -286,7 +287,7 @@ class ChainClient:
         last_error = ""
         while True:
             try:
-                return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+                return dict(self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
             except TransactionNotFound:
                 pass
             except Web3RPCError as exc:

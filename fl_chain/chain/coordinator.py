@@ -284,7 +284,19 @@ class Coordinator:
         config, state = self._call("getTask", task_id)
         finalized = int(state[3])
         return (
-            TaskConfig(bytes(config[0]), *[int(v) for v in config[1:10]], bool(config[10])),
+            TaskConfig(
+                manifest_digest=bytes(config[0]),
+                partitions=int(config[1]),
+                replication=int(config[2]),
+                quorum=int(config[3]),
+                min_contributors=int(config[4]),
+                update_duration=int(config[5]),
+                aggregation_duration=int(config[6]),
+                rounds=int(config[7]),
+                max_participants=int(config[8]),
+                max_samples=int(config[9]),
+                open_admission=bool(config[10]),
+            ),
             TaskState(
                 status=TaskStatus(state[0]),
                 participant_count=int(state[1]),

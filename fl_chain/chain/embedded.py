@@ -38,7 +38,8 @@ def _replayed_gas_search(state: Any, transaction: Any) -> int:
     if not hasattr(transaction, "sender"):
         return int(binary_gas_search_intrinsic_tolerance(state, transaction))
     intrinsic = transaction.intrinsic_gas
-    if _get_computation_error(state, SpoofTransaction(transaction, gas=intrinsic, gas_price=0)) is None:
+    # SpoofTransaction stands in for the signed transaction (py-evm's own gas search does the same).
+    if _get_computation_error(state, SpoofTransaction(transaction, gas=intrinsic, gas_price=0)) is None:  # type: ignore[arg-type]
         return int(intrinsic)
     snapshot = state.snapshot()
     try:
@@ -50,7 +51,7 @@ def _replayed_gas_search(state: Any, transaction: Any) -> int:
         state.revert(snapshot)
 
     def succeeds(gas: int) -> bool:
-        return _get_computation_error(state, SpoofTransaction(transaction, gas=gas)) is None
+        return _get_computation_error(state, SpoofTransaction(transaction, gas=gas)) is None  # type: ignore[arg-type]
 
     viable, out_of_gas = state.gas_limit, intrinsic
     first = True

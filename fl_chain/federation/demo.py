@@ -8,6 +8,7 @@ aggregate assigned partitions, finalize by quorum, and retry a round where too f
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -40,7 +41,7 @@ def run_demo(
     quorum: int = 2,
     rounds: int = 3,
     dropout_round: int | None = 1,
-    log: callable = print,  # type: ignore[valid-type]
+    log: Callable[[str], object] = print,
 ) -> list[RoundReport]:
     """Run ``rounds`` finalized rounds with ``participants`` nodes; returns one report per round.
 

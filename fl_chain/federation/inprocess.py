@@ -10,6 +10,8 @@ network by default, or one embedded kubo peer per node.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +20,7 @@ from web3 import Web3
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.embedded import EmbeddedChain
+from fl_chain.errors import FederationStalledError
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.state import NodeState
 from fl_chain.storage.base import Storage
@@ -76,13 +79,13 @@ class InProcessFederation:
                 continue
             idle_sweeps += 1
             if idle_sweeps > max_idle_sweeps:
-                raise RuntimeError("the federation made no progress; see the node logs")
+                raise FederationStalledError("the federation made no progress; see the node logs")
             self._jump_to_next_deadline()
         return self.coordinator.get_task(self.task_id)[1].status
 
     def _jump_to_next_deadline(self) -> None:
         _, task = self.coordinator.get_task(self.task_id)
-        now = chain_clock(self.chain)()
+        now = int(chain_clock(self.chain)())
         if task.status != TaskStatus.RUNNING:
             self.chain.mine()
             return
@@ -144,7 +147,7 @@ def build_federation(
             storage=make_storage(i, state),
             state=state,
             options=NodeOptions(clock=clock, linger=0),
-            report=(lambda message, i=i: report(i, message)) if report else None,
+            report=functools.partial(report, i) if report else None,
         )
         node.step()  # joins
         members.append(node)

@@ -10,7 +10,7 @@ who aggregates what. Every node computes the same assignment from the on-chain r
 
 from __future__ import annotations
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 _ROUNDS = 8
 

@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from fl_chain.errors import ConfigError
 
@@ -30,7 +31,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_idx(path: str | Path, *, dtype: np.dtype | None = None, ndim: int | None = None) -> np.ndarray:
+def read_idx(path: str | Path, *, dtype: npt.DTypeLike | None = None, ndim: int | None = None) -> np.ndarray:
     """Decode an IDX file into a native-endian array of its stored shape.
 
     Parameters

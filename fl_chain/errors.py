@@ -4,8 +4,10 @@
 
     FLChainError                      every error fl-chain raises on purpose
     ├── ConfigError                   bad user input: options, files, task specs
-    │   └── KeyFileError              key file or keystore missing, malformed, wrong password
+    │   ├── KeyFileError              key file or keystore missing, malformed, wrong password
+    │   └── NumPyClientError          a user's NumPyClient broke its contract (arrays, counts, returns)
     ├── CompilerError                 the pinned Solidity compiler is missing or failed
+    ├── AggregationError              contributions that cannot be aggregated (none, mismatched, bad values)
     ├── ChainError                    anything between us and an Ethereum node
     │   ├── ChainUnreachableError     no JSON-RPC answer at the URL
     │   ├── ChainLaunchError          a local chain process (ganache, anvil) did not start
@@ -13,16 +15,19 @@
     │   ├── InsufficientFundsError    the sending account cannot pay for gas
     │   ├── TransactionFailedError    a transaction was mined but reverted, or timed out
     │   └── ContractRevertError       the contract rejected the call with a custom error
-    └── StorageError                  anything between us and the content-addressed store
-        ├── StorageStartError         an IPFS peer could not start (port in use, bad repo)
-        ├── BlobNotFoundError         no connected peer delivered the CID within the timeout
-        └── BlobInvalidError          bytes that do not verify: never used
-            ├── BlobIntegrityError    content does not hash to its CID or its payload hash
-            ├── BlobFormatError       truncated, unknown version or dtype, malformed header
-            ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
-            └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
+    ├── StorageError                  anything between us and the content-addressed store
+    │   ├── StorageStartError         an IPFS peer could not start (port in use, bad repo)
+    │   ├── BlobNotFoundError         no connected peer delivered the CID within the timeout
+    │   └── BlobInvalidError          bytes that do not verify: never used
+    │       ├── BlobIntegrityError    content does not hash to its CID or its payload hash
+    │       ├── BlobFormatError       truncated, unknown version or dtype, malformed header
+    │       ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
+    │       └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
+    └── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
 
 Each message is one line that says what to fix; the CLI prints it and exits non-zero.
+``ValueError`` is left to programming errors in pure code (a caller passing arguments no user input
+can produce), as numpy and the standard library do.
 """
 
 from __future__ import annotations
@@ -42,8 +47,16 @@ class KeyFileError(ConfigError):
     """A key file or keystore is missing, malformed, or its password is wrong."""
 
 
+class NumPyClientError(ConfigError):
+    """A client broke the :class:`~fl_chain.training.NumPyClient` contract (wrong arrays, counts or return values)."""
+
+
 class CompilerError(FLChainError):
     """The pinned Solidity compiler is missing or rejected the sources."""
+
+
+class AggregationError(FLChainError):
+    """Contributions that cannot be aggregated: none, mismatched lengths, duplicates, bad values."""
 
 
 class ChainError(FLChainError):
@@ -127,3 +140,7 @@ class BlobTooLargeError(BlobInvalidError):
 
     Content addressed, so every honest node sees the same size: invalid, not unavailable.
     """
+
+
+class FederationStalledError(FLChainError):
+    """The nodes of a federation run in one process stopped making progress (no step changed anything)."""

@@ -27,8 +27,7 @@ from fl_chain.errors import FLChainError
 MAX_SAMPLES = 2**64 - 1
 
 
-class AggregationError(FLChainError):
-    """Contributions that cannot be aggregated: none, mismatched lengths, duplicates, bad values."""
+from fl_chain.errors import AggregationError  # noqa: E402  (re-exported: its old home)
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from fl_chain.errors import ConfigError
+from fl_chain.errors import ConfigError, NumPyClientError
 from fl_chain.training.datasets import ArrayDataset
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ ClientFactory = Callable[["TaskSpec", ArrayDataset, "ArrayDataset | None"], "Num
 
 #: Config keys that :meth:`ClientTrainer.train` sets itself.
 RESERVED_CONFIG_KEYS = ("round", "seed")
-
-
-class NumPyClientError(ConfigError):
-    """A client broke the :class:`NumPyClient` contract (wrong arrays, counts or return values)."""
 
 
 @runtime_checkable

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Self
 
+from fl_chain.errors import FLChainError
+
 #: Seconds a test waits for a peer process to answer one command.
 COMMAND_TIMEOUT = 180.0
 
@@ -70,8 +72,8 @@ def _run(storage: Any, command: str, args: tuple[Any, ...]) -> Any:
     raise ValueError(f"unknown command {command}")
 
 
-class PeerError(Exception):
-    """A command failed in the peer process with ``kind`` (the fl-chain error class name)."""
+class PeerError(FLChainError):
+    """An fl-chain error raised in the peer process, carried back as ``kind`` (its class name) and message."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")

@@ -1,0 +1,58 @@
+"""``flchain node``: a participant node until its task ends."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from fl_chain.cli.common import add_key, add_rpc, raise_interrupt, stamped
+from fl_chain.cli.simulate import CLIENT_HELP
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``node``."""
+    node = commands.add_parser("node", help="run a participant node until its task ends")
+    add_rpc(node)
+    add_key(node)
+    node.add_argument("--deployment", default="deployment.json")
+    node.add_argument("--task-file", required=True, help="the task's TOML (checked against the chain)")
+    node.add_argument("--task", type=int, help="task id (default: the first open or running task not finished here)")
+    node.add_argument("--state-dir", required=True, help="this node's state directory (resumes after a restart)")
+    node.add_argument("--shard", type=int, default=0, help="this node's shard of the task's dataset (default 0)")
+    node.add_argument("--shards", type=int, default=1, help="number of shards the dataset is split into (default 1: all)")
+    node.add_argument("--data", help="this site's own data: a csv file (used whole), or the fashion_mnist directory")
+    node.add_argument("--client", help=CLIENT_HELP)
+    node.add_argument("--storage", default="kubo", choices=["kubo", "memory"])
+    node.add_argument("--ipfs-port", type=int, default=0, help="IPFS swarm port on 127.0.0.1 (0: any free port)")
+    node.add_argument("--poll-interval", type=float, default=0.5)
+    node.add_argument("--fetch-timeout", type=float, default=20.0)
+    node.add_argument(
+        "--linger", type=float, help="seconds to keep serving blobs after the task ends (default: aggregation duration)"
+    )
+    node.set_defaults(func=run_node)
+
+
+def run_node(args: argparse.Namespace) -> int:
+    """Run the node; SIGTERM stops it like Ctrl-C (its IPFS peer and logs are closed, its state kept)."""
+    from fl_chain.node import launch
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    node_args = launch.NodeArgs(
+        rpc=args.rpc,
+        deployment=args.deployment,
+        key=args.key,
+        password_file=args.password_file,
+        task_file=args.task_file,
+        task_id=args.task,
+        state_dir=args.state_dir,
+        shard=args.shard,
+        shards=args.shards,
+        data=args.data,
+        client=args.client,
+        storage=args.storage,
+        ipfs_port=args.ipfs_port,
+        poll_interval=args.poll_interval,
+        fetch_timeout=args.fetch_timeout,
+        linger=args.linger,
+    )
+    return launch.run_node(node_args, report=stamped)

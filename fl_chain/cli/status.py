@@ -1,0 +1,71 @@
+"""``flchain status``: tasks, rounds, participants, commits and final digests."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from fl_chain.cli.common import add_rpc, open_coordinator
+from fl_chain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fl_chain.chain.coordinator import Coordinator
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``status``."""
+    status = commands.add_parser("status", help="show tasks, rounds, participants, commits and final digests")
+    add_rpc(status)
+    status.add_argument("--deployment", default="deployment.json")
+    status.add_argument("--task", type=int, help="show only this task, in detail")
+    status.set_defaults(func=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """One line per task (and its latest rounds); every round of ``--task`` in detail."""
+    coordinator = open_coordinator(args)
+    count = coordinator.task_count()
+    print(f"FLCoordinator {coordinator.address}: operator {coordinator.operator()}, {count} task(s)")
+    if args.task is not None and not 1 <= args.task <= count:
+        raise ConfigError(f"task {args.task} does not exist ({count} task(s))")
+    task_ids = [args.task] if args.task is not None else list(range(1, count + 1))
+    for task_id in task_ids:
+        config, state = coordinator.get_task(task_id)
+        print(
+            f"task {task_id}: {state.status.name.lower()}, {state.participant_count} participants, "
+            f"round {state.current_round}, {state.finalized_rounds}/{config.rounds} finalized, "
+            f"P={config.partitions} r={config.replication} q={config.quorum}"
+        )
+        if state.status.name in ("RUNNING", "COMPLETED", "CANCELLED"):
+            info = coordinator.get_round(task_id, state.current_round)
+            print(f"  current round {info.round}: {info.status.name.lower()}, {info.contributors} contributors")
+        if state.latest_finalized_round is not None:
+            digests = coordinator.get_final_digests(task_id, state.latest_finalized_round)
+            print(f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d))
+        if args.task is not None:
+            _print_rounds(coordinator, task_id, state.current_round)
+    return 0
+
+
+def _print_rounds(coordinator: Coordinator, task_id: int, current_round: int) -> None:
+    """Participants, then every round up to ``current_round``: commits, exclusions, disputes, dissent."""
+    print("  participants:")
+    for p in coordinator.get_participants(task_id):
+        print(f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  {' '.join(p.multiaddrs)}")
+    for round_ in range(current_round + 1):
+        info = coordinator.get_round(task_id, round_)
+        commits = coordinator.find_update_commits(task_id, round_)
+        aggregates = coordinator.find_aggregate_commits(task_id, round_)
+        failure = f" ({info.failure.name.lower()})" if info.failure.value else ""
+        print(
+            f"  round {round_}: {info.status.name.lower()}{failure}, {len(commits)} updates "
+            f"({info.total_samples} samples), {len(aggregates)} aggregate commits, "
+            f"{info.finalized_partitions} partitions final"
+        )
+        for excluded in coordinator.get_excluded(task_id, round_):
+            print(f"    excluded as unavailable by a contributor majority: {excluded}")
+        if info.disputes:
+            print(f"    disputes of its global model: {info.disputes} of {info.contributors} contributors")
+        dissent = coordinator.find_dissenting_aggregators(task_id, round_)
+        for d in dissent:
+            print(f"    dissent: {d.aggregator} committed {d.digest.hex()[:12]} for partition {d.partition}")

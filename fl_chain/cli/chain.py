@@ -22,15 +22,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start.add_argument("--chain-id", type=int)
     start.add_argument("--data-dir", help="persist chain state here across restarts")
     start.add_argument("--log-dir", default="runs/chain-logs")
-    start.set_defaults(func=run_chain_start)
+    start.set_defaults(func=chain_start_command)
 
     dev_key = commands.add_parser("dev-key", help="write a development account's private key to a file")
     dev_key.add_argument("index", type=int)
     dev_key.add_argument("--out", required=True)
-    dev_key.set_defaults(func=run_dev_key)
+    dev_key.set_defaults(func=dev_key_command)
 
 
-def run_chain_start(args: argparse.Namespace) -> int:
+def chain_start_command(args: argparse.Namespace) -> int:
     """Run ganache or anvil until Ctrl-C or SIGTERM (0), or until it exits by itself (1)."""
     from fl_chain.chain.anvil import Anvil
     from fl_chain.chain.ganache import Ganache
@@ -59,7 +59,7 @@ def run_chain_start(args: argparse.Namespace) -> int:
         process.stop()
 
 
-def run_dev_key(args: argparse.Namespace) -> int:
+def dev_key_command(args: argparse.Namespace) -> int:
     """Write development account ``index``'s private key (hex) to ``--out``, readable by its owner only."""
     from pathlib import Path
 

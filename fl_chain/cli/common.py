@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from fl_chain.chain.client import ChainClient
     from fl_chain.chain.coordinator import Coordinator
 
+
 def add_rpc(parser: argparse.ArgumentParser) -> None:
     """The required ``--rpc`` option."""
     parser.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain, e.g. http://127.0.0.1:8545")

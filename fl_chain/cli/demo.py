@@ -16,10 +16,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument("--replication", type=int, default=2)
     demo.add_argument("--quorum", type=int, default=2)
     demo.add_argument("--rounds", type=int, default=3)
-    demo.set_defaults(func=run_demo)
+    demo.set_defaults(func=demo_command)
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def demo_command(args: argparse.Namespace) -> int:
     """Run the demo rounds and count the finalized and retried ones."""
     from fl_chain.federation.demo import run_demo
 

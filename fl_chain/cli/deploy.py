@@ -13,10 +13,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_rpc(deploy)
     add_key(deploy)
     deploy.add_argument("--out", default="deployment.json", help="deployment file to write")
-    deploy.set_defaults(func=run_deploy)
+    deploy.set_defaults(func=deploy_command)
 
 
-def run_deploy(args: argparse.Namespace) -> int:
+def deploy_command(args: argparse.Namespace) -> int:
     """Deploy with ``--key`` and write the deployment file ``--out``."""
     from fl_chain.chain.deployment import deploy
 

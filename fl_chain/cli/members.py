@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_key(admit)
     admit.add_argument("--deployment", default="deployment.json")
     admit.add_argument("accounts", nargs="+", help="addresses to admit")
-    admit.set_defaults(func=run_admit)
+    admit.set_defaults(func=admit_command)
 
     revoke = commands.add_parser(
         "revoke", help="operator: revoke an account and remove it from every open or running task"
@@ -24,10 +24,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_key(revoke)
     revoke.add_argument("--deployment", default="deployment.json")
     revoke.add_argument("account", help="address to revoke")
-    revoke.set_defaults(func=run_revoke)
+    revoke.set_defaults(func=revoke_command)
 
 
-def run_admit(args: argparse.Namespace) -> int:
+def admit_command(args: argparse.Namespace) -> int:
     """Admit every address of ``accounts``."""
     from web3 import Web3
 
@@ -41,7 +41,7 @@ def run_admit(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_revoke(args: argparse.Namespace) -> int:
+def revoke_command(args: argparse.Namespace) -> int:
     """Revoke ``account`` and remove it from every open or running task it joined."""
     from web3 import Web3
 

@@ -19,10 +19,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     get.add_argument("--out", required=True, help="output .npy file")
     get.add_argument("--ipfs-dir", help="IPFS repo for the downloading peer (default: a temporary one)")
     get.add_argument("--timeout", type=float, default=60.0)
-    get.set_defaults(func=run_model_get)
+    get.set_defaults(func=model_get_command)
 
 
-def run_model_get(args: argparse.Namespace) -> int:
+def model_get_command(args: argparse.Namespace) -> int:
     """Fetch and verify the global model of ``--round`` (default: the latest) and save it as .npy."""
     from fl_chain.exchange.download import download_global_model
 

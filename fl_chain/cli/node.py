@@ -19,7 +19,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument("--task", type=int, help="task id (default: the first open or running task not finished here)")
     node.add_argument("--state-dir", required=True, help="this node's state directory (resumes after a restart)")
     node.add_argument("--shard", type=int, default=0, help="this node's shard of the task's dataset (default 0)")
-    node.add_argument("--shards", type=int, default=1, help="number of shards the dataset is split into (default 1: all)")
+    node.add_argument(
+        "--shards", type=int, default=1, help="number of shards the dataset is split into (default 1: all)"
+    )
     node.add_argument("--data", help="this site's own data: a csv file (used whole), or the fashion_mnist directory")
     node.add_argument("--client", help=CLIENT_HELP)
     node.add_argument("--storage", default="kubo", choices=["kubo", "memory"])
@@ -29,30 +31,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument(
         "--linger", type=float, help="seconds to keep serving blobs after the task ends (default: aggregation duration)"
     )
-    node.set_defaults(func=run_node)
+    node.set_defaults(func=node_command)
 
 
-def run_node(args: argparse.Namespace) -> int:
+def node_command(args: argparse.Namespace) -> int:
     """Run the node; SIGTERM stops it like Ctrl-C (its IPFS peer and logs are closed, its state kept)."""
-    from fl_chain.node import launch
+    from fl_chain.node.launch import NodeArgs, run_node
 
     signal.signal(signal.SIGTERM, raise_interrupt)
-    node_args = launch.NodeArgs(
-        rpc=args.rpc,
-        deployment=args.deployment,
-        key=args.key,
-        password_file=args.password_file,
-        task_file=args.task_file,
-        task_id=args.task,
-        state_dir=args.state_dir,
-        shard=args.shard,
-        shards=args.shards,
-        data=args.data,
-        client=args.client,
-        storage=args.storage,
-        ipfs_port=args.ipfs_port,
-        poll_interval=args.poll_interval,
-        fetch_timeout=args.fetch_timeout,
-        linger=args.linger,
-    )
-    return launch.run_node(node_args, report=stamped)
+    return run_node(NodeArgs.from_options(args), report=stamped)

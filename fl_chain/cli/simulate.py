@@ -35,7 +35,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.add_argument("--lr", type=float, default=0.1)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--chain", default="embedded", help="embedded (in-process py-evm), ganache or anvil")
-    sim.add_argument("--storage", default="memory", help="memory (in-process) or kubo (one embedded IPFS peer per node)")
+    sim.add_argument(
+        "--storage", default="memory", help="memory (in-process) or kubo (one embedded IPFS peer per node)"
+    )
     sim.add_argument(
         "--compare",
         action="store_true",
@@ -43,10 +45,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sim.add_argument("--quiet", action="store_true", help="no progress display or table")
     sim.add_argument("--out", help="run folder (default: runs/sim-<time>)")
-    sim.set_defaults(func=run_simulate)
+    sim.set_defaults(func=simulate_command)
 
 
-def run_simulate(args: argparse.Namespace) -> int:
+def simulate_command(args: argparse.Namespace) -> int:
     """Check the options, then run the simulation with its progress display."""
     from pathlib import Path
 

@@ -18,10 +18,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_rpc(status)
     status.add_argument("--deployment", default="deployment.json")
     status.add_argument("--task", type=int, help="show only this task, in detail")
-    status.set_defaults(func=run_status)
+    status.set_defaults(func=status_command)
 
 
-def run_status(args: argparse.Namespace) -> int:
+def status_command(args: argparse.Namespace) -> int:
     """One line per task (and its latest rounds); every round of ``--task`` in detail."""
     coordinator = open_coordinator(args)
     count = coordinator.task_count()
@@ -41,7 +41,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"  current round {info.round}: {info.status.name.lower()}, {info.contributors} contributors")
         if state.latest_finalized_round is not None:
             digests = coordinator.get_final_digests(task_id, state.latest_finalized_round)
-            print(f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d))
+            print(
+                f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d)
+            )
         if args.task is not None:
             _print_rounds(coordinator, task_id, state.current_round)
     return 0
@@ -51,7 +53,9 @@ def _print_rounds(coordinator: Coordinator, task_id: int, current_round: int) ->
     """Participants, then every round up to ``current_round``: commits, exclusions, disputes, dissent."""
     print("  participants:")
     for p in coordinator.get_participants(task_id):
-        print(f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  {' '.join(p.multiaddrs)}")
+        print(
+            f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  {' '.join(p.multiaddrs)}"
+        )
     for round_ in range(current_round + 1):
         info = coordinator.get_round(task_id, round_)
         commits = coordinator.find_update_commits(task_id, round_)

@@ -28,18 +28,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="create the task even if [security] max_colluders could decide a partition with probability > 1e-6",
     )
     create.add_argument("--client", help=CLIENT_HELP)
-    create.add_argument("--data", help="a sample of the sites' data (csv datasets): fixes the initial model's input size")
-    create.set_defaults(func=run_task_create)
+    create.add_argument(
+        "--data", help="a sample of the sites' data (csv datasets): fixes the initial model's input size"
+    )
+    create.set_defaults(func=task_create_command)
 
     start = task_commands.add_parser("start", help="start a task once enough participants joined")
     add_rpc(start)
     add_key(start)
     start.add_argument("--deployment", default="deployment.json")
     start.add_argument("--task", type=int, required=True)
-    start.set_defaults(func=run_task_start)
+    start.set_defaults(func=task_start_command)
 
 
-def run_task_create(args: argparse.Namespace) -> int:
+def task_create_command(args: argparse.Namespace) -> int:
     """Check the task file (capture bound, model size), then create the task on chain."""
     from fl_chain.protocol.task import TaskSpec
 
@@ -63,7 +65,7 @@ def run_task_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_task_start(args: argparse.Namespace) -> int:
+def task_start_command(args: argparse.Namespace) -> int:
     """Start ``--task``."""
     account = load_account(args)
     coordinator = open_coordinator(args)

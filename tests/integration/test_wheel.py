@@ -42,9 +42,23 @@ def copy_sources(destination: Path) -> Path:
 def build_wheel(source: Path, dist: Path) -> Path:
     """``pip wheel`` without build isolation (setuptools comes with the test extras), so no network."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "-w", str(dist)],
-        check=True, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-w",
+            str(dist),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     (wheel,) = dist.glob("fl_chain-*.whl")
     return wheel
@@ -55,16 +69,31 @@ def venv_with_wheel(wheel: Path, root: Path) -> Path:
     venv.create(root, with_pip=False)
     python = root / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--quiet",
-         str(wheel)],
-        check=True, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     # Only after the install: a pip that saw the shared site-packages might uninstall its editable fl-chain.
     # A path line in a .pth adds the directory alone; that directory's own .pth files (the editable
     # install's finder among them) are not run, so the repository's source stays invisible.
     site_packages = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     shared = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (Path(site_packages) / "shared_dependencies.pth").write_text("\n".join(sorted(shared)) + "\n")
@@ -84,14 +113,23 @@ def test_wheel_installed_outside_the_repository_runs_a_simulation(tmp_path: Path
     elsewhere.mkdir()
     where = subprocess.run(
         [str(python), "-c", "import fl_chain.chain.artifacts as a; print(a.__file__)"],
-        check=True, capture_output=True, text=True, cwd=elsewhere, env=clean_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=clean_env(),
     ).stdout.strip()
     out = tmp_path / "run"
 
     # Execute
     result = subprocess.run(
         [str(python.parent / "flchain"), "simulate", "--nodes", "4", "--rounds", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=elsewhere, env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=elsewhere,
+        env=clean_env(),
+        check=False,
     )
 
     # Assert

@@ -115,7 +115,9 @@ def test_native_solc_of_the_pinned_version_gives_the_committed_artifact(tmp_path
     # Assert
     assert fresh["compiler"]["name"] == "solc"
     assert fresh["compiler"]["version"] == committed["compiler"]["version"]
-    assert {k: v for k, v in fresh.items() if k != "compiler"} == {k: v for k, v in committed.items() if k != "compiler"}
+    assert {k: v for k, v in fresh.items() if k != "compiler"} == {
+        k: v for k, v in committed.items() if k != "compiler"
+    }
 
 
 def test_compile_script_check_passes_with_native_solc_option(tmp_path: Path) -> None:

@@ -44,8 +44,10 @@ def test_cli_simulation_and_node_modules_import_without_loading_torch() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, fl_chain.cli, fl_chain.federation.simulate, fl_chain.node.runtime, fl_chain.training; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))",
+            (
+                "import sys, fl_chain.cli, fl_chain.federation.simulate, fl_chain.node.runtime, fl_chain.training; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+            ),
         ],
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ from fl_chain.aggregation.trimmed_mean import TrimmedMean
 from fl_chain.aggregation.validation import l2_norm, validate_values
 
 __all__ = [
+    "STRATEGIES",
     "AggregationError",
     "Contribution",
     "ContributionRule",
@@ -22,7 +23,6 @@ __all__ = [
     "Exclusion",
     "FedAvg",
     "PartitionAggregate",
-    "STRATEGIES",
     "Strategy",
     "Submission",
     "TrimmedMean",

@@ -21,7 +21,6 @@ from fl_chain.node.logs import RoundLogs
 from fl_chain.node.runtime import Node, NodeOptions, Step
 from fl_chain.node.state import NodeState, PhaseFile
 from fl_chain.training.node_data import load_node_data, trainer_factory
-from fl_chain.protocol.vector import initial_model_digest
 from fl_chain.storage.base import Storage
 from fl_chain.protocol.task import TaskSpec
 
@@ -118,15 +117,10 @@ def check_task_file(coordinator: Coordinator, task_id: int, spec: TaskSpec, init
     Raises
     ------
     ConfigError
-        If the manifest digests differ.
+        If the manifest digests differ (see :meth:`TaskSpec.check_matches_chain`).
     """
     config, _ = coordinator.get_task(task_id)
-    digest = spec.manifest_digest(initial_model_digest(initial_vector, config.partitions))
-    if digest != config.manifest_digest:
-        raise ConfigError(
-            f"the task file does not match task {task_id} on chain (manifest digest differs: other parameters, "
-            "or another torch version building a different initial model); pass the task's own --task-file"
-        )
+    spec.check_matches_chain(config, initial_vector, task_id=task_id)
 
 
 def run_node(

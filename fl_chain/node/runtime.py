@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.aggregation import Contribution, get_strategy, validate_values
+from fl_chain.aggregation import ContributionRule
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.chain.coordinator import (
     Coordinator,
@@ -55,18 +55,18 @@ from fl_chain.errors import (
     BlobInvalidError,
     BlobNotFoundError,
     ChainUnreachableError,
-    ConfigError,
     ContractRevertError,
     TransactionFailedError,
 )
-from fl_chain.exchange.transfer import fetch_manifest, fetch_partition, publish_vector
-from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition, encode_partition
+from fl_chain.exchange.gather import final_digests, gather_partitions
+from fl_chain.exchange.transfer import publish_vector
+from fl_chain.exchange.updates import RoundUpdates
+from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.manifest import Manifest
-from fl_chain.protocol.partitioning import join_partitions, partition_bounds
+from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState, RoundProgress
-from fl_chain.protocol.vector import initial_model_digest
 from fl_chain.training.trainer import Trainer, training_seed
 from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
 from fl_chain.storage.base import Storage
@@ -149,10 +149,11 @@ class Node:
         self.report = report or (lambda message: None)
         self.observers = ObserverGroup(observers)
         self._round: int | None = None  # the task's current round in this step
-        self.strategy = get_strategy(spec.strategy["name"], **spec.strategy_options)
+        #: Which contributions count and how they combine: the same rule the audit applies.
+        self.rule: ContributionRule = spec.contribution_rule()
         self.config, _ = coordinator.get_task(task_id)
         self._initial = trainer.initial_vector()
-        self._check_task_matches_chain()
+        spec.check_matches_chain(self.config, self._initial, task_id=task_id)
         state.bind_task(task_id, coordinator.task_anchor(task_id))
         self._global: tuple[int, np.ndarray] | None = None
         self._final_wait_since: float | None = None
@@ -161,23 +162,12 @@ class Node:
         self._finishing = False
         self._unavailable: dict[int, set[str]] = {}
         self._commits: dict[int, list[UpdateCommit]] = {}
-        self._manifests: dict[tuple[int, str], Manifest | None] = {}
+        self._updates: dict[int, RoundUpdates] = {}  # the current round's, manifests fetched once
         self._joined = False
         self._peers = PeerDirectory.shared(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
 
     # -- setup ----------------------------------------------------------------------------------
-
-    def _check_task_matches_chain(self) -> None:
-        partitions = self.config.partitions
-        initial_digest = initial_model_digest(self._initial, partitions)
-        if self.spec.manifest_digest(initial_digest) != self.config.manifest_digest:
-            raise ConfigError(
-                f"the task file does not match task {self.task_id} on chain (manifest digest differs: "
-                "other parameters, or another torch version building a different initial model)"
-            )
-        if self._initial.size < partitions:
-            raise ConfigError(f"the model has {self._initial.size} parameters, fewer than {partitions} partitions")
 
     def ensure_joined(self) -> None:
         """Join the task with this node's multiaddrs, or refresh them if they changed."""
@@ -310,40 +300,37 @@ class Node:
         ``None`` while a partition is not final or not available. A partition that does not verify,
         or stays unavailable for ``dispute_after`` seconds, makes this node dispute the round.
         """
-        digests = self.coordinator.get_final_digests(self.task_id, round_)
-        if any(d is None for d in digests):
+        digests = final_digests(self.coordinator, self.task_id, round_)
+        if digests is None:
             return None
         self._connect_all()
-        parts = []
-        bounds = partition_bounds(self._initial.size, self.config.partitions)
-        for b, digest in zip(bounds, digests):
-            expected = BlobHeader(BlobKind.AGGREGATE, self.task_id, round_, b.index, self.config.partitions, b.offset, b.length)
-            try:
-                blob = self.storage.get(
-                    cid_from_digest(digest),  # type: ignore[arg-type]
-                    timeout=self.options.fetch_timeout,
-                    max_size=blob_size(b.length),
-                )
-                _, values = decode_partition(blob, expected)
-            except BlobNotFoundError as exc:
-                log.warning("global model of round %d: partition %d unavailable: %s", round_, b.index, exc)
-                now = self.options.clock()
-                since = self._unfetchable_since.setdefault(round_, now)
-                patience = self.options.dispute_after
-                if patience is None:
-                    patience = self.config.update_duration / 2
-                if self._finishing:  # dispute a completed task's last round before giving up on it
-                    patience = min(patience, self.options.final_model_timeout / 2)
-                if now - since >= patience:
-                    self._dispute(round_, f"partition {b.index} unavailable for {now - since:.0f} s")
-                return None
-            except BlobInvalidError as exc:
-                log.warning("global model of round %d: partition %d invalid: %s", round_, b.index, exc)
-                self._dispute(round_, f"partition {b.index} invalid: {exc}")
-                return None
-            parts.append(values)
+        try:
+            vector = gather_partitions(
+                self.storage,
+                digests,
+                task_id=self.task_id,
+                round_=round_,
+                timeout=self.options.fetch_timeout,
+                dimension=self._initial.size,
+            )
+        except BlobNotFoundError as exc:
+            log.warning("global model of round %d: %s", round_, exc)
+            now = self.options.clock()
+            since = self._unfetchable_since.setdefault(round_, now)
+            patience = self.options.dispute_after
+            if patience is None:
+                patience = self.config.update_duration / 2
+            if self._finishing:  # dispute a completed task's last round before giving up on it
+                patience = min(patience, self.options.final_model_timeout / 2)
+            if now - since >= patience:
+                self._dispute(round_, f"{exc} (unavailable for {now - since:.0f} s)")
+            return None
+        except BlobInvalidError as exc:
+            log.warning("global model of round %d: %s", round_, exc)
+            self._dispute(round_, f"{exc} (invalid)")
+            return None
         self._unfetchable_since.pop(round_, None)
-        return join_partitions(parts)
+        return vector
 
     def _dispute(self, round_: int, reason: str) -> None:
         """Dispute finalized ``round_`` on chain (once; only a contributor of it has a vote)."""
@@ -546,7 +533,7 @@ class Node:
     def _round_commits(self, round_: int) -> list[UpdateCommit]:
         if round_ not in self._commits:
             self._commits = {round_: self.coordinator.find_frozen_update_commits(self.task_id, round_)}
-            self._manifests = {}
+            self._updates = {}
         return self._commits[round_]
 
     def _aggregate_partition(
@@ -564,60 +551,36 @@ class Node:
         """
         bounds = partition_bounds(base.size, self.config.partitions)[partition]
         unavailable = set() if unavailable is None else unavailable
-        contributions = []
+        updates = self._round_updates(round_, base.size)
+        submissions = []
         for commit in sorted(commits, key=lambda c: c.contributor.lower()):
             if commit.contributor in unavailable:
                 return None
             try:
-                manifest = self._manifest(round_, commit, base.size)
-                if manifest is None:
-                    continue
-                values = fetch_partition(
-                    self.storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=self.options.fetch_timeout
-                )
+                submissions.append(updates.submission(commit, partition))
             except BlobNotFoundError as exc:
                 log.warning("round %d partition %d: contribution of %s unavailable (%s); retrying later", round_, partition, commit.contributor, exc)
                 unavailable.add(commit.contributor)
                 return None
-            except BlobInvalidError as exc:
-                log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, exc)
-                continue
-            reason = validate_values(
-                values,
-                expected_length=bounds.length,
-                norm_bound=self.spec.norm_bound,
-                reference=base[bounds.offset : bounds.offset + bounds.length],
-            )
-            if reason is not None:
-                log.warning("round %d partition %d: excluding %s: %s", round_, partition, commit.contributor, reason)
-                continue
-            contributions.append(Contribution(commit.contributor, commit.samples, values))
-        if not contributions:
+        result = self.rule.aggregate(base[bounds.offset : bounds.offset + bounds.length], submissions)
+        for exclusion in result.excluded:
+            log.warning("round %d partition %d: excluding %s: %s", round_, partition, exclusion.contributor, exclusion.reason)
+        if not result.counted:
             log.warning("round %d partition %d: no valid contribution; keeping the previous global values", round_, partition)
-            return base[bounds.offset : bounds.offset + bounds.length].copy()
-        return self.strategy.aggregate(contributions)
+        return result.values
 
-    def _manifest(self, round_: int, commit: UpdateCommit, dimension: int) -> Manifest | None:
-        """The contributor's verified update manifest (None if invalid); BlobNotFoundError if unavailable."""
-        key = (round_, commit.contributor)
-        if key not in self._manifests:
-            try:
-                manifest = fetch_manifest(
-                    self.storage,
-                    commit.digest,
-                    kind="update",
-                    task_id=self.task_id,
-                    round_=round_,
-                    partitions=self.config.partitions,
-                    contributor=commit.contributor,
-                    dimension=dimension,
-                    timeout=self.options.fetch_timeout,
-                )
-            except BlobInvalidError as exc:
-                log.warning("round %d: excluding %s: invalid manifest: %s", round_, commit.contributor, exc)
-                manifest = None
-            self._manifests[key] = manifest
-        return self._manifests[key]
+    def _round_updates(self, round_: int, dimension: int) -> RoundUpdates:
+        """The fetcher of ``round_``'s updates (each contributor's manifest is fetched once per round)."""
+        if round_ not in self._updates:
+            self._updates[round_] = RoundUpdates(
+                self.storage,
+                task_id=self.task_id,
+                round_=round_,
+                partitions=self.config.partitions,
+                dimension=dimension,
+                timeout=self.options.fetch_timeout,
+            )
+        return self._updates[round_]
 
     # -- deadlines ------------------------------------------------------------------------------
 

@@ -30,14 +30,24 @@ ADVERSARY = 2
 
 
 def spec(strategy: dict[str, object], **protocol: object) -> TaskSpec:
-    return TaskSpec.from_dict({
-        "protocol": {"rounds": ROUNDS, "partitions": 4, "replication": 3, "quorum": 2, "min_contributors": 2,
-                     "update_duration": 3600, "aggregation_duration": 3600, **protocol},
-        "model": {"name": "logreg", "seed": 3},
-        "dataset": {"name": "digits", "split": "dirichlet", "alpha": 0.5},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-        "strategy": strategy,
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": {
+                "rounds": ROUNDS,
+                "partitions": 4,
+                "replication": 3,
+                "quorum": 2,
+                "min_contributors": 2,
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
+                **protocol,
+            },
+            "model": {"name": "logreg", "seed": 3},
+            "dataset": {"name": "digits", "split": "dirichlet", "alpha": 0.5},
+            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+            "strategy": strategy,
+        }
+    )
 
 
 def audit_every_round(
@@ -49,7 +59,9 @@ def audit_every_round(
     audits = {}
     for round_ in range(ROUNDS):
         assert coordinator.get_round(task_id, round_).status == RoundStatus.FINALIZED
-        audits[round_] = audit_round(nodes[0].storage, coordinator, task_id, round_, rule=rule, initial=initial, timeout=5)
+        audits[round_] = audit_round(
+            nodes[0].storage, coordinator, task_id, round_, rule=rule, initial=initial, timeout=5
+        )
     return audits
 
 
@@ -61,7 +73,9 @@ def test_audit_of_a_median_task_recomputes_the_median_not_fedavg(tmp_path: Path)
     # Execute
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
     audits = audit_every_round(nodes, coordinator, task_id, task.contribution_rule())
-    as_fedavg = audit_every_round(nodes, coordinator, task_id, ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound))
+    as_fedavg = audit_every_round(
+        nodes, coordinator, task_id, ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound)
+    )
 
     # Assert
     assert status == TaskStatus.COMPLETED
@@ -78,13 +92,16 @@ def test_audit_of_a_norm_bounded_task_leaves_out_the_poisoned_update_as_the_node
     # Execute
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
     audits = audit_every_round(nodes, coordinator, task_id, task.contribution_rule())
-    unbounded = audit_every_round(nodes, coordinator, task_id, ContributionRule(strategy=task.contribution_rule().strategy))
+    unbounded = audit_every_round(
+        nodes, coordinator, task_id, ContributionRule(strategy=task.contribution_rule().strategy)
+    )
 
     # Assert
     assert status == TaskStatus.COMPLETED
     assert all(audit.ok for audit in audits.values())
     assert not any(audit.ok for audit in unbounded.values()), "the poisoned update was within reach of the bound"
-    assert all(coordinator.get_excluded(task_id, round_) == [] for round_ in range(ROUNDS))  # excluded by the rule, not the chain
+    # Left out by the rule, not excluded by the chain.
+    assert all(coordinator.get_excluded(task_id, round_) == [] for round_ in range(ROUNDS))
 
 
 def test_audit_of_a_sample_capped_task_applies_the_cap(tmp_path: Path) -> None:
@@ -102,7 +119,10 @@ def test_audit_of_a_sample_capped_task_applies_the_cap(tmp_path: Path) -> None:
     audits = audit_every_round(honest, coordinator, task_id, task.contribution_rule())
     largest = max(c.samples for c in coordinator.find_update_commits(task_id, 0))
     tighter = audit_every_round(
-        honest, coordinator, task_id, ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound, max_samples=largest - 1)
+        honest,
+        coordinator,
+        task_id,
+        ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound, max_samples=largest - 1),
     )
 
     # Assert
@@ -120,7 +140,9 @@ def test_audit_of_a_median_task_with_an_update_excluded_on_chain_as_unavailable(
     # Execute
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
     audits = audit_every_round(nodes, coordinator, task_id, task.contribution_rule())
-    as_fedavg = audit_every_round(nodes, coordinator, task_id, ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound))
+    as_fedavg = audit_every_round(
+        nodes, coordinator, task_id, ContributionRule(strategy=FedAvg(), norm_bound=task.norm_bound)
+    )
 
     # Assert
     assert status == TaskStatus.COMPLETED

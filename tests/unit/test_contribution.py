@@ -42,12 +42,14 @@ def _honest() -> list[Submission]:
 
 
 def _task(strategy: dict[str, object], **protocol: object) -> TaskSpec:
-    return TaskSpec.from_dict({
-        "protocol": {"partitions": 2, **protocol},
-        "model": {"name": "logreg"},
-        "dataset": {"name": "digits"},
-        "strategy": strategy,
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": {"partitions": 2, **protocol},
+            "model": {"name": "logreg"},
+            "dataset": {"name": "digits"},
+            "strategy": strategy,
+        }
+    )
 
 
 def test_fedavg_rule_with_only_valid_submissions_equals_reference_fedavg() -> None:
@@ -222,8 +224,12 @@ def test_a_contributor_counted_twice_is_an_aggregation_error() -> None:
 
 @pytest.mark.parametrize(
     "options, match",
-    [({"norm_bound": -1.0}, "norm_bound"), ({"norm_bound": float("nan")}, "norm_bound"),
-     ({"max_samples": 0}, "max_samples"), ({"max_samples": True}, "max_samples")],
+    [
+        ({"norm_bound": -1.0}, "norm_bound"),
+        ({"norm_bound": float("nan")}, "norm_bound"),
+        ({"max_samples": 0}, "max_samples"),
+        ({"max_samples": True}, "max_samples"),
+    ],
     ids=["negative-bound", "nan-bound", "zero-cap", "bool-cap"],
 )
 def test_unusable_rule_parameters_are_a_config_error(options: dict[str, object], match: str) -> None:

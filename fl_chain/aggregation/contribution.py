@@ -118,9 +118,7 @@ class ContributionRule:
             return submission.problem or "content did not verify"
         if self.max_samples is not None and submission.samples > self.max_samples:
             return f"claims {submission.samples} samples, above the task's max_samples {self.max_samples}"
-        return validate_values(
-            submission.values, expected_length=base.size, norm_bound=self.norm_bound, reference=base
-        )
+        return validate_values(submission.values, expected_length=base.size, norm_bound=self.norm_bound, reference=base)
 
     def aggregate(self, base: np.ndarray, submissions: Sequence[Submission]) -> PartitionAggregate:
         """Apply the rule to one partition.

@@ -10,13 +10,19 @@ who aggregates what. Every node computes the same assignment from the on-chain r
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from eth_utils.crypto import keccak
 
 _ROUNDS = 8
 
 
+@lru_cache(maxsize=1 << 16)
 def assignment_position(key: bytes, index: int, contributors: int) -> int:
-    """Ring position of contributor ``index`` among ``contributors`` (``FLCoordinator.assignmentPosition``)."""
+    """Ring position of contributor ``index`` among ``contributors`` (``FLCoordinator.assignmentPosition``).
+
+    Memoized: a node asks for the same positions once per partition it checks.
+    """
     n = contributors
     if not 0 <= index < n:
         raise ValueError(f"contributor index {index} outside 0..{n - 1}")

@@ -1,7 +1,11 @@
 """Bad input, each a test (issue 6): one ``error:`` line naming what to fix, exit status 2, no
 traceback, and a node's state directory left as it was.
 
-Checklist (case -> test; ``cli`` is tests/test_cli_errors.py, ``bad`` this module):
+The CLI runs in the test process (``main(argv)``, see tests/helpers/cli_runner.py); the network's
+nodes are real processes, and tests/unit/test_cli_smoke.py runs each command once through the real
+entry points.
+
+Checklist (case -> test; ``cli`` is tests/unit/test_cli_errors.py, ``bad`` this module):
 
 - malformed task TOML: cli::test_task_create_from_toml_and_malformed_task_files,
   bad::test_node_start_on_bad_input_leaves_state_dir_unchanged[malformed task file]
@@ -32,11 +36,8 @@ Checklist (case -> test; ``cli`` is tests/test_cli_errors.py, ``bad`` this modul
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,13 +47,14 @@ import pytest
 from eth_account import Account
 
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.keys import dev_account
-from fl_chain.ports import free_port
 from fl_chain.chain.deployment import deploy
+from fl_chain.chain.keys import dev_account
 from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.federation.operator import create_task
+from fl_chain.ports import free_port
 from fl_chain.protocol.task import TaskSpec
 from tests.conftest import require_backend
+from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
 
 EXAMPLE_TASK = Path(__file__).resolve().parents[2] / "examples" / "digits-mlp.toml"
 #: A JSON-RPC URL nothing answers at (a port that was free when the tests were collected).
@@ -90,23 +92,10 @@ name = "fedavg"
 """
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``flchain`` as a user would, in a separate process."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FLCHAIN_DEBUG", "FLCHAIN_KEY_PASSWORD")}
-    return subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=180, env=env
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """Exit status 2, a single ``error:`` line on stderr naming the problem, no traceback."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+@pytest.fixture()
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
+    """Run ``flchain`` as a user would (in this process): ``run_cli(*args, cwd=...)``."""
+    return InProcessCli(capsys, monkeypatch)
 
 
 def unreachable_rpc() -> str:
@@ -137,20 +126,36 @@ def operator_key(tmp_path: Path) -> Path:
     ("edit", "fragments"),
     [
         pytest.param(("partitions = 4", "partitions = 0"), ("protocol.partitions", "positive integer"), id="P zero"),
-        pytest.param(("partitions = 4", "partitions = 70000"), ("protocol.partitions", "at most 65535"), id="P too big"),
-        pytest.param(("partitions = 4", "partitions = 65535"), ("protocol.partitions", "model dimension 2410"), id="P above model size"),
+        pytest.param(
+            ("partitions = 4", "partitions = 70000"), ("protocol.partitions", "at most 65535"), id="P too big"
+        ),
+        pytest.param(
+            ("partitions = 4", "partitions = 65535"),
+            ("protocol.partitions", "model dimension 2410"),
+            id="P above model size",
+        ),
         pytest.param(("replication = 2", "replication = 0"), ("protocol.replication", "positive integer"), id="r zero"),
         pytest.param(("replication = 2", "replication = 65"), ("protocol.replication", "at most 64"), id="r too big"),
         pytest.param(("quorum = 2", "quorum = 3"), ("protocol.quorum", "quorum <= replication"), id="q above r"),
-        pytest.param(("quorum = 2", "quorum = 1"), ("protocol.quorum", "replication/2 < quorum"), id="q not a majority"),
-        pytest.param(('name = "fedavg"', 'name = "nope"'), ("unknown aggregation strategy 'nope'", "fedavg"), id="unknown strategy"),
-        pytest.param(('name = "fedavg"', 'name = "median"\nwidth = 3'), ("'median' has no option 'width'",), id="strategy option"),
-        pytest.param(('name = "digits"', 'name = "imagenet"'), ("unknown dataset 'imagenet'", "digits"), id="unknown dataset"),
+        pytest.param(
+            ("quorum = 2", "quorum = 1"), ("protocol.quorum", "replication/2 < quorum"), id="q not a majority"
+        ),
+        pytest.param(
+            ('name = "fedavg"', 'name = "nope"'),
+            ("unknown aggregation strategy 'nope'", "fedavg"),
+            id="unknown strategy",
+        ),
+        pytest.param(
+            ('name = "fedavg"', 'name = "median"\nwidth = 3'), ("'median' has no option 'width'",), id="strategy option"
+        ),
+        pytest.param(
+            ('name = "digits"', 'name = "imagenet"'), ("unknown dataset 'imagenet'", "digits"), id="unknown dataset"
+        ),
         pytest.param(("[protocol]", "[protocol"), ("task.toml", "not valid TOML"), id="malformed TOML"),
     ],
 )
 def test_task_create_refuses_bad_task_file(
-    edit: tuple[str, str], fragments: tuple[str, ...], tmp_path: Path, operator_key: Path
+    edit: tuple[str, str], fragments: tuple[str, ...], tmp_path: Path, operator_key: Path, run_cli: InProcessCli
 ) -> None:
     """task create reads and checks the task file (and the model it sizes) before it contacts the chain."""
     # Prepare
@@ -158,14 +163,18 @@ def test_task_create_refuses_bad_task_file(
     assert edit[0] in text
     (tmp_path / "task.toml").write_text(text.replace(edit[0], edit[1], 1))
     # Execute
-    result = run_cli("task", "create", "--rpc", unreachable_rpc(), "--key", str(operator_key), "task.toml", cwd=tmp_path)
+    result = run_cli(
+        "task", "create", "--rpc", unreachable_rpc(), "--key", str(operator_key), "task.toml", cwd=tmp_path
+    )
     # Assert
     assert_one_line_error(result, *fragments)
 
 
-def test_missing_task_file(tmp_path: Path, operator_key: Path) -> None:
+def test_missing_task_file(tmp_path: Path, operator_key: Path, run_cli: InProcessCli) -> None:
     """A task file that does not exist is named."""
-    result = run_cli("task", "create", "--rpc", unreachable_rpc(), "--key", str(operator_key), "none.toml", cwd=tmp_path)
+    result = run_cli(
+        "task", "create", "--rpc", unreachable_rpc(), "--key", str(operator_key), "none.toml", cwd=tmp_path
+    )
     assert_one_line_error(result, "none.toml", "does not exist")
 
 
@@ -181,7 +190,9 @@ def test_missing_task_file(tmp_path: Path, operator_key: Path) -> None:
         pytest.param(("--dataset", "nope"), ("unknown dataset 'nope'",), id="unknown dataset"),
     ],
 )
-def test_simulate_refuses_bad_options(options: tuple[str, ...], fragments: tuple[str, ...], tmp_path: Path) -> None:
+def test_simulate_refuses_bad_options(
+    options: tuple[str, ...], fragments: tuple[str, ...], tmp_path: Path, run_cli: InProcessCli
+) -> None:
     """simulate refuses a federation that cannot run, in one line, before it starts one."""
     result = run_cli("simulate", "--quiet", "--rounds", "1", "--out", str(tmp_path / "run"), *options, cwd=tmp_path)
     assert_one_line_error(result, *fragments)
@@ -195,13 +206,19 @@ def test_simulate_refuses_bad_options(options: tuple[str, ...], fragments: tuple
     [
         pytest.param("wrong password", ("wrong password for keystore", "ks.json"), id="wrong password"),
         pytest.param("no password", ("needs a password", "--password-file"), id="no password"),
-        pytest.param("missing password file", ("password file", "none.txt", "does not exist"), id="missing password file"),
-        pytest.param("binary password file", ("password file", "pw.txt", "cannot be read as text"), id="binary password file"),
+        pytest.param(
+            "missing password file", ("password file", "none.txt", "does not exist"), id="missing password file"
+        ),
+        pytest.param(
+            "binary password file", ("password file", "pw.txt", "cannot be read as text"), id="binary password file"
+        ),
         pytest.param("unsupported keystore", ("ks.json", "unsupported format"), id="unsupported keystore"),
         pytest.param("key file is a directory", ("keydir", "is not a file"), id="key file is a directory"),
     ],
 )
-def test_bad_keystore_or_password_file(case: str, fragments: tuple[str, ...], tmp_path: Path) -> None:
+def test_bad_keystore_or_password_file(
+    case: str, fragments: tuple[str, ...], tmp_path: Path, run_cli: InProcessCli
+) -> None:
     """Keystores and password files: every mistake is one line naming the file."""
     # Prepare
     keystore = Account.encrypt(dev_account(0).key, "right")
@@ -221,7 +238,7 @@ def test_bad_keystore_or_password_file(case: str, fragments: tuple[str, ...], tm
 
 
 @pytest.mark.process_chain
-def test_chain_start_port_in_use_or_out_of_range(tmp_path: Path) -> None:
+def test_chain_start_port_in_use_or_out_of_range(tmp_path: Path, run_cli: InProcessCli) -> None:
     """chain start on a port a socket already holds, or outside 1..65535, fails in one line."""
     require_backend("ganache")
     with socket.socket() as busy:
@@ -234,12 +251,22 @@ def test_chain_start_port_in_use_or_out_of_range(tmp_path: Path) -> None:
     assert_one_line_error(outside, "--port", "1..65535")
 
 
-def test_node_ipfs_port_out_of_range(tmp_path: Path) -> None:
+def test_node_ipfs_port_out_of_range(tmp_path: Path, run_cli: InProcessCli) -> None:
     """--ipfs-port outside 0..65535 is named (it used to be an OverflowError traceback)."""
     (tmp_path / "a.key").write_text(dev_account(1).key.hex())
     result = run_cli(
-        "node", "--rpc", unreachable_rpc(), "--key", "a.key", "--task-file", str(EXAMPLE_TASK),
-        "--state-dir", "state", "--ipfs-port", "70000", cwd=tmp_path,
+        "node",
+        "--rpc",
+        unreachable_rpc(),
+        "--key",
+        "a.key",
+        "--task-file",
+        str(EXAMPLE_TASK),
+        "--state-dir",
+        "state",
+        "--ipfs-port",
+        "70000",
+        cwd=tmp_path,
     )
     assert_one_line_error(result, "--ipfs-port", "0..65535")
     assert not (tmp_path / "state").exists()
@@ -305,17 +332,32 @@ def stopped_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedNo
     work = tmp_path_factory.mktemp("bad-input")
     (work / "task.toml").write_text(NET_TASK)
     with LocalNetwork(
-        work / "net", nodes=2, task_file=work / "task.toml", poll_interval=0.3, fetch_timeout=5, linger=0,
+        work / "net",
+        nodes=2,
+        task_file=work / "task.toml",
+        poll_interval=0.3,
+        fetch_timeout=5,
+        linger=0,
         report=lambda message: None,
     ) as net:
         coordinator, task_id = net.coordinator, net.task_id
         a, b = (n.account.address for n in net.nodes)
         net.start_node(0)
         net.start_node(1)
-        _wait(lambda: coordinator.has_joined(task_id, a) and coordinator.has_joined(task_id, b), "both nodes to join", net, (0, 1))
+        _wait(
+            lambda: coordinator.has_joined(task_id, a) and coordinator.has_joined(task_id, b),
+            "both nodes to join",
+            net,
+            (0, 1),
+        )
         net.stop_node(1)
         coordinator.start_task(net.operator, task_id)
-        _wait(lambda: any(c.contributor == a for c in coordinator.find_update_commits(task_id, 0)), "node 0's update", net, (0,))
+        _wait(
+            lambda: any(c.contributor == a for c in coordinator.find_update_commits(task_id, 0)),
+            "node 0's update",
+            net,
+            (0,),
+        )
         # The commit is on chain before node 0 records it (after the receipt): wait for the record too.
         _wait(lambda: _recorded_update(net.nodes[0].state_dir), "node 0 to record its update", net, (0,))
         # A crash (SIGTERM can wait 15 s while node 0 is blocked dialling the stopped node 1).
@@ -397,7 +439,9 @@ NODE_CASES: dict[str, tuple[Callable[[StoppedNode], list[str]], tuple[str, ...]]
 @pytest.mark.process_chain
 @pytest.mark.kubo
 @pytest.mark.parametrize("case", [*NODE_CASES, "IPFS port in use", "state dir of a reset chain"])
-def test_node_start_on_bad_input_leaves_state_dir_unchanged(case: str, stopped_node: StoppedNode) -> None:
+def test_node_start_on_bad_input_leaves_state_dir_unchanged(
+    case: str, stopped_node: StoppedNode, run_cli: InProcessCli
+) -> None:
     """A node start with one mistake fails in one line naming it, and the state directory, which holds
     the node's progress (round-0 update committed), is byte for byte as it was."""
     # Prepare
@@ -434,7 +478,7 @@ def test_node_start_on_bad_input_leaves_state_dir_unchanged(case: str, stopped_n
 
 @pytest.mark.process_chain
 @pytest.mark.kubo
-def test_node_without_funds_cannot_join(stopped_node: StoppedNode) -> None:
+def test_node_without_funds_cannot_join(stopped_node: StoppedNode, run_cli: InProcessCli) -> None:
     """An admitted account with zero balance is told it cannot pay for gas; it never joins."""
     # Prepare: an open task on the network's coordinator, and an admitted account without ether
     net = stopped_node.net
@@ -444,7 +488,8 @@ def test_node_without_funds_cannot_join(stopped_node: StoppedNode) -> None:
     (stopped_node.work / "poor.key").write_text(poor.key.hex())
     # Execute
     result = run_cli(
-        *stopped_node.argv(key="poor.key", task=str(task_id), state_dir="poor-state", storage="memory"), cwd=stopped_node.work
+        *stopped_node.argv(key="poor.key", task=str(task_id), state_dir="poor-state", storage="memory"),
+        cwd=stopped_node.work,
     )
     # Assert
     assert_one_line_error(result, poor.address, "needs", "wei")

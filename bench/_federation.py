@@ -95,8 +95,17 @@ class Recorder:
     origin: dict[str, int] = field(default_factory=dict)  # cid -> node that stored it first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, node: int, category: str, start: float, end: float, nbytes: int = 0, detail: str = "",
-               source: int | None = None, gas: int = 0) -> Event:
+    def record(
+        self,
+        node: int,
+        category: str,
+        start: float,
+        end: float,
+        nbytes: int = 0,
+        detail: str = "",
+        source: int | None = None,
+        gas: int = 0,
+    ) -> Event:
         event = Event(node, self.current_round[node], category, start, end, nbytes, detail, source, gas)
         with self.lock:
             self.events.append(event)
@@ -134,8 +143,9 @@ class TimedStorage:
         end = time.perf_counter()
         new = cid not in self._held
         self._held.add(cid)
-        self._rec.record(self._node, "fetch", start, end, len(data) if new else 0,
-                         source=self._rec.origin.get(cid) if new else None)
+        self._rec.record(
+            self._node, "fetch", start, end, len(data) if new else 0, source=self._rec.origin.get(cid) if new else None
+        )
         return data
 
     def __getattr__(self, name: str) -> Any:
@@ -273,8 +283,16 @@ class SyntheticTrainer:
 
 
 def make_spec(
-    *, parameters: int, nodes: int, rounds: int, partitions: int, replication: int, quorum: int | None = None,
-    epochs: int = 1, batch_size: int = 16, seed: int = 0,
+    *,
+    parameters: int,
+    nodes: int,
+    rounds: int,
+    partitions: int,
+    replication: int,
+    quorum: int | None = None,
+    epochs: int = 1,
+    batch_size: int = 16,
+    seed: int = 0,
 ) -> Any:
     """A digits task with an MLP sized to about ``parameters`` (long phases: rounds end by completion)."""
     from fl_chain.protocol.task import TaskSpec
@@ -283,8 +301,13 @@ def make_spec(
     return TaskSpec.from_dict(
         {
             "protocol": {
-                "rounds": rounds, "partitions": partitions, "replication": replication, "quorum": q,
-                "min_contributors": max(q, 1), "update_duration": 3600, "aggregation_duration": 3600,
+                "rounds": rounds,
+                "partitions": partitions,
+                "replication": replication,
+                "quorum": q,
+                "min_contributors": max(q, 1),
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
             },
             "model": {"name": "mlp", "hidden": mlp_hidden_for(parameters), "seed": seed},
             "dataset": {"name": "digits", "split": "iid", "seed": seed},
@@ -328,8 +351,13 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
     partitions = job.partitions if job.partitions is not None else job.nodes
     replication = min(job.replication, job.nodes)
     spec = make_spec(
-        parameters=job.parameters, nodes=job.nodes, rounds=job.rounds, partitions=partitions,
-        replication=replication, quorum=job.quorum, seed=job.seed,
+        parameters=job.parameters,
+        nodes=job.nodes,
+        rounds=job.rounds,
+        partitions=partitions,
+        replication=replication,
+        quorum=job.quorum,
+        seed=job.seed,
     )
     recorder = Recorder()
     trainers: list[TimedTrainer] = []
@@ -370,8 +398,12 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
 
         setup_started = time.perf_counter()
         chain, coordinator, task_id, members = build_federation(
-            spec, nodes=job.nodes, state_root=root / "nodes", chain=chain,
-            storage_factory=storage_factory, trainer_factory=trainer_factory,
+            spec,
+            nodes=job.nodes,
+            state_root=root / "nodes",
+            chain=chain,
+            storage_factory=storage_factory,
+            trainer_factory=trainer_factory,
         )
         setup_seconds = time.perf_counter() - setup_started
         for i, node in enumerate(members):
@@ -385,13 +417,37 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
         status = InProcessFederation(chain, coordinator, task_id, members).run()
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
-    return summarize(job, recorder, started=started, cpu_started=cpu_started, wall=wall, cpu=cpu, setup=setup_seconds,
-                     dimension=dimension, partitions=partitions, replication=replication,
-                     quorum=spec.protocol["quorum"], status=status.name.lower())
+    return summarize(
+        job,
+        recorder,
+        started=started,
+        cpu_started=cpu_started,
+        wall=wall,
+        cpu=cpu,
+        setup=setup_seconds,
+        dimension=dimension,
+        partitions=partitions,
+        replication=replication,
+        quorum=spec.protocol["quorum"],
+        status=status.name.lower(),
+    )
 
 
-def summarize(job: FederationJob, rec: Recorder, *, started: float, cpu_started: float, wall: float, cpu: float, setup: float,
-              dimension: int, partitions: int, replication: int, quorum: int, status: str) -> dict[str, Any]:
+def summarize(
+    job: FederationJob,
+    rec: Recorder,
+    *,
+    started: float,
+    cpu_started: float,
+    wall: float,
+    cpu: float,
+    setup: float,
+    dimension: int,
+    partitions: int,
+    replication: int,
+    quorum: int,
+    status: str,
+) -> dict[str, Any]:
     n = job.nodes
     rounds = []
     previous_end = started
@@ -411,28 +467,32 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, cpu_started:
         download = [sum(e.nbytes for e in events if e.category == "fetch" and e.node == i) for i in range(n)]
         upload = [sum(e.nbytes for e in events if e.category == "fetch" and e.source == i) for i in range(n)]
         gas = sum(e.gas for e in events)
-        rounds.append({
-            "round": r,
-            "outcome": rec.round_outcome.get(r),
-            "wall_seconds": round_wall,
-            "cpu_seconds": rec.round_end_cpu[r] - previous_cpu,
-            "split_seconds_all_nodes": split,
-            "other_seconds": round_wall - sum(split.values()),
-            "finalize_wait_seconds_mean": float(np.mean(waits)) if waits else None,
-            "finalize_wait_seconds_max": float(max(waits)) if waits else None,
-            "commit_transactions": sum(1 for e in events if e.category == "commit"),
-            "gas": gas,
-            "gas_per_participant": gas / n,
-            "download_bytes_per_node": download,
-            "upload_bytes_per_node_by_origin": upload,
-        })
+        rounds.append(
+            {
+                "round": r,
+                "outcome": rec.round_outcome.get(r),
+                "wall_seconds": round_wall,
+                "cpu_seconds": rec.round_end_cpu[r] - previous_cpu,
+                "split_seconds_all_nodes": split,
+                "other_seconds": round_wall - sum(split.values()),
+                "finalize_wait_seconds_mean": float(np.mean(waits)) if waits else None,
+                "finalize_wait_seconds_max": float(max(waits)) if waits else None,
+                "commit_transactions": sum(1 for e in events if e.category == "commit"),
+                "gas": gas,
+                "gas_per_participant": gas / n,
+                "download_bytes_per_node": download,
+                "upload_bytes_per_node_by_origin": upload,
+            }
+        )
         previous_end = end
         previous_cpu = rec.round_end_cpu[r]
     model_bytes = 4 * dimension
     bound = 2 * (n - 1) / n * model_bytes
     steady = rounds[1:] or rounds
+
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in steady])) if steady else float("nan")
+
     download_means = [float(np.mean(r["download_bytes_per_node"])) for r in steady]
     return {
         "nodes": n,
@@ -456,14 +516,20 @@ def summarize(job: FederationJob, rec: Recorder, *, started: float, cpu_started:
         "mean_round_cpu_seconds": mean("cpu_seconds"),
         "mean_split_seconds_all_nodes": {
             c: float(np.mean([r["split_seconds_all_nodes"][c] for r in steady])) for c in CATEGORIES
-        } if steady else {},
+        }
+        if steady
+        else {},
         "mean_other_seconds": mean("other_seconds"),
-        "mean_finalize_wait_seconds": float(np.mean([r["finalize_wait_seconds_mean"] or 0 for r in steady])) if steady else None,
+        "mean_finalize_wait_seconds": float(np.mean([r["finalize_wait_seconds_mean"] or 0 for r in steady]))
+        if steady
+        else None,
         "mean_gas_per_participant": mean("gas_per_participant"),
         "allreduce_bound_bytes": bound,
         "mean_download_bytes_per_node": float(np.mean(download_means)) if download_means else None,
         "max_download_bytes_per_node": max((max(r["download_bytes_per_node"]) for r in steady), default=None),
-        "max_upload_bytes_per_node_by_origin": max((max(r["upload_bytes_per_node_by_origin"]) for r in steady), default=None),
+        "max_upload_bytes_per_node_by_origin": max(
+            (max(r["upload_bytes_per_node_by_origin"]) for r in steady), default=None
+        ),
         "download_over_bound": (float(np.mean(download_means)) / bound) if download_means and bound else None,
         "peak_rss_mib": _status_kib("VmHWM") / 1024,
     }

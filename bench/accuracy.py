@@ -23,22 +23,60 @@ import time
 from pathlib import Path
 
 from fl_chain.cli import build_parser
-from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
 from fl_chain.federation.display import SimulationDisplay
+from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: ``flchain simulate`` arguments of each job.
 JOBS: dict[str, list[str]] = {
     "digits": [
-        "--nodes", "8", "--rounds", "20", "--dataset", "digits", "--model", "mlp", "--hidden", "32",
-        "--split", "dirichlet", "--alpha", "0.5", "--partitions", "8", "--replication", "2",
-        "--epochs", "1", "--batch-size", "16", "--lr", "0.1",
+        "--nodes",
+        "8",
+        "--rounds",
+        "20",
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--hidden",
+        "32",
+        "--split",
+        "dirichlet",
+        "--alpha",
+        "0.5",
+        "--partitions",
+        "8",
+        "--replication",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.1",
     ],
     "fashion": [
-        "--nodes", "8", "--rounds", "10", "--dataset", "fashion_mnist", "--model", "cnn",
-        "--split", "iid", "--partitions", "8", "--replication", "2",
-        "--epochs", "1", "--batch-size", "32", "--lr", "0.05",
+        "--nodes",
+        "8",
+        "--rounds",
+        "10",
+        "--dataset",
+        "fashion_mnist",
+        "--model",
+        "cnn",
+        "--split",
+        "iid",
+        "--partitions",
+        "8",
+        "--replication",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
     ],
 }
 
@@ -47,7 +85,9 @@ JOBS: dict[str, list[str]] = {
 QUICK_OVERRIDES = ["--nodes", "4", "--rounds", "2", "--partitions", "4"]
 
 
-def run_job(name: str, *, verbose: bool, out: Path | None = None, overrides: list[str] | None = None) -> dict[str, object]:
+def run_job(
+    name: str, *, verbose: bool, out: Path | None = None, overrides: list[str] | None = None
+) -> dict[str, object]:
     """Run one job with --compare; returns its figures."""
     argv = [*JOBS[name], *(overrides or [])]
     args = build_parser().parse_args(["simulate", *argv])
@@ -55,7 +95,9 @@ def run_job(name: str, *, verbose: bool, out: Path | None = None, overrides: lis
     shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
     summary = run_simulation(
-        simulate_spec(args), SimulationOptions(nodes=args.nodes, out=out, compare=True), SimulationDisplay(quiet=not verbose)
+        simulate_spec(args),
+        SimulationOptions(nodes=args.nodes, out=out, compare=True),
+        SimulationDisplay(quiet=not verbose),
     )
     wall = time.monotonic() - started
     reference = summary["reference"]

@@ -20,10 +20,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -47,15 +45,15 @@ def _median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(*, contributors: int = 8, length: int = 1_000_000, repeats: int = 7, quick: bool = False) -> dict[str, object]:
+def measure(
+    *, contributors: int = 8, length: int = 1_000_000, repeats: int = 7, quick: bool = False
+) -> dict[str, object]:
     """Median seconds and GB/s of every case; ``quick``: 8 x 100,000 values, 3 repeats."""
     if quick:
         length, repeats = 100_000, 3
     rng = np.random.default_rng(0)
     values = [rng.standard_normal(length).astype(np.float32) for _ in range(contributors)]
-    contributions = [
-        Contribution(f"0x{i:040x}", int(rng.integers(1, 10_000)), v) for i, v in enumerate(values)
-    ]
+    contributions = [Contribution(f"0x{i:040x}", int(rng.integers(1, 10_000)), v) for i, v in enumerate(values)]
     updates = [(c.contributor, c.samples, c.values) for c in contributions]
     trimmed = TrimmedMean(trim_fraction=0.125)
     cases: list[tuple[str, str, Callable[[], object]]] = [
@@ -63,14 +61,21 @@ def measure(*, contributors: int = 8, length: int = 1_000_000, repeats: int = 7,
         ("fedavg", "FedAvg", lambda: FedAvg().aggregate(contributions)),
         ("reference_fedavg", "reference_fedavg", lambda: reference_fedavg(updates)),
         ("median", "CoordinateMedian", lambda: CoordinateMedian().aggregate(contributions)),
-        ("trimmed_mean", f"TrimmedMean(trim_fraction=0.125), k={trimmed.trimmed_count(contributors)}",
-         lambda: trimmed.aggregate(contributions)),
-        ("validate_within", "validate_values, norm well within bound", lambda: [
-            validate_values(v, expected_length=length, norm_bound=1e6) for v in values
-        ]),
-        ("validate_above", "validate_values, norm above bound (exact norm)", lambda: [
-            validate_values(v, expected_length=length, norm_bound=1.0) for v in values
-        ]),
+        (
+            "trimmed_mean",
+            f"TrimmedMean(trim_fraction=0.125), k={trimmed.trimmed_count(contributors)}",
+            lambda: trimmed.aggregate(contributions),
+        ),
+        (
+            "validate_within",
+            "validate_values, norm well within bound",
+            lambda: [validate_values(v, expected_length=length, norm_bound=1e6) for v in values],
+        ),
+        (
+            "validate_above",
+            "validate_values, norm above bound (exact norm)",
+            lambda: [validate_values(v, expected_length=length, norm_bound=1.0) for v in values],
+        ),
     ]
     processed = contributors * length * 4
     rows = []
@@ -99,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     result = measure(contributors=args.contributors, length=args.length, repeats=args.repeats)
-    print(f"{args.contributors} contributions x {args.length:,} float32 = {result['bytes_processed'] / 1e6:.1f} MB "
-          f"per aggregation, 1 thread, numpy {np.__version__}, median of {args.repeats}")
+    print(
+        f"{args.contributors} contributions x {args.length:,} float32 = {result['bytes_processed'] / 1e6:.1f} MB "
+        f"per aggregation, 1 thread, numpy {np.__version__}, median of {args.repeats}"
+    )
     print(f"{'operation':<48} {'ms':>9} {'GB/s':>7}")
     for row in result["rows"]:
         print(f"{row['label']:<48} {row['seconds'] * 1e3:9.2f} {row['gb_per_s']:7.3f}")

@@ -70,8 +70,13 @@ def expected_ratio(n: int, partitions: int, replication: int) -> float:
 
 
 def measure(
-    *, quick: bool = False, nodes: list[int] | None = None, parameters: int | None = None,
-    kubo_nodes: list[int] | None = None, rounds: int | None = None, progress: Any = None,
+    *,
+    quick: bool = False,
+    nodes: list[int] | None = None,
+    parameters: int | None = None,
+    kubo_nodes: list[int] | None = None,
+    rounds: int | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     nodes = nodes or ([4] if quick else [4, 8, 16])
     parameters = parameters or (10_000 if quick else 1_000_000)
@@ -86,9 +91,15 @@ def measure(
                 if progress:
                     progress(f"bytes_per_node: {storage} N={n} {s['setting']}")
                 job = FederationJob(
-                    nodes=n, parameters=parameters, rounds=rounds, partitions=s["partitions"],
-                    replication=s["replication"], quorum=s["quorum"], chain="embedded" if storage == "memory" else "anvil",
-                    storage=storage, trainer="synthetic",
+                    nodes=n,
+                    parameters=parameters,
+                    rounds=rounds,
+                    partitions=s["partitions"],
+                    replication=s["replication"],
+                    quorum=s["quorum"],
+                    chain="embedded" if storage == "memory" else "anvil",
+                    storage=storage,
+                    trainer="synthetic",
                 )
                 figures = run_job_in_child(job)
                 row = {**s, "storage": storage, "nodes": n, "parameters": parameters}
@@ -98,27 +109,39 @@ def measure(
                 steady = [r for r in figures["rounds"] if r["round"] in figures["steady_rounds"]]
                 uploads = [u for r in steady for u in r["upload_bytes_per_node_by_origin"]]
                 bound = figures["allreduce_bound_bytes"]
-                rows.append({
-                    **row,
-                    "trainer": figures["trainer"],
-                    "model_bytes": figures["model_bytes"],
-                    "allreduce_bound_bytes": bound,
-                    "mean_download_bytes": figures["mean_download_bytes_per_node"],
-                    "max_download_bytes": figures["max_download_bytes_per_node"],
-                    "mean_upload_bytes": sum(uploads) / len(uploads) if uploads else None,
-                    "max_upload_bytes": max(uploads) if uploads else None,
-                    "download_over_bound": figures["download_over_bound"],
-                    "max_download_over_bound": figures["max_download_bytes_per_node"] / bound,
-                    "max_upload_over_bound": (max(uploads) / bound) if uploads else None,
-                    "expected_payload_over_bound": expected_ratio(n, s["partitions"], s["replication"]),
-                    "rounds_measured": figures["steady_rounds"],
-                })
+                rows.append(
+                    {
+                        **row,
+                        "trainer": figures["trainer"],
+                        "model_bytes": figures["model_bytes"],
+                        "allreduce_bound_bytes": bound,
+                        "mean_download_bytes": figures["mean_download_bytes_per_node"],
+                        "max_download_bytes": figures["max_download_bytes_per_node"],
+                        "mean_upload_bytes": sum(uploads) / len(uploads) if uploads else None,
+                        "max_upload_bytes": max(uploads) if uploads else None,
+                        "download_over_bound": figures["download_over_bound"],
+                        "max_download_over_bound": figures["max_download_bytes_per_node"] / bound,
+                        "max_upload_over_bound": (max(uploads) / bound) if uploads else None,
+                        "expected_payload_over_bound": expected_ratio(n, s["partitions"], s["replication"]),
+                        "rounds_measured": figures["steady_rounds"],
+                    }
+                )
     return {"benchmark": "bytes_per_node", "quick": quick, "target_ratio": TARGET_RATIO, "rows": rows}
 
 
 def format_table(result: dict[str, Any]) -> str:
-    head = ["storage", "N", "setting", "M (MB)", "bound (MB)", "down mean (MB)", "down/bound", "max down/bound",
-            "max up/bound", "expected"]
+    head = [
+        "storage",
+        "N",
+        "setting",
+        "M (MB)",
+        "bound (MB)",
+        "down mean (MB)",
+        "down/bound",
+        "max down/bound",
+        "max up/bound",
+        "expected",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         if "error" in r:

@@ -120,7 +120,10 @@ def line(r: dict[str, Any]) -> str:
     )
 
 
-HEADER = f"{'seed':>4} {'N':>2} {'status':>10} {'fin':>4} {'retr':>4} {'hang':>4} {'wrong':>5} {'unver':>5} {'sec':>6}  {'exit codes':<12} kills (node@round:phase, +R restarted)"
+HEADER = (
+    f"{'seed':>4} {'N':>2} {'status':>10} {'fin':>4} {'retr':>4} {'hang':>4} {'wrong':>5} {'unver':>5} {'sec':>6}  "
+    f"{'exit codes':<12} kills (node@round:phase, +R restarted)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +218,8 @@ def print_summary(runs: list[dict[str, Any]], elapsed: float, output: Path | Non
     print()
     print(f"runs                     {summary['runs']} ({summary['completed']} completed) in {elapsed / 60:.1f} min")
     print(
-        f"rounds finalized         {summary['rounds_finalized']} ({summary['verified_rounds']} recomputed from IPFS and equal)"
+        f"rounds finalized         {summary['rounds_finalized']} "
+        f"({summary['verified_rounds']} recomputed from IPFS and equal)"
     )
     print(f"rounds retried           {summary['rounds_retried']} {summary['retry_reasons']}")
     print(f"hangs                    {summary['hangs']}")
@@ -227,7 +231,8 @@ def print_summary(runs: list[dict[str, Any]], elapsed: float, output: Path | Non
     print(f"kills per phase          {summary['kills_per_phase']}")
     print(f"restarts                 {summary['restarts']}")
     print(
-        f"stuck nodes              {summary['stuck_nodes']}   unexpected exits {summary['unexpected_exits']}   errors {summary['errors']}"
+        f"stuck nodes              {summary['stuck_nodes']}   unexpected exits {summary['unexpected_exits']}   "
+        f"errors {summary['errors']}"
     )
     if output is not None:
         print(f"\nwrote {output}")

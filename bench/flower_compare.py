@@ -101,7 +101,9 @@ def make_numpy_client(spec: Any, index: int, nodes: int) -> Any:
         def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
             return [trainer.initial_vector()]
 
-        def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+        def fit(
+            self, parameters: list[np.ndarray], config: dict[str, Any]
+        ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
             round_ = int(config["round"]) - 1  # Flower counts rounds from 1, fl-chain from 0
             seed = training_seed(spec.model_seed, TASK_ID, round_, address)
             vector, samples, _ = trainer.train(parameters[0].astype(np.float32), seed=seed)
@@ -109,7 +111,11 @@ def make_numpy_client(spec: Any, index: int, nodes: int) -> Any:
 
         def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict[str, Any]]:
             metrics = trainer.evaluate(parameters[0].astype(np.float32))
-            return float(metrics.get("test_loss", 0.0)), len(test.labels), {"accuracy": metrics.get("test_accuracy", 0.0)}
+            return (
+                float(metrics.get("test_loss", 0.0)),
+                len(test.labels),
+                {"accuracy": metrics.get("test_accuracy", 0.0)},
+            )
 
     return BenchClient(), trainer.initial_vector()
 
@@ -131,9 +137,14 @@ def make_strategy(
             return out
 
     return TimedFedAvg(
-        fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=nodes, min_evaluate_clients=nodes,
-        min_available_clients=nodes, initial_parameters=ndarrays_to_parameters([initial]),
-        on_fit_config_fn=lambda r: {"round": r}, on_evaluate_config_fn=lambda r: {"round": r},
+        fraction_fit=1.0,
+        fraction_evaluate=1.0,
+        min_fit_clients=nodes,
+        min_evaluate_clients=nodes,
+        min_available_clients=nodes,
+        initial_parameters=ndarrays_to_parameters([initial]),
+        on_fit_config_fn=lambda r: {"round": r},
+        on_evaluate_config_fn=lambda r: {"round": r},
     )
 
 
@@ -208,18 +219,28 @@ def flower_loopback(nodes: int, parameters: int, rounds: int, workdir: Path) -> 
     try:
         server_log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
         logs.append(server_log)
-        processes.append(subprocess.Popen(
-            module_command("flower_compare", "--role", "server", "--child-result", str(result), *common),
-            stdout=server_log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-        ))
+        processes.append(
+            subprocess.Popen(
+                module_command("flower_compare", "--role", "server", "--child-result", str(result), *common),
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         time.sleep(3.0)  # the server binds before clients dial (start_client retries anyway)
         for i in range(nodes):
             log = open(workdir / f"client-{i}.log", "wb")  # noqa: SIM115
             logs.append(log)
-            processes.append(subprocess.Popen(
-                module_command("flower_compare", "--role", "client", "--index", str(i), *common),
-                stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    module_command("flower_compare", "--role", "client", "--index", str(i), *common),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
         processes[0].wait(LOOPBACK_TIMEOUT)
         if not result.exists():
             raise RuntimeError(f"the Flower server wrote no result; see {workdir}/server.log")
@@ -264,7 +285,9 @@ def _serve(args: argparse.Namespace) -> int:
         return original(server_round, parameters, client_manager)
 
     strategy.configure_fit = configure_fit
-    start_server(server_address=f"127.0.0.1:{args.port}", config=ServerConfig(num_rounds=args.rounds), strategy=strategy)
+    start_server(
+        server_address=f"127.0.0.1:{args.port}", config=ServerConfig(num_rounds=args.rounds), strategy=strategy
+    )
     # round 1 starts when every client is connected; the wait for clients is not a round
     walls = _steady(round_ends, started)
     args.child_result.write_text(json.dumps({"round_seconds": walls}))
@@ -276,7 +299,9 @@ def _client(args: argparse.Namespace) -> int:
 
     spec = _job_spec(args.nodes, args.parameters, args.rounds)
     client, _ = make_numpy_client(spec, args.index, args.nodes)
-    start_client(server_address=f"127.0.0.1:{args.port}", client=client.to_client(), insecure=True, transport="grpc-bidi")
+    start_client(
+        server_address=f"127.0.0.1:{args.port}", client=client.to_client(), insecure=True, transport="grpc-bidi"
+    )
     return 0
 
 
@@ -286,8 +311,13 @@ def _client(args: argparse.Namespace) -> int:
 
 
 def measure(
-    *, quick: bool = False, nodes: int | None = None, parameters: int | None = None, rounds: int | None = None,
-    pairs: list[str] | None = None, progress: Any = None,
+    *,
+    quick: bool = False,
+    nodes: int | None = None,
+    parameters: int | None = None,
+    rounds: int | None = None,
+    pairs: list[str] | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     nodes = nodes or (4 if quick else 8)
     parameters = parameters or (10_000 if quick else 1_000_000)
@@ -297,12 +327,16 @@ def measure(
     for pair in pairs:
         chain, storage = ("embedded", "memory") if pair == "inprocess" else ("anvil", "kubo")
         if progress:
-            progress(f"flower_compare: fl-chain {chain}+{storage}{' processes' if pair == 'processes' else ''} "
-                     f"N={nodes} D={parameters:.0e}")
+            progress(
+                f"flower_compare: fl-chain {chain}+{storage}{' processes' if pair == 'processes' else ''} "
+                f"N={nodes} D={parameters:.0e}"
+            )
         if pair == "processes":
             ours = fl_chain_processes(nodes, parameters, rounds)
         else:
-            ours = run_job_in_child(FederationJob(nodes=nodes, parameters=parameters, rounds=rounds, chain=chain, storage=storage))
+            ours = run_job_in_child(
+                FederationJob(nodes=nodes, parameters=parameters, rounds=rounds, chain=chain, storage=storage)
+            )
         if progress:
             progress(f"flower_compare: Flower {pair} N={nodes} D={parameters:.0e}")
         try:
@@ -323,20 +357,24 @@ def measure(
             row["error"] = "flower: " + flower["error"]
         else:
             our_cpu = ours.get("mean_round_cpu_seconds")
-            row.update({
-                "parameters": ours["parameters"],
-                "fl_chain": {
-                    "backend": ours.get("backend", f"{chain}+{storage}"), "mean_round_seconds": ours["mean_round_seconds"],
-                    "round_seconds": [r["wall_seconds"] for r in ours["rounds"]],
-                    "cpu_seconds_per_round": our_cpu,
-                    "mean_split_seconds_all_nodes": ours.get("mean_split_seconds_all_nodes"),
-                    "mean_other_seconds": ours.get("mean_other_seconds"),
-                },
-                "flower": flower,
-                "ratio": ours["mean_round_seconds"] / flower["mean_round_seconds"],
-                "cpu_ratio": (our_cpu / flower["cpu_seconds_per_round"])
-                if our_cpu is not None and "cpu_seconds_per_round" in flower else None,
-            })
+            row.update(
+                {
+                    "parameters": ours["parameters"],
+                    "fl_chain": {
+                        "backend": ours.get("backend", f"{chain}+{storage}"),
+                        "mean_round_seconds": ours["mean_round_seconds"],
+                        "round_seconds": [r["wall_seconds"] for r in ours["rounds"]],
+                        "cpu_seconds_per_round": our_cpu,
+                        "mean_split_seconds_all_nodes": ours.get("mean_split_seconds_all_nodes"),
+                        "mean_other_seconds": ours.get("mean_other_seconds"),
+                    },
+                    "flower": flower,
+                    "ratio": ours["mean_round_seconds"] / flower["mean_round_seconds"],
+                    "cpu_ratio": (our_cpu / flower["cpu_seconds_per_round"])
+                    if our_cpu is not None and "cpu_seconds_per_round" in flower
+                    else None,
+                }
+            )
         rows.append(row)
     return {"benchmark": "flower_compare", "quick": quick, "target_ratio": TARGET_RATIO, "rows": rows}
 
@@ -383,10 +421,12 @@ def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="flchain-flower-net-") as tmp:
         task_file = Path(tmp) / "task.toml"
         # Long phases: rounds end by completion; the phases only bound a stuck round.
-        task_file.write_text(TASK_TOML.format(rounds=rounds, nodes=nodes, hidden=hidden,
-                                              update_duration=600, aggregation_duration=600))
-        network = LocalNetwork(Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil",
-                               linger=0.0, report=lambda message: None)
+        task_file.write_text(
+            TASK_TOML.format(rounds=rounds, nodes=nodes, hidden=hidden, update_duration=600, aggregation_duration=600)
+        )
+        network = LocalNetwork(
+            Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil", linger=0.0, report=lambda message: None
+        )
         try:
             network.start()
             started = time.perf_counter()
@@ -409,8 +449,19 @@ def _in_child(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
     """flower_inprocess in a child process of this script (same isolation as the fl-chain side)."""
     with tempfile.TemporaryDirectory(prefix="flchain-flower-") as tmp:
         result = Path(tmp) / "result.json"
-        command = module_command("flower_compare", "--role", "inprocess", "--child-result", str(result),
-                                 "--nodes", str(nodes), "--parameters", str(parameters), "--rounds", str(rounds))
+        command = module_command(
+            "flower_compare",
+            "--role",
+            "inprocess",
+            "--child-result",
+            str(result),
+            "--nodes",
+            str(nodes),
+            "--parameters",
+            str(parameters),
+            "--rounds",
+            str(rounds),
+        )
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=LOOPBACK_TIMEOUT, check=False, env=child_env()
         )
@@ -424,7 +475,9 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         if "error" in r:
-            lines.append(f"| {r['pair']} | {r['nodes']} | {r['parameters_requested']:.0e} | error: {r['error'][:100]} |")
+            lines.append(
+                f"| {r['pair']} | {r['nodes']} | {r['parameters_requested']:.0e} | error: {r['error'][:100]} |"
+            )
             continue
         cpu = f"{r['cpu_ratio']:.2f}" if r.get("cpu_ratio") is not None else "-"
         flag = "MET" if r["ratio"] <= result["target_ratio"] else "MISSED"
@@ -459,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         args.child_result.write_text(json.dumps(flower_inprocess(args.nodes, args.parameters, args.rounds)))
         return 0
     result = measure(
-        quick=args.quick, nodes=args.nodes, parameters=int(args.parameters) if args.parameters else None,
-        rounds=args.rounds, pairs=args.pairs.split(",") if args.pairs else None,
+        quick=args.quick,
+        nodes=args.nodes,
+        parameters=int(args.parameters) if args.parameters else None,
+        rounds=args.rounds,
+        pairs=args.pairs.split(",") if args.pairs else None,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))

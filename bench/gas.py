@@ -132,9 +132,7 @@ class Setting:
         artifact = load_artifact()
         receipt = client.deploy(self.operator, artifact.abi, artifact.bytecode)
         self._record("deploy", receipt)
-        self.co = Coordinator.at(
-            client, receipt["contractAddress"], artifact, deploy_block=int(receipt["blockNumber"])
-        )
+        self.co = Coordinator.at(client, receipt["contractAddress"], artifact, deploy_block=int(receipt["blockNumber"]))
         self._record(f"admit ({n} accounts)", self.co.admit(self.operator, [a.address for a in self.nodes]))
         self.config = TaskConfig(
             manifest_digest=sha256(f"task manifest N={n} P={partitions}"),
@@ -320,8 +318,10 @@ def _call_key(name: str) -> int:
 
 
 def print_report(chain_name: str, client_version: str, settings: list[dict[str, Any]], exponents: list[int]) -> None:
-    print(f"FLCoordinator gas on {chain_name} ({client_version}); r={REPLICATION}, q={QUORUM}, target {TARGET:,} "
-          "gas per participant per round\n")
+    print(
+        f"FLCoordinator gas on {chain_name} ({client_version}); r={REPLICATION}, q={QUORUM}, target {TARGET:,} "
+        "gas per participant per round\n"
+    )
 
     # Gas per call type, one column per setting.
     heads = [f"N={s['participants']} P={s['partitions']}" for s in settings]
@@ -454,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"participant counts must be at least {QUORUM}")
 
     try:
-        result = measure(chain=args.chain, participants=ns, exponents=exponents,
-                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+        result = measure(
+            chain=args.chain,
+            participants=ns,
+            exponents=exponents,
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     except FLChainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -85,11 +85,19 @@ def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
         replication = min(3, nodes)
         command = [
             *module_command("simulate_scale", "--child-result", str(result), "--nodes", str(nodes)),
-            "--rounds", str(rounds), "--partitions", str(partitions), "--replication", str(replication),
-            "--out", str(Path(tmp) / "runs"),
+            "--rounds",
+            str(rounds),
+            "--partitions",
+            str(partitions),
+            "--replication",
+            str(replication),
+            "--out",
+            str(Path(tmp) / "runs"),
         ]
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
+        )
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -99,19 +107,33 @@ def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
             process.kill()
             process.wait(30)
             raise
-            return {"nodes": nodes, "ok": False, "error": f"over the time limit ({timeout:.0f} s)",
-                    "wall_seconds": time.monotonic() - started}
+            return {
+                "nodes": nodes,
+                "ok": False,
+                "error": f"over the time limit ({timeout:.0f} s)",
+                "wall_seconds": time.monotonic() - started,
+            }
         if process.returncode != 0 or not result.exists():
             tail = " | ".join(stderr.strip().splitlines()[-3:])
-            return {"nodes": nodes, "ok": False, "error": f"exit {process.returncode}: {tail}",
-                    "wall_seconds": time.monotonic() - started}
+            return {
+                "nodes": nodes,
+                "ok": False,
+                "error": f"exit {process.returncode}: {tail}",
+                "wall_seconds": time.monotonic() - started,
+            }
         figures = json.loads(result.read_text())
     ok = figures["rounds_finalized"] == rounds
     return {
-        "nodes": nodes, "ok": ok, "rounds": rounds, "rounds_finalized": figures["rounds_finalized"],
-        "wall_seconds": figures["wall_seconds"], "setup_seconds": figures["setup_seconds"],
-        "mean_round_seconds": figures["mean_round_seconds"], "final_accuracy": figures["final_accuracy"],
-        "peak_rss_mib": figures["peak_rss_ru_maxrss_mib"], "partitions": figures["partitions"],
+        "nodes": nodes,
+        "ok": ok,
+        "rounds": rounds,
+        "rounds_finalized": figures["rounds_finalized"],
+        "wall_seconds": figures["wall_seconds"],
+        "setup_seconds": figures["setup_seconds"],
+        "mean_round_seconds": figures["mean_round_seconds"],
+        "final_accuracy": figures["final_accuracy"],
+        "peak_rss_mib": figures["peak_rss_ru_maxrss_mib"],
+        "partitions": figures["partitions"],
         "replication": figures["replication"],
     }
 
@@ -190,14 +212,25 @@ def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="flchain-largest-net-") as tmp:
         task_file = Path(tmp) / "task.toml"
         # Generous phases: starting N processes on 2 shared cores is slow; rounds end by completion.
-        task_file.write_text(TASK_TOML.format(
-            rounds=rounds, partitions=min(nodes, 8), nodes=nodes,
-            update_duration=120 + 10 * nodes, aggregation_duration=120 + 5 * nodes,
-        ))
+        task_file.write_text(
+            TASK_TOML.format(
+                rounds=rounds,
+                partitions=min(nodes, 8),
+                nodes=nodes,
+                update_duration=120 + 10 * nodes,
+                aggregation_duration=120 + 5 * nodes,
+            )
+        )
         network = None
         try:
-            network = LocalNetwork(Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil",
-                                   linger=0.0, report=lambda message: None)
+            network = LocalNetwork(
+                Path(tmp) / "net",
+                nodes=nodes,
+                task_file=task_file,
+                chain="anvil",
+                linger=0.0,
+                report=lambda message: None,
+            )
 
             def pids() -> tuple[int | None, list[int]]:
                 chain_process = getattr(network.chain.process, "process", None)
@@ -213,16 +246,25 @@ def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
                     for r in range(rounds)
                 )
         except Exception as exc:  # noqa: BLE001 - a failed rung is a result
-            return {"nodes": nodes, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                    "wall_seconds": time.monotonic() - started}
+            return {
+                "nodes": nodes,
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "wall_seconds": time.monotonic() - started,
+            }
         finally:
             if network is not None:
                 network.close()  # stops the node processes and anvil it started, by pid
     return {
-        "nodes": nodes, "ok": status == TaskStatus.COMPLETED and finalized == rounds, "rounds": rounds,
-        "rounds_finalized": finalized, "status": status.name.lower(), "wall_seconds": time.monotonic() - started,
+        "nodes": nodes,
+        "ok": status == TaskStatus.COMPLETED and finalized == rounds,
+        "rounds": rounds,
+        "rounds_finalized": finalized,
+        "status": status.name.lower(),
+        "wall_seconds": time.monotonic() - started,
         "start_and_join_seconds": joined,
-        "peak_total_rss_mib": sampler.peak_total_kib / 1024, "peak_node_rss_mib": sampler.peak_single_kib / 1024,
+        "peak_total_rss_mib": sampler.peak_total_kib / 1024,
+        "peak_node_rss_mib": sampler.peak_single_kib / 1024,
     }
 
 
@@ -258,8 +300,15 @@ def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, 
             predicted = _peak_mib(previous) * n / previous["nodes"]  # type: ignore[operator]
             available = _available_mib()
             if predicted > MEMORY_SHARE * available:
-                rungs.append({"nodes": n, "ok": False, "skipped": True, "wall_seconds": 0.0,
-                              "error": f"not run: about {predicted:.0f} MiB predicted, {available:.0f} MiB available"})
+                rungs.append(
+                    {
+                        "nodes": n,
+                        "ok": False,
+                        "skipped": True,
+                        "wall_seconds": 0.0,
+                        "error": f"not run: about {predicted:.0f} MiB predicted, {available:.0f} MiB available",
+                    }
+                )
                 break
         if progress:
             progress(f"largest_federation: {kind} N={n}")
@@ -280,8 +329,13 @@ def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, 
 
 
 def measure(
-    *, quick: bool = False, simulated: list[int] | None = None, processes: list[int] | None = None,
-    rounds: int | None = None, timeout: float | None = None, progress: Any = None,
+    *,
+    quick: bool = False,
+    simulated: list[int] | None = None,
+    processes: list[int] | None = None,
+    rounds: int | None = None,
+    timeout: float | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     simulated = simulated if simulated is not None else ([8] if quick else FULL_SIMULATED)
     processes = processes if processes is not None else ([2] if quick else FULL_PROCESSES)
@@ -305,11 +359,16 @@ def format_table(result: dict[str, Any]) -> str:
             if kind == "simulated":
                 memory = f"{r['peak_rss_mib']:.0f} MiB (one process)" if "peak_rss_mib" in r else "-"
             else:
-                memory = (f"{r['peak_total_rss_mib']:.0f} MiB total, {r['peak_node_rss_mib']:.0f} MiB/node"
-                          if "peak_total_rss_mib" in r else "-")
+                memory = (
+                    f"{r['peak_total_rss_mib']:.0f} MiB total, {r['peak_node_rss_mib']:.0f} MiB/node"
+                    if "peak_total_rss_mib" in r
+                    else "-"
+                )
             rounds = f"{r.get('rounds_finalized', 0)}/{result['rounds']}"
-            lines.append(f"| {kind} | {r['nodes']} | {'yes' if r['ok'] else 'no'} | {rounds} | "
-                         f"{r['wall_seconds']:.0f} | {memory} | {r.get('error', '')[:80]} |")
+            lines.append(
+                f"| {kind} | {r['nodes']} | {'yes' if r['ok'] else 'no'} | {rounds} | "
+                f"{r['wall_seconds']:.0f} | {memory} | {r.get('error', '')[:80]} |"
+            )
     return "\n".join(lines)
 
 
@@ -327,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         simulated=[int(v) for v in args.simulated.split(",") if v] if args.simulated is not None else None,
         processes=[int(v) for v in args.processes.split(",") if v] if args.processes is not None else None,
-        rounds=args.rounds, timeout=args.timeout, progress=lambda m: print(m, file=sys.stderr, flush=True),
+        rounds=args.rounds,
+        timeout=args.timeout,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))
     args.output.parent.mkdir(parents=True, exist_ok=True)

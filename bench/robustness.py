@@ -47,11 +47,11 @@ import numpy as np
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition
-from fl_chain.protocol.partitioning import join_partitions, partition_bounds
-from fl_chain.training.trainer import Trainer
-from fl_chain.storage.base import Storage
 from fl_chain.protocol.cid import cid_from_digest
+from fl_chain.protocol.partitioning import join_partitions, partition_bounds
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.storage.base import Storage
+from fl_chain.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "robustness.json"
 NODES = 8
@@ -63,10 +63,11 @@ STRATEGIES = ("fedavg", "median", "trimmed_mean")
 #: ``(trained, base) -> published``: what the poisoned node publishes instead of ``trained``.
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ATTACKS: dict[str, tuple[str, Attack]] = {
-    "flip10": ("base - 10 * (trained - base): the local update sign-flipped and scaled by 10",
-               lambda trained, base: base - np.float32(10) * (trained - base)),
-    "scale100": ("100 * trained: the trained model scaled by 100",
-                 lambda trained, base: np.float32(100) * trained),
+    "flip10": (
+        "base - 10 * (trained - base): the local update sign-flipped and scaled by 10",
+        lambda trained, base: base - np.float32(10) * (trained - base),
+    ),
+    "scale100": ("100 * trained: the trained model scaled by 100", lambda trained, base: np.float32(100) * trained),
 }
 
 
@@ -93,21 +94,33 @@ def task_spec(args: argparse.Namespace, strategy: str) -> TaskSpec:
     options: dict[str, Any] = {"trim_fraction": args.trim_fraction} if strategy == "trimmed_mean" else {}
     if args.norm_bound is not None:
         options["norm_bound"] = args.norm_bound
-    return TaskSpec.from_dict({
-        "protocol": {"rounds": args.rounds, "partitions": NODES, "replication": 2, "quorum": 2, "min_contributors": 2,
-                     "update_duration": 3600, "aggregation_duration": 3600},
-        "model": {"name": "mlp", "hidden": 32, "seed": args.seed},
-        "dataset": {"name": "digits", "split": args.split, "alpha": args.alpha, "seed": args.seed},
-        "training": {"epochs": 1, "batch_size": 16, "lr": 0.1},
-        "strategy": {"name": strategy, **options},
-    }, origin="robustness benchmark")
+    return TaskSpec.from_dict(
+        {
+            "protocol": {
+                "rounds": args.rounds,
+                "partitions": NODES,
+                "replication": 2,
+                "quorum": 2,
+                "min_contributors": 2,
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
+            },
+            "model": {"name": "mlp", "hidden": 32, "seed": args.seed},
+            "dataset": {"name": "digits", "split": args.split, "alpha": args.alpha, "seed": args.seed},
+            "training": {"epochs": 1, "batch_size": 16, "lr": 0.1},
+            "strategy": {"name": strategy, **options},
+        },
+        origin="robustness benchmark",
+    )
 
 
 def global_model(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, dimension: int) -> np.ndarray:
     """A finalized round's global model: its final partitions, fetched and verified."""
     config, _ = coordinator.get_task(task_id)
     parts = []
-    for b, digest in zip(partition_bounds(dimension, config.partitions), coordinator.get_final_digests(task_id, round_)):
+    for b, digest in zip(
+        partition_bounds(dimension, config.partitions), coordinator.get_final_digests(task_id, round_)
+    ):
         expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, b.index, config.partitions, b.offset, b.length)
         blob = storage.get(cid_from_digest(digest), timeout=60, max_size=blob_size(b.length))  # type: ignore[arg-type]
         parts.append(decode_partition(blob, expected)[1])
@@ -118,7 +131,9 @@ def run(args: argparse.Namespace, strategy: str, attack: str | None) -> dict[str
     """One federation to completion; test accuracy of every round's global model."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="robustness-") as state_root:
-        chain, coordinator, task_id, nodes = build_federation(task_spec(args, strategy), nodes=NODES, state_root=state_root)
+        chain, coordinator, task_id, nodes = build_federation(
+            task_spec(args, strategy), nodes=NODES, state_root=state_root
+        )
         if attack is not None:
             nodes[POISONED].trainer = PoisonedTrainer(nodes[POISONED].trainer, ATTACKS[attack][1])
         status = InProcessFederation(chain, coordinator, task_id, nodes).run()
@@ -151,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--split", choices=("iid", "dirichlet"), default="iid")
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (with --split dirichlet)")
-    parser.add_argument("--trim-fraction", type=float, default=0.125, help="trimmed_mean's trim_fraction (default 0.125)")
+    parser.add_argument(
+        "--trim-fraction", type=float, default=0.125, help="trimmed_mean's trim_fraction (default 0.125)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="model and dataset shard seed")
     parser.add_argument(
-        "--norm-bound", type=float, default=None,
+        "--norm-bound",
+        type=float,
+        default=None,
         help="[strategy] norm_bound for every run (per-partition bound on an update's change); "
         "then every strategy, FedAvg included, should stay within the target",
     )
@@ -174,19 +193,21 @@ def main(argv: list[str] | None = None) -> int:
         robust = abs(difference) <= TARGET_PP
         pairs = zip(figures["clean"]["accuracy_per_round"], figures["poisoned"]["accuracy_per_round"])
         worst = max(100 * (c - p) for c, p in pairs)
-        rows.append({
-            "strategy": strategy,
-            "options": {"trim_fraction": args.trim_fraction} if strategy == "trimmed_mean" else {},
-            "clean_final_accuracy": clean,
-            "poisoned_final_accuracy": poisoned,
-            "difference_pp": difference,
-            "largest_per_round_loss_pp": worst,
-            "within_target": robust,
-            "norm_bound": args.norm_bound,
-            "target_met": (not robust) if strategy == "fedavg" and args.norm_bound is None else robust,
-            "clean": figures["clean"],
-            "poisoned": figures["poisoned"],
-        })
+        rows.append(
+            {
+                "strategy": strategy,
+                "options": {"trim_fraction": args.trim_fraction} if strategy == "trimmed_mean" else {},
+                "clean_final_accuracy": clean,
+                "poisoned_final_accuracy": poisoned,
+                "difference_pp": difference,
+                "largest_per_round_loss_pp": worst,
+                "within_target": robust,
+                "norm_bound": args.norm_bound,
+                "target_met": (not robust) if strategy == "fedavg" and args.norm_bound is None else robust,
+                "clean": figures["clean"],
+                "poisoned": figures["poisoned"],
+            }
+        )
 
     setting = (
         f"{NODES} nodes, digits, MLP(32), {args.split}{f' alpha={args.alpha}' if args.split == 'dirichlet' else ''}, "
@@ -205,22 +226,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['difference_pp']:>+10.2f} {-row['largest_per_round_loss_pp']:>+17.2f}  {want}: {verdict}"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores",
-        "setting": setting,
-        "nodes": NODES,
-        "poisoned_node": POISONED,
-        "attack": args.attack,
-        "attack_description": ATTACKS[args.attack][0],
-        "rounds": args.rounds,
-        "split": args.split,
-        "alpha": args.alpha if args.split == "dirichlet" else None,
-        "seed": args.seed,
-        "target_pp": TARGET_PP,
-        "seconds": time.monotonic() - started,
-        "strategies": rows,
-    }, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": f"{platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores",
+                "setting": setting,
+                "nodes": NODES,
+                "poisoned_node": POISONED,
+                "attack": args.attack,
+                "attack_description": ATTACKS[args.attack][0],
+                "rounds": args.rounds,
+                "split": args.split,
+                "alpha": args.alpha if args.split == "dirichlet" else None,
+                "seed": args.seed,
+                "target_pp": TARGET_PP,
+                "seconds": time.monotonic() - started,
+                "strategies": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {args.output}")
     return 0
 

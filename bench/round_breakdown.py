@@ -53,9 +53,13 @@ def run_job_in_child(job: FederationJob, timeout: float = JOB_TIMEOUT) -> dict[s
     """Run ``job`` in a child process of this script (its own peak memory); returns its figures or an error."""
     with tempfile.TemporaryDirectory(prefix="flchain-breakdown-") as tmp:
         result = Path(tmp) / "result.json"
-        command = module_command("round_breakdown", "--child-job", json.dumps(asdict(job)), "--child-result", str(result))
+        command = module_command(
+            "round_breakdown", "--child-job", json.dumps(asdict(job)), "--child-result", str(result)
+        )
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
+        )
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -103,7 +107,13 @@ def measure(
                 if progress:
                     progress(f"round_breakdown: {backend} N={n} D={d:.0e}")
                 jobs.append({"backend": backend, **run_job_in_child(job)})
-    return {"benchmark": "round_breakdown", "quick": quick, "trainer": trainer, "categories": list(CATEGORIES), "jobs": jobs}
+    return {
+        "benchmark": "round_breakdown",
+        "quick": quick,
+        "trainer": trainer,
+        "categories": list(CATEGORIES),
+        "jobs": jobs,
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -112,13 +122,20 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for job in result["jobs"]:
         if "error" in job:
-            lines.append(f"| {job['backend']} | {job['nodes']} | {job['parameters']:.0e} | error: {job['error'][:80]} |")
+            lines.append(
+                f"| {job['backend']} | {job['nodes']} | {job['parameters']:.0e} | error: {job['error'][:80]} |"
+            )
             continue
         split = job["mean_split_seconds_all_nodes"]
         cells = [
-            job["backend"], str(job["nodes"]), f"{job['parameters']:,}", f"{job['mean_round_seconds']:.2f}",
-            *(f"{split[c]:.2f}" for c in CATEGORIES), f"{job['mean_other_seconds']:.2f}",
-            f"{job['mean_finalize_wait_seconds']:.2f}", f"{job['mean_gas_per_participant']:,.0f}",
+            job["backend"],
+            str(job["nodes"]),
+            f"{job['parameters']:,}",
+            f"{job['mean_round_seconds']:.2f}",
+            *(f"{split[c]:.2f}" for c in CATEGORIES),
+            f"{job['mean_other_seconds']:.2f}",
+            f"{job['mean_finalize_wait_seconds']:.2f}",
+            f"{job['mean_gas_per_participant']:,.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

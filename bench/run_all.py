@@ -109,8 +109,16 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
 #: 57 min together) for the issue-7 set; accuracy, robustness and faults are estimates from their own
 #: runs. Under other load, expect up to 2-3x (flower_compare took 12 min on 2026-11-22).
 FULL_MINUTES = {
-    "gas": 8, "aggregation": 1, "storage_throughput": 1, "bytes_per_node": 5, "flower_compare": 5,
-    "largest_federation": 20, "round_breakdown": 20, "accuracy": 8, "robustness": 10, "faults": 20,
+    "gas": 8,
+    "aggregation": 1,
+    "storage_throughput": 1,
+    "bytes_per_node": 5,
+    "flower_compare": 5,
+    "largest_federation": 20,
+    "round_breakdown": 20,
+    "accuracy": 8,
+    "robustness": 10,
+    "faults": 20,
 }
 
 
@@ -127,10 +135,17 @@ def _read(path: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
-                    if line.startswith("MemTotal:")), 0)
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or platform.machine(),
+    )
+    mem_kib = next(
+        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines() if line.startswith("MemTotal:")), 0
+    )
     versions: dict[str, str | None] = {}
     for name in ("torch", "numpy", "flwr", "web3"):
         try:
@@ -140,10 +155,16 @@ def machine() -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             versions[name] = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         commit += "-dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = None
@@ -176,24 +197,37 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
 
     flower = results.get("flower_compare", {})
     for r in flower.get("rows", []):
-        name = f"round wall time fl-chain / Flower, {r['pair']}, N={r['nodes']}, D={r['parameters_requested']:.0e}{scope}"
+        name = (
+            f"round wall time fl-chain / Flower, {r['pair']}, N={r['nodes']}, D={r['parameters_requested']:.0e}{scope}"
+        )
         if "error" in r:
             rows.append({"target": name, "measured": None, "goal": "<= 1.2", "verdict": "ERROR", "limit": r["error"]})
             continue
-        limit = (f"fl-chain round {_fmt(r['fl_chain']['mean_round_seconds'])} vs Flower "
-                 f"{_fmt(r['flower']['mean_round_seconds'])}")
+        limit = (
+            f"fl-chain round {_fmt(r['fl_chain']['mean_round_seconds'])} vs Flower "
+            f"{_fmt(r['flower']['mean_round_seconds'])}"
+        )
         if r["fl_chain"].get("mean_split_seconds_all_nodes"):
             split = dict(r["fl_chain"]["mean_split_seconds_all_nodes"])
             split["other"] = r["fl_chain"]["mean_other_seconds"]
             worst = max((k for k in split if k != "train"), key=lambda k: split[k])
-            limit += (f"; largest non-training share: {worst} {_fmt(split[worst])} per round "
-                      f"(train {_fmt(split['train'])}, all nodes, one at a time)")
+            limit += (
+                f"; largest non-training share: {worst} {_fmt(split[worst])} per round "
+                f"(train {_fmt(split['train'])}, all nodes, one at a time)"
+            )
         else:
             limit += f"; {r['fl_chain']['backend']}: rounds wait for 1 s blocks and 0.5 s polling"
         if r.get("cpu_ratio") is not None:
             limit += f"; CPU-time ratio {r['cpu_ratio']:.2f}"
-        rows.append({"target": name, "measured": round(r["ratio"], 3), "goal": "<= 1.2",
-                     "verdict": "MET" if r["ratio"] <= 1.2 else "MISSED", "limit": limit})
+        rows.append(
+            {
+                "target": name,
+                "measured": round(r["ratio"], 3),
+                "goal": "<= 1.2",
+                "verdict": "MET" if r["ratio"] <= 1.2 else "MISSED",
+                "limit": limit,
+            }
+        )
 
     for r in results.get("bytes_per_node", {}).get("rows", []):
         name = f"bytes per node per round / 2(N-1)/N*M, {r['storage']}, N={r['nodes']}, {r['setting']}{scope}"
@@ -207,11 +241,20 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
         elif r["replication"] == 1:
             limit = "reduce-scatter + all-gather, no aggregator redundancy; excess is blob headers and manifests"
         else:
-            limit = (f"r={r['replication']} aggregators fetch each partition: payload alone is "
-                     f"{r['expected_payload_over_bound']:.2f}x the bound")
-        rows.append({"target": name, "measured": round(r["download_over_bound"], 3), "goal": goal,
-                     "verdict": verdict, "limit": limit + f"; max download {r['max_download_over_bound']:.2f}x, "
-                     f"max upload (by origin) {r['max_upload_over_bound']:.2f}x"})
+            limit = (
+                f"r={r['replication']} aggregators fetch each partition: payload alone is "
+                f"{r['expected_payload_over_bound']:.2f}x the bound"
+            )
+        rows.append(
+            {
+                "target": name,
+                "measured": round(r["download_over_bound"], 3),
+                "goal": goal,
+                "verdict": verdict,
+                "limit": limit + f"; max download {r['max_download_over_bound']:.2f}x, "
+                f"max upload (by origin) {r['max_upload_over_bound']:.2f}x",
+            }
+        )
 
     gas = results.get("gas", {})
     for s in gas.get("settings", []):
@@ -221,32 +264,55 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
             continue
         spread = max(executions) - min(executions)
         sizes = ", ".join(f"1e{e}" for e in gas.get("exponents", []))
-        rows.append({
-            "target": f"gas per participant per round flat in model size ({sizes}), N={s['participants']} P={s['partitions']}{scope}",
-            "measured": f"execution spread {spread:.1f} gas; gas used {min(used):,.0f}-{max(used):,.0f}",
-            "goal": "flat", "verdict": "MET" if spread == 0 else "MISSED",
-            "limit": (f"digests only on chain (sizes stand in, no weights made); under 100k: "
-                      f"{'yes' if s['under_target'] else 'no'} (worst {s['worst_batch_round_gas_per_participant']:,.0f})"),
-        })
+        rows.append(
+            {
+                "target": (
+                    f"gas per participant per round flat in model size ({sizes}), "
+                    f"N={s['participants']} P={s['partitions']}{scope}"
+                ),
+                "measured": f"execution spread {spread:.1f} gas; gas used {min(used):,.0f}-{max(used):,.0f}",
+                "goal": "flat",
+                "verdict": "MET" if spread == 0 else "MISSED",
+                "limit": (
+                    f"digests only on chain (sizes stand in, no weights made); under 100k: "
+                    f"{'yes' if s['under_target'] else 'no'} (worst {s['worst_batch_round_gas_per_participant']:,.0f})"
+                ),
+            }
+        )
     for job in results.get("round_breakdown", {}).get("jobs", []):
         if "error" not in job and job["chain"] == "embedded":
-            rows.append({
-                "target": f"gas per participant per round, real model of {job['parameters']:,} params, N={job['nodes']} P={job['partitions']}{scope}",
-                "measured": f"{job['mean_gas_per_participant']:,.0f}", "goal": "flat (compare rows)", "verdict": "-",
-                "limit": "from round_breakdown (real blobs and digests)",
-            })
+            rows.append(
+                {
+                    "target": (
+                        f"gas per participant per round, real model of {job['parameters']:,} params, "
+                        f"N={job['nodes']} P={job['partitions']}{scope}"
+                    ),
+                    "measured": f"{job['mean_gas_per_participant']:,.0f}",
+                    "goal": "flat (compare rows)",
+                    "verdict": "-",
+                    "limit": "from round_breakdown (real blobs and digests)",
+                }
+            )
 
     agg = results.get("aggregation", {})
     if agg.get("rows"):
         by = {r["case"]: r for r in agg["rows"]}
-        rows.append({
-            "target": f"aggregation throughput per core, {agg['contributors']} x {agg['length']:,} float32{scope}",
-            "measured": (f"FedAvg {by['fedavg']['gb_per_s']:.2f} GB/s vs np.sum {by['baseline']['gb_per_s']:.2f} GB/s "
-                         f"({agg['fedavg_over_baseline']:.2f}x); median {by['median']['gb_per_s']:.2f}, "
-                         f"trimmed mean {by['trimmed_mean']['gb_per_s']:.2f} GB/s"),
-            "goal": "vs numpy sum (no number)", "verdict": "-",
-            "limit": "float64 accumulation in canonical order, one rounding (determinism); median/trimmed: sort along contributors",
-        })
+        rows.append(
+            {
+                "target": f"aggregation throughput per core, {agg['contributors']} x {agg['length']:,} float32{scope}",
+                "measured": (
+                    f"FedAvg {by['fedavg']['gb_per_s']:.2f} GB/s vs np.sum {by['baseline']['gb_per_s']:.2f} GB/s "
+                    f"({agg['fedavg_over_baseline']:.2f}x); median {by['median']['gb_per_s']:.2f}, "
+                    f"trimmed mean {by['trimmed_mean']['gb_per_s']:.2f} GB/s"
+                ),
+                "goal": "vs numpy sum (no number)",
+                "verdict": "-",
+                "limit": (
+                    "float64 accumulation in canonical order, one rounding (determinism); "
+                    "median/trimmed: sort along contributors"
+                ),
+            }
+        )
 
     largest = results.get("largest_federation", {})
     for kind in ("simulated", "processes"):
@@ -255,16 +321,37 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
             continue
         best = ladder.get("largest") or {}
         memory = best.get("peak_rss_mib", best.get("peak_total_rss_mib"))
-        rows.append({
-            "target": f"largest federation, {'simulated nodes (memory store, one process)' if kind == 'simulated' else 'node processes with kubo peers'}{scope}",
-            "measured": (f"N={ladder['largest_nodes']}, peak {memory:.0f} MiB" if ladder["largest_nodes"] else "none completed"),
-            "goal": "largest that runs", "verdict": "-",
-            "limit": (ladder["stopped_by"] or (
-                f"ladder exhausted in {best['wall_seconds']:.0f} s for {largest.get('rounds')} rounds; time per round "
-                "grows with N on 2 cores" + (f"; memory would hold about {ladder['memory_bound_nodes']:,} nodes "
-                                             "(linear from the two largest rungs)"
-                                             if ladder.get("memory_bound_nodes") else ""))),
-        })
+        rows.append(
+            {
+                "target": "largest federation, "
+                + (
+                    "simulated nodes (memory store, one process)"
+                    if kind == "simulated"
+                    else "node processes with kubo peers"
+                )
+                + scope,
+                "measured": (
+                    f"N={ladder['largest_nodes']}, peak {memory:.0f} MiB"
+                    if ladder["largest_nodes"]
+                    else "none completed"
+                ),
+                "goal": "largest that runs",
+                "verdict": "-",
+                "limit": (
+                    ladder["stopped_by"]
+                    or (
+                        f"ladder exhausted in {best['wall_seconds']:.0f} s for {largest.get('rounds')} rounds; "
+                        "time per round grows with N on 2 cores"
+                        + (
+                            f"; memory would hold about {ladder['memory_bound_nodes']:,} nodes "
+                            "(linear from the two largest rungs)"
+                            if ladder.get("memory_bound_nodes")
+                            else ""
+                        )
+                    )
+                ),
+            }
+        )
     return rows
 
 
@@ -284,11 +371,21 @@ def markdown(report: dict[str, Any]) -> str:
             f"niceness {m['niceness']}; load average {', '.join(f'{v:.1f}' for v in m['load_average_start'])} "
             f"at start, {', '.join(f'{v:.1f}' for v in report['load_average_end'])} at the end."
         ),
-        f"Total {report['seconds'] / 60:.1f} min. Times on a shared machine are noisy: compare ratios from the same run.",
+        (
+            f"Total {report['seconds'] / 60:.1f} min. "
+            "Times on a shared machine are noisy: compare ratios from the same run."
+        ),
         *([f"PARTIAL report: not yet run: {', '.join(report['not_yet_run'])}."] if report.get("not_yet_run") else []),
-        *[(f"Resumed: {', '.join(e['benchmarks'])} measured in an earlier run ({e['date']} {e['time']}, commit "
-           f"{e['commit']}, load average {', '.join(f'{v:.1f}' for v in e['load_average_start'] or [])} at start); "
-           "the machine line above is this run's.") for e in report.get("earlier_runs", []) if e.get("benchmarks")],
+        *[
+            (
+                f"Resumed: {', '.join(e['benchmarks'])} measured in an earlier run ({e['date']} {e['time']}, commit "
+                f"{e['commit']}, load average "
+                f"{', '.join(f'{v:.1f}' for v in e['load_average_start'] or [])} at start); "
+                "the machine line above is this run's."
+            )
+            for e in report.get("earlier_runs", [])
+            if e.get("benchmarks")
+        ],
         "",
         "## Targets",
         "",
@@ -314,8 +411,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _table(name: str, result: dict[str, Any]) -> str | None:
-    module = {"round_breakdown": "round_breakdown", "flower_compare": "flower_compare",
-              "bytes_per_node": "bytes_per_node", "largest_federation": "largest_federation"}.get(name)
+    module = {
+        "round_breakdown": "round_breakdown",
+        "flower_compare": "flower_compare",
+        "bytes_per_node": "bytes_per_node",
+        "largest_federation": "largest_federation",
+    }.get(name)
     if module:
         return _bench(module).format_table(result)  # type: ignore[no-any-return]
     if name == "storage_throughput":
@@ -328,19 +429,27 @@ def _table(name: str, result: dict[str, Any]) -> str | None:
         return "\n".join(lines)
     if name == "gas":
         lines = ["| N | P | gas/participant/round (steady) | worst batch round | < 100k |", "|---|---|---|---|---|"]
-        lines += [f"| {s['participants']} | {s['partitions']} | {s['gas_per_participant_per_round']:,.0f} | "
-                  f"{s['worst_batch_round_gas_per_participant']:,.0f} | {'yes' if s['under_target'] else 'no'} |"
-                  for s in result["settings"]]
+        lines += [
+            f"| {s['participants']} | {s['partitions']} | {s['gas_per_participant_per_round']:,.0f} | "
+            f"{s['worst_batch_round_gas_per_participant']:,.0f} | {'yes' if s['under_target'] else 'no'} |"
+            for s in result["settings"]
+        ]
         return "\n".join(lines)
     if name == "accuracy":
         lines = ["| job | rounds | final accuracy | pooled | central FedAvg identical |", "|---|---|---|---|---|"]
-        lines += [f"| {j['job']} | {j['rounds_finalized']} | {j['final_accuracy']:.4f} | {j['pooled_accuracy']:.4f} | "
-                  f"{j['central_fedavg_rounds_identical']} |" for j in result["jobs"]]
+        lines += [
+            f"| {j['job']} | {j['rounds_finalized']} | {j['final_accuracy']:.4f} | {j['pooled_accuracy']:.4f} | "
+            f"{j['central_fedavg_rounds_identical']} |"
+            for j in result["jobs"]
+        ]
         return "\n".join(lines)
     if name == "robustness":
         lines = ["| strategy | clean | poisoned | diff pp |", "|---|---|---|---|"]
-        lines += [f"| {r['strategy']} | {r['clean_final_accuracy']:.4f} | {r['poisoned_final_accuracy']:.4f} | "
-                  f"{r['difference_pp']:+.1f} |" for r in result["strategies"]]
+        lines += [
+            f"| {r['strategy']} | {r['clean_final_accuracy']:.4f} | {r['poisoned_final_accuracy']:.4f} | "
+            f"{r['difference_pp']:+.1f} |"
+            for r in result["strategies"]
+        ]
         return "\n".join(lines)
     return None
 
@@ -357,12 +466,17 @@ def load_previous(path: Path, *, quick: bool) -> dict[str, Any]:
         raise ValueError(f"{path} is not a JSON report of bench/run_all.py (no 'benchmarks' and 'machine')")
     if bool(previous.get("quick")) != quick:
         mode = "quick" if previous.get("quick") else "full"
-        raise ValueError(f"{path} is a {mode}-mode report: resume it {'with' if mode == 'quick' else 'without'} --quick")
+        raise ValueError(
+            f"{path} is a {mode}-mode report: resume it {'with' if mode == 'quick' else 'without'} --quick"
+        )
     return previous
 
 
 def run(
-    *, quick: bool, only: list[str] | None = None, skip: list[str] | None = None,
+    *,
+    quick: bool,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -385,13 +499,17 @@ def run(
         # with the kept results it measured.
         older = previous.get("earlier_runs", [])
         measured_before = {b for e in older for b in e.get("benchmarks", [])}
-        earlier = [*older, {
-            "date": previous.get("date"), "time": previous.get("time"),
-            "commit": previous["machine"].get("commit"),
-            "load_average_start": previous["machine"].get("load_average_start"),
-            "load_average_end": previous.get("load_average_end"),
-            "benchmarks": [n for n in kept if n not in measured_before],
-        }]
+        earlier = [
+            *older,
+            {
+                "date": previous.get("date"),
+                "time": previous.get("time"),
+                "commit": previous["machine"].get("commit"),
+                "load_average_start": previous["machine"].get("load_average_start"),
+                "load_average_end": previous.get("load_average_end"),
+                "benchmarks": [n for n in kept if n not in measured_before],
+            },
+        ]
     earlier_seconds = float(previous.get("seconds", 0.0)) if previous and kept else 0.0
     earlier_per_benchmark = (previous or {}).get("seconds_per_benchmark", {})
 
@@ -424,7 +542,7 @@ def run(
         seconds[name] = time.monotonic() - began
         _log(f"{name} done in {seconds[name]:.0f} s")
         if on_progress and index + 1 < len(names):
-            on_progress(report(names[index + 1:]))
+            on_progress(report(names[index + 1 :]))
     return report([])
 
 
@@ -441,16 +559,22 @@ def write_report(report: dict[str, Any], out_dir: Path, *, readme: bool) -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="full-mode minutes (idle machine, rough): "
-                                     + ", ".join(f"{k} {v}" for k, v in FULL_MINUTES.items()))
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="full-mode minutes (idle machine, rough): " + ", ".join(f"{k} {v}" for k, v in FULL_MINUTES.items()),
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: every benchmark in a few minutes")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--skip", help="comma-separated benchmarks to leave out")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where the report goes (default {RESULTS})")
     parser.add_argument("--readme", action="store_true", help="also write the markdown report to bench/README.md")
-    parser.add_argument("--resume", type=Path, metavar="REPORT.json",
-                        help="keep the results of an earlier (e.g. stopped) report and run only what it lacks")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="REPORT.json",
+        help="keep the results of an earlier (e.g. stopped) report and run only what it lacks",
+    )
     args = parser.parse_args(argv)
     stop_on_sigterm()
     only = args.only.split(",") if args.only else None
@@ -463,9 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     # The report so far is written after every benchmark, so a run stopped part-way keeps what it measured.
-    report = run(quick=args.quick, only=only, skip=skip,
-                 on_progress=lambda partial: write_report(partial, args.out_dir, readme=args.readme),
-                 previous=previous)
+    report = run(
+        quick=args.quick,
+        only=only,
+        skip=skip,
+        on_progress=lambda partial: write_report(partial, args.out_dir, readme=args.readme),
+        previous=previous,
+    )
     stem = write_report(report, args.out_dir, readme=args.readme)
     print(markdown(report))
     _log(f"wrote {stem}.json and .md")

@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from bench import ROOT, child_env, module_command
 
@@ -85,7 +85,7 @@ class RssSampler:
             self.peak_kib = max(self.peak_kib, _status_kib("VmRSS"))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -146,7 +146,7 @@ def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path) -> dict[str
 
 def run_one(args: argparse.Namespace, nodes: int, out: Path) -> dict[str, Any]:
     """One simulation of ``nodes`` nodes in this process; returns the measured figures."""
-    import fl_chain.federation.simulate as simulate
+    from fl_chain.federation import simulate
 
     spec = simulate.simulate_spec(_simulate_args(args, nodes))
     p = spec.protocol
@@ -219,20 +219,27 @@ def print_run(r: dict[str, Any]) -> None:
     gas = "  ".join(f"{g:,}" for g in r["gas_per_round"])
     accuracy = r["final_accuracy"]
     print(
-        f"N={r['nodes']}: {r['rounds_finalized']}/{r['rounds']} rounds finalized, final accuracy "
-        f"{accuracy:.4f}" if accuracy is not None else f"N={r['nodes']}: no round finalized"
+        f"N={r['nodes']}: {r['rounds_finalized']}/{r['rounds']} rounds finalized, final accuracy {accuracy:.4f}"
+        if accuracy is not None
+        else f"N={r['nodes']}: no round finalized"
     )
-    print(f"  wall {r['wall_seconds']:.1f} s (CPU {r['cpu_seconds']:.1f} s) = setup {r['setup_seconds']:.1f} s "
-          f"+ rounds [{rounds}] s + teardown {r['teardown_seconds']:.1f} s")
-    print(f"  peak RSS {r['peak_rss_ru_maxrss_mib']:.0f} MiB (ru_maxrss; VmHWM {r['peak_rss_vmhwm_mib']:.0f}, "
-          f"sampled {r['peak_rss_sampled_mib']:.0f}); after setup {r['rss_after_setup_mib']:.0f} MiB, "
-          f"before {r['rss_before_mib']:.0f} MiB")
+    print(
+        f"  wall {r['wall_seconds']:.1f} s (CPU {r['cpu_seconds']:.1f} s) = setup {r['setup_seconds']:.1f} s "
+        f"+ rounds [{rounds}] s + teardown {r['teardown_seconds']:.1f} s"
+    )
+    print(
+        f"  peak RSS {r['peak_rss_ru_maxrss_mib']:.0f} MiB (ru_maxrss; VmHWM {r['peak_rss_vmhwm_mib']:.0f}, "
+        f"sampled {r['peak_rss_sampled_mib']:.0f}); after setup {r['rss_after_setup_mib']:.0f} MiB, "
+        f"before {r['rss_before_mib']:.0f} MiB"
+    )
     print(f"  gas per round [{gas}]", flush=True)
 
 
 def print_table(runs: list[dict[str, Any]]) -> None:
-    print(f"\n{'N':>5} {'P':>3} {'r':>2} {'rounds':>6} {'wall s':>8} {'CPU s':>8} {'setup s':>8} {'s/round':>8} "
-          f"{'peak MiB':>9} {'accuracy':>9} {'gas/round/N':>12}")
+    print(
+        f"\n{'N':>5} {'P':>3} {'r':>2} {'rounds':>6} {'wall s':>8} {'CPU s':>8} {'setup s':>8} {'s/round':>8} "
+        f"{'peak MiB':>9} {'accuracy':>9} {'gas/round/N':>12}"
+    )
     for r in sorted(runs, key=lambda r: r["nodes"]):
         gas = sum(r["gas_per_participant_per_round"]) / max(len(r["gas_per_participant_per_round"]), 1)
         accuracy = f"{r['final_accuracy']:.4f}" if r["final_accuracy"] is not None else "-"
@@ -298,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_one(args, n, base / f"n{n}"))
                 continue
             child = Path(tmp) / f"result-{n}.json"
-            command = module_command("simulate_scale", "--child-result", str(child), "--nodes", str(n), "--out", str(base))
+            command = module_command(
+                "simulate_scale", "--child-result", str(child), "--nodes", str(n), "--out", str(base)
+            )
             for name in ("rounds", "partitions", "replication", "quorum", "dataset", "model", "hidden", "seed"):
                 value = getattr(args, name)
                 if value is not None:

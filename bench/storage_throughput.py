@@ -30,24 +30,28 @@ def measure(*, sizes: list[int] | None = None, repeats: int = 3, quick: bool = F
     sizes = sizes or ([1] if quick else [1, 8, 64])
     repeats = 1 if quick else repeats
     rows = []
-    with tempfile.TemporaryDirectory(prefix="flchain-bench-") as tmp:
-        with PeerProcess(Path(tmp) / "a") as a, PeerProcess(Path(tmp) / "b") as b:
-            b.request("connect", a.multiaddrs[0])
-            idle = {"a": a.request("rss_mb"), "b": b.request("rss_mb")}
-            for size in sizes:
-                puts, gets = [], []
-                for repeat in range(repeats):
-                    blob_path = Path(tmp) / f"blob-{size}-{repeat}"
-                    blob_path.write_bytes(np.random.default_rng(size * 100 + repeat).bytes(size * 2**20))
-                    started = time.perf_counter()
-                    cid = a.request("put_file", str(blob_path))
-                    # put_file includes reading the file in A; subtract nothing, it is part of a put.
-                    puts.append(time.perf_counter() - started)
-                    length, seconds = b.request("get_len", cid, 600.0)
-                    assert length == size * 2**20
-                    gets.append(seconds)
-                    blob_path.unlink()
-                rows.append({
+    with (
+        tempfile.TemporaryDirectory(prefix="flchain-bench-") as tmp,
+        PeerProcess(Path(tmp) / "a") as a,
+        PeerProcess(Path(tmp) / "b") as b,
+    ):
+        b.request("connect", a.multiaddrs[0])
+        idle = {"a": a.request("rss_mb"), "b": b.request("rss_mb")}
+        for size in sizes:
+            puts, gets = [], []
+            for repeat in range(repeats):
+                blob_path = Path(tmp) / f"blob-{size}-{repeat}"
+                blob_path.write_bytes(np.random.default_rng(size * 100 + repeat).bytes(size * 2**20))
+                started = time.perf_counter()
+                cid = a.request("put_file", str(blob_path))
+                # put_file includes reading the file in A; subtract nothing, it is part of a put.
+                puts.append(time.perf_counter() - started)
+                length, seconds = b.request("get_len", cid, 600.0)
+                assert length == size * 2**20
+                gets.append(seconds)
+                blob_path.unlink()
+            rows.append(
+                {
                     "size_mb": size,
                     "put_s": statistics.median(puts),
                     "get_s": statistics.median(gets),
@@ -55,7 +59,8 @@ def measure(*, sizes: list[int] | None = None, repeats: int = 3, quick: bool = F
                     "get_mb_s": size / statistics.median(gets),
                     "rss_a_mb": a.request("rss_mb"),
                     "rss_b_mb": b.request("rss_mb"),
-                })
+                }
+            )
     return {"benchmark": "storage_throughput", "quick": quick, "repeats": repeats, "idle_rss_mb": idle, "rows": rows}
 
 

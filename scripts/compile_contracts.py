@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl_chain.chain.compile import main  # noqa: E402
+from fl_chain.chain.compile import main
 
 if __name__ == "__main__":
     sys.exit(main())

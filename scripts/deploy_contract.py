@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl_chain.cli import main  # noqa: E402
+from fl_chain.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["deploy", *sys.argv[1:]]))

@@ -20,16 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl_chain.chain.coordinator import RoundStatus, TaskStatus  # noqa: E402
-from fl_chain.errors import FLChainError  # noqa: E402
-from fl_chain.federation.localnet import LocalNetwork  # noqa: E402
+from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+from fl_chain.errors import FLChainError
+from fl_chain.federation.localnet import LocalNetwork
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--chain", default="ganache", choices=["ganache", "anvil"])
-    parser.add_argument("--task-file", default=str(Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml"))
+    parser.add_argument(
+        "--task-file", default=str(Path(__file__).resolve().parents[1] / "examples" / "digits-mlp.toml")
+    )
     parser.add_argument("--out", default=f"runs/localnet-{time.strftime('%Y%m%d-%H%M%S')}")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before giving up on the task")
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ the whole vector. Determinism rules shared by all strategies:
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,13 +22,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from fl_chain.errors import FLChainError
-
 #: Largest sample count a contribution may claim (the contract stores it as uint64).
 MAX_SAMPLES = 2**64 - 1
 
 
-from fl_chain.errors import AggregationError  # noqa: E402  (re-exported: its old home)
+from fl_chain.errors import AggregationError
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +130,7 @@ def canonical_order(contributions: Sequence[Contribution]) -> list[Contribution]
         if not isinstance(item, Contribution):
             raise AggregationError(f"expected Contribution objects, got {type(item).__name__}")
     ordered = sorted(contributions, key=lambda c: c.contributor.lower())
-    for previous, current in zip(ordered, ordered[1:]):
+    for previous, current in itertools.pairwise(ordered):
         if previous.contributor.lower() == current.contributor.lower():
             raise AggregationError(f"contributor {current.contributor} appears more than once")
     length = ordered[0].values.size

@@ -21,7 +21,7 @@ class CoordinateMedian(Strategy):
         stack = sorted_stack(ordered)
         middle = len(ordered) // 2
         if len(ordered) % 2 == 1:
-            return stack[middle].astype(np.float32)
+            return np.asarray(stack[middle], dtype=np.float32)
         mean = np.add(stack[middle - 1], stack[middle])
         np.multiply(mean, 0.5, out=mean)  # exact: a power-of-two scaling of a normal float64
-        return mean.astype(np.float32)
+        return np.asarray(mean, dtype=np.float32)

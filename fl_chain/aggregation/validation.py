@@ -65,7 +65,9 @@ def validate_values(
     what = "norm"
     if reference is not None:
         if reference.shape != values.shape or reference.dtype != np.float32:
-            raise ValueError(f"reference must be float32 of shape {values.shape}, got {reference.dtype} {reference.shape}")
+            raise ValueError(
+                f"reference must be float32 of shape {values.shape}, got {reference.dtype} {reference.shape}"
+            )
         with np.errstate(over="ignore"):
             values = values - reference
         if not np.isfinite(values).all():

@@ -25,12 +25,18 @@ class Anvil(LocalChainProcess):
         binary = require_file(ANVIL_BINARY, f"run `npm ci --prefix {LOCAL_CHAINS_DIR}`")
         command = [
             str(binary),
-            "--host", HOST,
-            "--port", str(self.port),
-            "--chain-id", str(self.chain_id),
-            "--mnemonic", DEV_MNEMONIC,
-            "--accounts", str(self.accounts),
-            "--balance", str(DEV_BALANCE_ETHER),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--mnemonic",
+            DEV_MNEMONIC,
+            "--accounts",
+            str(self.accounts),
+            "--balance",
+            str(DEV_BALANCE_ETHER),
         ]
         if self.block_time:
             command += ["--block-time", str(self.block_time)]

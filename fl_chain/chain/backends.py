@@ -106,7 +106,14 @@ def open_chain(
     if backend in ("ganache", "anvil"):
         cls = Ganache if backend == "ganache" else Anvil
         return ProcessChain(
-            cls(port=port, chain_id=chain_id, accounts=accounts, data_dir=data_dir, log_dir=log_dir, block_time=block_time)
+            cls(
+                port=port,
+                chain_id=chain_id,
+                accounts=accounts,
+                data_dir=data_dir,
+                log_dir=log_dir,
+                block_time=block_time,
+            )
         )
     if backend.startswith(("http://", "https://")):
         return RemoteChain(backend)
@@ -116,4 +123,3 @@ def open_chain(
 def connect(chain: Chain) -> ChainClient:
     """A :class:`ChainClient` on ``chain`` (checks that it answers)."""
     return ChainClient(chain.w3)
-

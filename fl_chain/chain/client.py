@@ -84,7 +84,7 @@ class RevertDecoder:
         """The custom error encoded in ``data``, or ``None`` if it is not one of ours."""
         if data is None:
             return None
-        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
         if len(raw) < 4 or raw[:4] not in self._errors:
             return None
         spec = self._errors[raw[:4]]
@@ -92,9 +92,7 @@ class RevertDecoder:
             values = abi_decode(list(spec.arg_types), raw[4:])
         except Exception:  # noqa: BLE001 - malformed payload: report the name alone
             values = ()
-        values = tuple(
-            Web3.to_checksum_address(v) if t == "address" else v for t, v in zip(spec.arg_types, values)
-        )
+        values = tuple(Web3.to_checksum_address(v) if t == "address" else v for t, v in zip(spec.arg_types, values))
         return ContractRevertError(spec.name, dict(zip(spec.arg_names, values)))
 
 
@@ -120,9 +118,9 @@ def _revert_data(exc: BaseException) -> bytes | str | None:
             if arg.startswith("0x") and len(arg) >= 10:
                 return arg
             marker = "execution reverted: "
-            if arg.startswith(marker + "b'") or arg.startswith(marker + 'b"'):
+            if arg.startswith((marker + "b'", marker + 'b"')):
                 try:
-                    value = ast.literal_eval(arg[len(marker):])
+                    value = ast.literal_eval(arg[len(marker) :])
                 except (ValueError, SyntaxError):
                     return None
                 return value if isinstance(value, bytes) else None

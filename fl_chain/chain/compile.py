@@ -111,7 +111,7 @@ def _solcx_executable() -> str:
     """The solc of the pinned version that py-solc-x installed."""
     install_hint = f"python -c \"import solcx; solcx.install_solc('{SOLC_VERSION}')\""
     try:
-        import solcx  # type: ignore[import-not-found]  # optional: only `--solc solcx` needs it
+        import solcx  # optional: only `--solc solcx` needs it
     except ImportError as exc:
         raise CompilerError(f"--solc {SOLCX} needs py-solc-x: pip install py-solc-x, then {install_hint}") from exc
     try:

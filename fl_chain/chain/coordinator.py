@@ -371,7 +371,9 @@ class Coordinator:
         event = getattr(self.contract.events, name)()
         start = self.deploy_block if from_block is None else from_block
         end = "latest" if to_block is None else to_block
-        return self.client.read(lambda: list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None)))
+        return self.client.read(
+            lambda: list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None))
+        )
 
     def task_anchor(self, task_id: int) -> str:
         """Hex hash of the block whose transaction created ``task_id`` (unique to this chain's history)."""

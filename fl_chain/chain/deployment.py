@@ -64,7 +64,9 @@ class Deployment:
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ConfigError(f"{source} is not an fl-chain deployment file (JSON with chain_id, address, block, ...)") from None
+            raise ConfigError(
+                f"{source} is not an fl-chain deployment file (JSON with chain_id, address, block, ...)"
+            ) from None
         if not Web3.is_address(deployment.address):
             raise ConfigError(f"deployment file {source} has an invalid address {deployment.address!r}")
         return deployment

@@ -135,7 +135,7 @@ class _IndexedTester(EthereumTester):
         lower = raw_from if isinstance(raw_from, int) else self.get_block_by_number(raw_from or "latest")["number"]
         upper = raw_to if isinstance(raw_to, int) else self.get_block_by_number(raw_to or "latest")["number"]
         if upper > self.get_block_by_number("latest")["number"]:
-            return super().get_logs(**params)  # type: ignore[no-any-return]
+            return super().get_logs(**params)
         matches = partial(
             check_if_log_matches, from_block=raw_from, to_block=raw_to, addresses=raw_address, topics=raw_topics
         )

@@ -58,9 +58,7 @@ def load_key(path: str | os.PathLike[str], password: str | None = None) -> Local
         return _load_keystore(key_path, text, password)
     hex_key = text[2:] if text.lower().startswith("0x") else text
     if len(hex_key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hex_key):
-        raise KeyFileError(
-            f"key file {key_path} is not a 32-byte hex private key or a JSON keystore"
-        )
+        raise KeyFileError(f"key file {key_path} is not a 32-byte hex private key or a JSON keystore")
     try:
         return Account.from_key("0x" + hex_key)
     except ValueError:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from web3 import HTTPProvider, Web3
 
@@ -94,7 +93,7 @@ class LocalChainProcess(ABC):
         stdout = open(self.log_dir / f"{self.name}.stdout.log", "ab")  # noqa: SIM115 - closed in stop()
         stderr = open(self.log_dir / f"{self.name}.stderr.log", "ab")  # noqa: SIM115
         self._logs = [stdout, stderr]
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.process = subprocess.Popen(
             command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True
         )
         try:
@@ -118,9 +117,13 @@ class LocalChainProcess(ABC):
                 time.sleep(0.2)
                 continue
             if chain_id != self.chain_id:
-                raise ChainLaunchError(f"{self.name} on port {self.port} reports chain id {chain_id}, not {self.chain_id}")
+                raise ChainLaunchError(
+                    f"{self.name} on port {self.port} reports chain id {chain_id}, not {self.chain_id}"
+                )
             return
-        raise ChainLaunchError(f"{self.name} did not answer on {self.rpc_url} within {START_TIMEOUT:.0f} s; see {self.log_dir}")
+        raise ChainLaunchError(
+            f"{self.name} did not answer on {self.rpc_url} within {START_TIMEOUT:.0f} s; see {self.log_dir}"
+        )
 
     def stop(self) -> None:
         """Stop the process this object started (SIGTERM, then SIGKILL) and close its logs."""
@@ -141,7 +144,7 @@ class LocalChainProcess(ABC):
         """Whether the process is alive."""
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> LocalChainProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -164,4 +167,12 @@ def require_file(path: Path, hint: str) -> Path:
     return path
 
 
-__all__ = ["DEV_BALANCE_ETHER", "DEV_MNEMONIC", "HOST", "LOCAL_CHAINS_DIR", "LocalChainProcess", "free_port", "port_in_use"]
+__all__ = [
+    "DEV_BALANCE_ETHER",
+    "DEV_MNEMONIC",
+    "HOST",
+    "LOCAL_CHAINS_DIR",
+    "LocalChainProcess",
+    "free_port",
+    "port_in_use",
+]

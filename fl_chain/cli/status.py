@@ -54,7 +54,8 @@ def _print_rounds(coordinator: Coordinator, task_id: int, current_round: int) ->
     print("  participants:")
     for p in coordinator.get_participants(task_id):
         print(
-            f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  {' '.join(p.multiaddrs)}"
+            f"    {p.account}  last update round {p.update_round - 1 if p.update_round else '-'}  "
+            f"{' '.join(p.multiaddrs)}"
         )
     for round_ in range(current_round + 1):
         info = coordinator.get_round(task_id, round_)

@@ -36,7 +36,9 @@ def download_global_model(
         repo = Path(ipfs_dir) if ipfs_dir else Path(tmp) / "ipfs"
         storage = KuboStorage(repo, log_dir=Path(tmp))
         try:
-            connect_to_participants(storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)])
+            connect_to_participants(
+                storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)]
+            )
             vector = gather_partitions(storage, digests, task_id=task_id, round_=round_, timeout=timeout)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None

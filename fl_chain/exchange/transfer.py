@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, contributor_bytes, decode_partition, encode_partition
+from fl_chain.protocol.blob import (
+    BlobHeader,
+    BlobKind,
+    blob_size,
+    contributor_bytes,
+    decode_partition,
+)
+from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
 from fl_chain.protocol.manifest import Manifest, manifest_size_limit, parse_manifest
 from fl_chain.protocol.partitioning import as_model_vector, join_partitions, partition_bounds
-from fl_chain.storage.base import DEFAULT_GET_TIMEOUT, Storage
-from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
 from fl_chain.protocol.vector import vector_blobs, vector_manifest
+from fl_chain.storage.base import DEFAULT_GET_TIMEOUT, Storage
 
 
 def publish_vector(
@@ -101,5 +107,8 @@ def fetch_vector(
 ) -> np.ndarray:
     """The whole vector of ``manifest`` (all partitions), verified."""
     return join_partitions(
-        [fetch_partition(storage, manifest, p, blob_kind=blob_kind, timeout=timeout) for p in range(len(manifest.partitions))]
+        [
+            fetch_partition(storage, manifest, p, blob_kind=blob_kind, timeout=timeout)
+            for p in range(len(manifest.partitions))
+        ]
     )

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fl_chain.aggregation.reference import reference_fedavg
-from fl_chain.training.trainer import TorchTrainer, Trainer, training_seed
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.training.trainer import TorchTrainer, Trainer, training_seed
 
 #: Builds a client's trainer from ``(spec, train_set, test_set)``, as ``build_federation`` does.
 TrainerFactory = Callable[..., Trainer]
@@ -107,8 +107,8 @@ def train_pooled(spec: TaskSpec, *, nodes: int, epochs: int) -> dict[str, float]
     batch size and learning rate; ``rounds * local epochs`` gives it as many passes over the data
     as the federation made.
     """
-    from fl_chain.training.node_data import load_node_data
     from fl_chain.training import ArrayDataset
+    from fl_chain.training.node_data import load_node_data
 
     shards = [load_node_data(spec, i, nodes) for i in range(nodes)]
     pooled = ArrayDataset(

@@ -77,15 +77,25 @@ class SimulationDisplay:
             return
         table = Table(title="fl-chain simulation", title_justify="left")
         for name, justify in (
-            ("round", "right"), ("status", "left"), ("updates", "right"), ("accuracy", "right"),
-            ("gas", "right"), ("MB moved", "right"), ("seconds", "right"),
+            ("round", "right"),
+            ("status", "left"),
+            ("updates", "right"),
+            ("accuracy", "right"),
+            ("gas", "right"),
+            ("MB moved", "right"),
+            ("seconds", "right"),
         ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for r in summary["rounds"]:
             accuracy = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-"
             table.add_row(
-                str(r["round"]), r["status"], str(r["contributors"]), accuracy, f"{r['gas_used']:,}",
-                f"{r['bytes_moved'] / 1e6:.1f}", f"{r['wall_seconds']:.1f}",
+                str(r["round"]),
+                r["status"],
+                str(r["contributors"]),
+                accuracy,
+                f"{r['gas_used']:,}",
+                f"{r['bytes_moved'] / 1e6:.1f}",
+                f"{r['wall_seconds']:.1f}",
             )
         self.console.print(table)
         for line in summary_lines(summary, out):
@@ -110,7 +120,9 @@ def summary_lines(summary: dict[str, Any], out: str) -> Sequence[str]:
             lines.append(f"central FedAvg reference: not compared ({reference['reason']})")
     pooled = summary.get("pooled")
     if pooled is not None:
-        lines.append(f"centralized model on pooled data ({pooled['epochs']} epochs): accuracy {pooled['test_accuracy']:.4f}")
+        lines.append(
+            f"centralized model on pooled data ({pooled['epochs']} epochs): accuracy {pooled['test_accuracy']:.4f}"
+        )
     lines.append(
         f"total gas {summary['total_gas']:,}, moved {summary['total_bytes_moved'] / 1e6:.1f} MB, "
         f"{summary['wall_seconds']:.1f} s; results in {out}"

@@ -11,7 +11,6 @@ network by default, or one embedded kubo peer per node.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -101,7 +100,7 @@ class InProcessFederation:
 
 
 def build_federation(
-    spec,  # type: ignore[no-untyped-def]
+    spec,
     *,
     nodes: int,
     state_root,
@@ -116,11 +115,11 @@ def build_federation(
     in-process memory network). Account 0 is the operator, account ``i + 1`` is node ``i``."""
     from fl_chain.chain.client import ChainClient
     from fl_chain.chain.keys import dev_accounts
-    from fl_chain.training.node_data import load_node_data
-    from fl_chain.node.runtime import NodeOptions
-    from fl_chain.training.trainer import TorchTrainer
     from fl_chain.federation.operator import create_task
+    from fl_chain.node.runtime import NodeOptions
     from fl_chain.storage.memory import MemoryNetwork, MemoryStorage
+    from fl_chain.training.node_data import load_node_data
+    from fl_chain.training.trainer import TorchTrainer
 
     chain = chain if chain is not None else EmbeddedChain(accounts=nodes + 1)
     client = ChainClient(chain.w3)
@@ -137,7 +136,12 @@ def build_federation(
     clock = chain_clock(chain)
     members = []
     for i, (account, trainer) in enumerate(zip(accounts, trainers)):
-        state = NodeState(Path(state_root) / f"node-{i}", chain_id=client.chain_id, contract=coordinator.address, account=account.address)
+        state = NodeState(
+            Path(state_root) / f"node-{i}",
+            chain_id=client.chain_id,
+            contract=coordinator.address,
+            account=account.address,
+        )
         node = Node(
             coordinator=coordinator,
             account=account,

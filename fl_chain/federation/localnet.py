@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from eth_account.signers.local import LocalAccount
 
@@ -22,9 +22,9 @@ from fl_chain.chain.anvil import Anvil
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+from fl_chain.chain.deployment import deploy
 from fl_chain.chain.ganache import Ganache
 from fl_chain.chain.keys import dev_accounts
-from fl_chain.chain.deployment import deploy
 from fl_chain.errors import ConfigError
 from fl_chain.federation.operator import create_task
 from fl_chain.protocol.task import TaskSpec
@@ -100,17 +100,30 @@ class LocalNetwork:
         """The ``flchain node`` command line of ``node``."""
         key_file = node.state_dir / "key.hex"
         return [
-            sys.executable, "-m", "fl_chain.cli", "node",
-            "--rpc", str(self.chain.rpc_url),
-            "--deployment", str(self.deployment_file),
-            "--key", str(key_file),
-            "--task-file", str(self.task_file),
-            "--task", str(self.task_id),
-            "--state-dir", str(node.state_dir),
-            "--shard", str(node.index),
-            "--shards", str(len(self.nodes)),
-            "--poll-interval", str(self.poll_interval),
-            "--fetch-timeout", str(self.fetch_timeout),
+            sys.executable,
+            "-m",
+            "fl_chain.cli",
+            "node",
+            "--rpc",
+            str(self.chain.rpc_url),
+            "--deployment",
+            str(self.deployment_file),
+            "--key",
+            str(key_file),
+            "--task-file",
+            str(self.task_file),
+            "--task",
+            str(self.task_id),
+            "--state-dir",
+            str(node.state_dir),
+            "--shard",
+            str(node.index),
+            "--shards",
+            str(len(self.nodes)),
+            "--poll-interval",
+            str(self.poll_interval),
+            "--fetch-timeout",
+            str(self.fetch_timeout),
         ] + (["--linger", str(self.linger)] if self.linger is not None else [])
 
     def start_node(self, index: int) -> NodeProcess:
@@ -127,9 +140,7 @@ class LocalNetwork:
         stdout = open(node.state_dir / "stdout.log", "ab")  # noqa: SIM115 - closed in stop_node/close
         stderr = open(node.state_dir / "stderr.log", "ab")  # noqa: SIM115
         node.logs = [stdout, stderr]
-        node.process = subprocess.Popen(  # noqa: S603 - fixed argv
-            self.node_command(node), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
-        )
+        node.process = subprocess.Popen(self.node_command(node), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
         return node
 
     def kill_node(self, index: int) -> None:
@@ -214,7 +225,7 @@ class LocalNetwork:
             self.stop_node(i)
         self.chain.close()
 
-    def __enter__(self) -> LocalNetwork:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,13 +9,13 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain.coordinator import Coordinator
-from fl_chain.protocol.vector import initial_model_digest
-from fl_chain.training.trainer import TorchTrainer
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.protocol.vector import initial_model_digest
+from fl_chain.training.trainer import TorchTrainer, Trainer
 
 
 def initial_vector_for(
-    spec: TaskSpec, trainer_factory: Callable[..., object] | None = None, data_path: str | Path | None = None
+    spec: TaskSpec, trainer_factory: Callable[..., Trainer] | None = None, data_path: str | Path | None = None
 ) -> np.ndarray:
     """The task's initial model vector: what ``trainer_factory`` (default: the torch model of the
     task's [model] section, seeded) builds for the task's dataset, or for ``data_path`` (a sample of
@@ -29,7 +29,7 @@ def initial_vector_for(
             "(same columns as the sites' files) or set path in [dataset]"
         )
     train, test = load_node_data(spec, 0, 1, data_path)
-    return (trainer_factory or TorchTrainer)(spec, train, test).initial_vector()  # type: ignore[attr-defined, no-any-return]
+    return (trainer_factory or TorchTrainer)(spec, train, test).initial_vector()
 
 
 def create_task(

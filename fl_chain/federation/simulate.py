@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,19 +24,31 @@ from typing import Any
 import numpy as np
 
 from fl_chain.chain.coordinator import RoundStatus
-from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError
+from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError, FederationStalledError
 from fl_chain.exchange.gather import fetch_global
+from fl_chain.federation.display import SimulationDisplay
 from fl_chain.federation.inprocess import DevChain, InProcessFederation, StorageFactory, build_federation
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState
-from fl_chain.federation.display import SimulationDisplay
-from fl_chain.storage.base import Storage
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.storage.base import Storage
 
 #: Chains ``flchain simulate`` can run on.
 SIM_CHAINS = ("embedded", "ganache", "anvil")
 #: Storage backends ``flchain simulate`` can use.
 SIM_STORAGES = ("memory", "kubo")
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Where the run loop's round accounting stands: next round, last block counted, bytes so far, its start."""
+
+    round: int
+    block: int
+    bytes: int
+    started: float
+
+
 @dataclass
 class RoundRecord:
     """One round of a simulation."""
@@ -64,9 +77,16 @@ def simulate_spec(args: Any) -> TaskSpec:
                 "update_duration": 3600,
                 "aggregation_duration": 3600,
             },
-            "model": {"name": args.model, "seed": args.seed, **({"hidden": args.hidden} if args.model == "mlp" else {})},
+            "model": {
+                "name": args.model,
+                "seed": args.seed,
+                **({"hidden": args.hidden} if args.model == "mlp" else {}),
+            },
             "dataset": {
-                "name": args.dataset, "split": args.split, "alpha": args.alpha, "seed": args.seed,
+                "name": args.dataset,
+                "split": args.split,
+                "alpha": args.alpha,
+                "seed": args.seed,
                 **_dataset_options(args),
             },
             "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr},
@@ -148,18 +168,19 @@ def run_simulation(
         records: list[RoundRecord] = []
         global_hashes: dict[int, str] = {}
         # Setup (deploy, admit, create, join, start) is not part of any round's gas.
-        seen = {"round": 0, "block": chain.w3.eth.block_number, "bytes": 0, "t": time.monotonic()}
+        seen = _Progress(round=0, block=chain.w3.eth.block_number, bytes=0, started=time.monotonic())
 
         def on_sweep() -> None:
+            nonlocal seen
             _, task = coordinator.get_task(task_id)
-            while seen["round"] <= task.current_round:
-                round_ = seen["round"]
+            while seen.round <= task.current_round:
+                round_ = seen.round
                 info = coordinator.get_round(task_id, round_)
                 if info.status not in (RoundStatus.FINALIZED, RoundStatus.FAILED):
                     display.phase(_phase_text(info, options.nodes, spec.protocol["partitions"]))
                     break
                 latest = chain.w3.eth.block_number
-                gas = sum(int(chain.w3.eth.get_block(b)["gasUsed"]) for b in range(seen["block"] + 1, latest + 1))
+                gas = sum(int(chain.w3.eth.get_block(b)["gasUsed"]) for b in range(seen.block + 1, latest + 1))
                 moved = sum(int(getattr(m.storage, "bytes_received", 0)) for m in members)
                 metrics: dict[str, float] = {}
                 cid = None
@@ -176,16 +197,18 @@ def run_simulation(
                     test_loss=metrics.get("test_loss"),
                     global_model_cid=cid,
                     gas_used=gas,
-                    bytes_moved=moved - seen["bytes"],
-                    wall_seconds=time.monotonic() - seen["t"],
+                    bytes_moved=moved - seen.bytes,
+                    wall_seconds=time.monotonic() - seen.started,
                 )
                 records.append(record)
                 display.round_done(record, sum(r.status == "finalized" for r in records))
-                seen.update(round=round_ + 1, block=latest, bytes=moved, t=time.monotonic())
+                seen = _Progress(round=round_ + 1, block=latest, bytes=moved, started=time.monotonic())
 
         InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=on_sweep)
         on_sweep()
         final = members[0].state.load_vector(task_id, "final-model")
+        if final is None:
+            raise FederationStalledError(f"task {task_id} ended without a final model; see the logs in {out}")
         participants = [m.address for m in members]
     display.stop()
     np.save(out / "final-model.npy", final)
@@ -196,8 +219,13 @@ def run_simulation(
         "storage": options.storage,
         "task_id": task_id,
         "participants": participants,
-        "task": {"protocol": spec.protocol, "model": spec.model, "dataset": spec.dataset,
-                 "training": spec.training, "strategy": spec.strategy},
+        "task": {
+            "protocol": spec.protocol,
+            "model": spec.model,
+            "dataset": spec.dataset,
+            "training": spec.training,
+            "strategy": spec.strategy,
+        },
         "rounds": [asdict(r) for r in records],
         "final_accuracy": finalized[-1].test_accuracy if finalized else None,
         "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest() if final is not None else None,
@@ -216,7 +244,9 @@ def run_simulation(
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if finalized:
         plot_accuracy(
-            finalized, out / "accuracy.png", title=f"{options.nodes} nodes, {spec.dataset['name']}/{spec.model['name']}",
+            finalized,
+            out / "accuracy.png",
+            title=f"{options.nodes} nodes, {spec.dataset['name']}/{spec.model['name']}",
             baselines={"pooled (centralized)": summary["pooled"]["test_accuracy"]} if "pooled" in summary else None,
         )
     with open(out / "metrics.csv", "w", newline="") as handle:
@@ -308,7 +338,8 @@ def plot_accuracy(
     import matplotlib.ticker
 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    axis.plot([r.round for r in records], [r.test_accuracy for r in records], marker="o", label="fl-chain global model")
+    accuracy = [math.nan if r.test_accuracy is None else r.test_accuracy for r in records]  # a failed round: a gap
+    axis.plot([r.round for r in records], accuracy, marker="o", label="fl-chain global model")
     for label, value in (baselines or {}).items():
         axis.axhline(value, linestyle="--", color="gray", label=f"{label} {value:.3f}")
     if baselines:
@@ -324,13 +355,17 @@ def plot_accuracy(
     plt.close(figure)
 
 
-def _global_after(node, round_: int):  # type: ignore[no-untyped-def]
+def _global_after(node, round_: int):
     vector = node.state.load_vector(node.task_id, "global")
     if node.state.global_round(node.task_id) == round_ and vector is not None:
         return vector
     try:
         return fetch_global(
-            node.storage, node.coordinator, node.task_id, round_, timeout=node.options.fetch_timeout,
+            node.storage,
+            node.coordinator,
+            node.task_id,
+            round_,
+            timeout=node.options.fetch_timeout,
             dimension=None if vector is None else vector.size,
         )
     except (BlobNotFoundError, BlobInvalidError):

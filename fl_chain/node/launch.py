@@ -12,22 +12,20 @@ from typing import TYPE_CHECKING
 from fl_chain.chain.backends import RemoteChain
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.coordinator import Coordinator, TaskStatus
-from fl_chain.chain.keys import load_key, read_password_file
-from fl_chain.ports import port_in_use
 from fl_chain.chain.deployment import Deployment, open_deployment
+from fl_chain.chain.keys import load_key, read_password_file
 from fl_chain.errors import ConfigError, StorageStartError
 from fl_chain.node.hooks import NodeObserver
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.runtime import Node, NodeOptions, Step
 from fl_chain.node.state import NodeState, PhaseFile
-from fl_chain.training.node_data import load_node_data, trainer_factory
-from fl_chain.storage.base import Storage
+from fl_chain.ports import port_in_use
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.storage.base import Storage
+from fl_chain.training.node_data import load_node_data, trainer_factory
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from fl_chain.training import ArrayDataset
 
 
 @dataclass
@@ -90,7 +88,9 @@ def check_storage_options(kind: str, port: int) -> None:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"--ipfs-port must be in 0..65535 (0: any free port), got {port!r}")
     if kind == "kubo" and port and port_in_use(port):
-        raise StorageStartError(f"IPFS swarm port {port} on 127.0.0.1 is in use; choose another --ipfs-port or 0 for any free port")
+        raise StorageStartError(
+            f"IPFS swarm port {port} on 127.0.0.1 is in use; choose another --ipfs-port or 0 for any free port"
+        )
 
 
 def pick_task(coordinator: Coordinator, state: NodeState, requested: int | None) -> int | None:
@@ -155,7 +155,7 @@ def run_node(
     if task_id is None:
         report("no task left to run: every task is finished here or none is open")
         return 0
-    check_task_file(coordinator, task_id, spec, trainer.initial_vector())  # type: ignore[attr-defined]
+    check_task_file(coordinator, task_id, spec, trainer.initial_vector())
     # The Node binds the task too; doing it here refuses a directory of a reset chain before the
     # IPFS peer starts in it.
     state.bind_task(task_id, coordinator.task_anchor(task_id))
@@ -168,7 +168,7 @@ def run_node(
             account=account,
             task_id=task_id,
             spec=spec,
-            trainer=trainer,  # type: ignore[arg-type]
+            trainer=trainer,
             storage=storage,
             state=state,
             options=NodeOptions(
@@ -186,4 +186,12 @@ def run_node(
             logs.close()
 
 
-__all__ = ["NodeArgs", "check_storage_options", "check_task_file", "load_node_data", "open_storage", "pick_task", "run_node"]
+__all__ = [
+    "NodeArgs",
+    "check_storage_options",
+    "check_task_file",
+    "load_node_data",
+    "open_storage",
+    "pick_task",
+    "run_node",
+]

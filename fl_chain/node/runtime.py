@@ -41,7 +41,6 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.aggregation import ContributionRule
-from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.chain.coordinator import (
     Coordinator,
     RoundInfo,
@@ -59,19 +58,20 @@ from fl_chain.errors import (
     TransactionFailedError,
 )
 from fl_chain.exchange.gather import final_digests, gather_partitions
+from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.exchange.updates import RoundUpdates
-from fl_chain.protocol.blob import BlobKind, encode_partition
-from fl_chain.protocol.manifest import Manifest
-from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState, RoundProgress
-from fl_chain.training.trainer import Trainer, training_seed
-from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
-from fl_chain.storage.base import Storage
+from fl_chain.protocol.assignment import assigned_partitions
+from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
+from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.storage.base import Storage
+from fl_chain.training.trainer import Trainer, training_seed
 
 log = logging.getLogger("fl_chain.node")
 
@@ -291,7 +291,9 @@ class Node:
     def global_cid(self, round_: int) -> str:
         """CID of the model manifest of ``round_``'s global model (computed, not fetched)."""
         digests = self.coordinator.get_final_digests(self.task_id, round_)
-        manifest = Manifest("model", self.task_id, round_, self._initial.size, tuple(cid_from_digest(d) for d in digests if d))
+        manifest = Manifest(
+            "model", self.task_id, round_, self._initial.size, tuple(cid_from_digest(d) for d in digests if d)
+        )
         return cid_from_digest(_manifest_digest(manifest))
 
     def _fetch_global(self, round_: int) -> np.ndarray | None:
@@ -341,7 +343,11 @@ class Node:
             self.coordinator.dispute_round(self.account, self.task_id, round_)
             self.report(f"warning: disputed round {round_}: its global model {reason}")
         except ContractRevertError as exc:
-            if exc.name not in ("FLCoordinatorNotAContributor", "FLCoordinatorAlreadyDisputed", "FLCoordinatorNotDisputable"):
+            if exc.name not in (
+                "FLCoordinatorNotAContributor",
+                "FLCoordinatorAlreadyDisputed",
+                "FLCoordinatorNotDisputable",
+            ):
                 raise
             log.info("round %d: dispute not taken (%s)", round_, exc.name)
         progress.disputed = True
@@ -478,7 +484,9 @@ class Node:
         with self.observers.phase(self.task_id, round_, Phase.COMMIT_AGGREGATES):
             return self._commit_aggregates(round_, ready, progress, fallback)
 
-    def _without_excluded(self, round_: int, commits: list[UpdateCommit], progress: RoundProgress) -> list[UpdateCommit]:
+    def _without_excluded(
+        self, round_: int, commits: list[UpdateCommit], progress: RoundProgress
+    ) -> list[UpdateCommit]:
         """``commits`` minus the updates the chain excluded; forgets aggregates computed before an exclusion."""
         excluded = self.coordinator.get_excluded(self.task_id, round_)
         if excluded != progress.excluded:
@@ -500,7 +508,9 @@ class Node:
                 self.report(f"round {round_}: reported the update of {contributor} unavailable")
             except ContractRevertError as exc:
                 if exc.name not in (
-                    "FLCoordinatorAlreadyReported", "FLCoordinatorAlreadyExcluded", "FLCoordinatorNotAContributor",
+                    "FLCoordinatorAlreadyReported",
+                    "FLCoordinatorAlreadyExcluded",
+                    "FLCoordinatorNotAContributor",
                     *_BENIGN_REVERTS,
                 ):
                     raise
@@ -516,7 +526,11 @@ class Node:
         except ContractRevertError as exc:
             if exc.name == "FLCoordinatorAggregateAlreadyCommitted":
                 # Committed before a restart: find out which, then go on with the rest next step.
-                done = {c.partition for c in self.coordinator.find_aggregate_commits(self.task_id, round_) if c.aggregator == self.address}
+                done = {
+                    c.partition
+                    for c in self.coordinator.find_aggregate_commits(self.task_id, round_)
+                    if c.aggregator == self.address
+                }
                 progress.aggregates_committed = sorted(set(progress.aggregates_committed) | done)
                 self.state.save_round(self.task_id, round_, progress)
                 return Step.PROGRESS
@@ -559,14 +573,24 @@ class Node:
             try:
                 submissions.append(updates.submission(commit, partition))
             except BlobNotFoundError as exc:
-                log.warning("round %d partition %d: contribution of %s unavailable (%s); retrying later", round_, partition, commit.contributor, exc)
+                log.warning(
+                    "round %d partition %d: contribution of %s unavailable (%s); retrying later",
+                    round_,
+                    partition,
+                    commit.contributor,
+                    exc,
+                )
                 unavailable.add(commit.contributor)
                 return None
         result = self.rule.aggregate(base[bounds.offset : bounds.offset + bounds.length], submissions)
         for exclusion in result.excluded:
-            log.warning("round %d partition %d: excluding %s: %s", round_, partition, exclusion.contributor, exclusion.reason)
+            log.warning(
+                "round %d partition %d: excluding %s: %s", round_, partition, exclusion.contributor, exclusion.reason
+            )
         if not result.counted:
-            log.warning("round %d partition %d: no valid contribution; keeping the previous global values", round_, partition)
+            log.warning(
+                "round %d partition %d: no valid contribution; keeping the previous global values", round_, partition
+            )
         return result.values
 
     def _round_updates(self, round_: int, dimension: int) -> RoundUpdates:
@@ -599,13 +623,13 @@ class Node:
         observers see it with its receipt."""
         send = getattr(self.coordinator, name)
         if not self.observers:
-            return send(self.account, self.task_id, *args)  # type: ignore[no-any-return]
+            return send(self.account, self.task_id, *args)
         round_ = self._round if self._round is not None else -1
         started = time.perf_counter()
         receipt: dict[str, Any] | None = None
         try:
             receipt = send(self.account, self.task_id, *args)
-            return receipt  # type: ignore[no-any-return]
+            return receipt
         finally:
             self.observers.transaction_sent(self.task_id, round_, name, receipt, time.perf_counter() - started)
 

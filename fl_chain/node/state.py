@@ -128,7 +128,8 @@ class NodeState:
             if stored != anchor:
                 raise ConfigError(
                     f"{path.parent} holds task {task_id} of another chain (created in block {stored}, the chain's task "
-                    f"{task_id} in block {anchor}; was the chain reset?): move {path.parent} aside or use another --state-dir"
+                    f"{task_id} in block {anchor}; was the chain reset?): "
+                    f"move {path.parent} aside or use another --state-dir"
                 )
             return
         _atomic_write(path, json.dumps({"anchor": anchor}).encode())

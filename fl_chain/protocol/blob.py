@@ -108,7 +108,10 @@ def encode_partition(
     offset: int,
     contributor: str | bytes | None = None,
 ) -> bytes:
-    """Serialize one partition of float32 ``values`` with its header (``contributor``: see :func:`contributor_bytes`)."""
+    """Serialize one partition of float32 ``values`` with its header.
+
+    ``contributor``: see :func:`contributor_bytes`.
+    """
     array = np.asarray(values)
     if array.dtype != np.float32 or array.ndim != 1:
         raise BlobFormatError(f"partition payload must be a 1-D float32 array, got {array.dtype} {array.shape}")
@@ -137,9 +140,21 @@ def decode_header(blob: bytes) -> BlobHeader:
     """Parse and check the header of ``blob`` (not the payload hash)."""
     if len(blob) < HEADER_SIZE:
         raise BlobFormatError(f"blob of {len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header (truncated)")
-    magic, version, dtype, kind, task_id, round_, partition, partitions, offset, length, digest, contributor, reserved = (
-        _HEADER.unpack_from(blob)
-    )
+    (
+        magic,
+        version,
+        dtype,
+        kind,
+        task_id,
+        round_,
+        partition,
+        partitions,
+        offset,
+        length,
+        digest,
+        contributor,
+        reserved,
+    ) = _HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise BlobFormatError("not a partition blob (bad magic)")
     if version != FORMAT_VERSION:
@@ -173,7 +188,17 @@ def decode_partition(blob: bytes, expected: BlobHeader | None = None) -> tuple[B
     if hashlib.sha256(payload).digest() != header.payload_sha256:
         raise BlobIntegrityError("partition payload does not match the sha256 in its header")
     if expected is not None:
-        for field in ("kind", "task_id", "round", "partition", "partitions", "offset", "length", "dtype", "contributor"):
+        for field in (
+            "kind",
+            "task_id",
+            "round",
+            "partition",
+            "partitions",
+            "offset",
+            "length",
+            "dtype",
+            "contributor",
+        ):
             got, want = getattr(header, field), getattr(expected, field)
             if got != want:
                 raise BlobMismatchError(f"partition blob has {field}={_show(got)}, expected {_show(want)}")

@@ -78,4 +78,3 @@ def b58encode(raw: bytes) -> str:
 def cidv0_from_digest(digest: bytes) -> str:
     """The CIDv0 (``Qm...``) naming the same dag-pb block as :func:`cid_from_digest`."""
     return b58encode(bytes([_SHA2_256, 0x20]) + digest)
-

@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
 from fl_chain.errors import ConfigError
+from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.protocol.unixfs import unixfs_digest
 from fl_chain.protocol.vector import initial_model_digest
@@ -181,21 +181,32 @@ class TaskSpec:
         if unknown:
             raise ConfigError(f"{origin}: unknown [protocol] key(s) {sorted(unknown)}")
         for key in (
-            "rounds", "partitions", "replication", "quorum", "min_contributors", "update_duration",
-            "aggregation_duration", "max_participants", "max_samples",
+            "rounds",
+            "partitions",
+            "replication",
+            "quorum",
+            "min_contributors",
+            "update_duration",
+            "aggregation_duration",
+            "max_participants",
+            "max_samples",
         ):
             value = p[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{origin}: protocol.{key} must be a positive integer, got {value!r}")
         if p["replication"] > MAX_REPLICATION:
-            raise ConfigError(f"{origin}: protocol.replication must be at most {MAX_REPLICATION}, got {p['replication']}")
+            raise ConfigError(
+                f"{origin}: protocol.replication must be at most {MAX_REPLICATION}, got {p['replication']}"
+            )
         if not (p["replication"] / 2 < p["quorum"] <= p["replication"]):
             raise ConfigError(
                 f"{origin}: protocol.quorum must satisfy replication/2 < quorum <= replication "
                 f"(replication={p['replication']}), got {p['quorum']}"
             )
         if p["min_contributors"] < p["quorum"]:
-            raise ConfigError(f"{origin}: protocol.min_contributors must be >= quorum ({p['quorum']}), got {p['min_contributors']}")
+            raise ConfigError(
+                f"{origin}: protocol.min_contributors must be >= quorum ({p['quorum']}), got {p['min_contributors']}"
+            )
         if not p["min_contributors"] <= p["max_participants"] <= MAX_PARTICIPANTS:
             raise ConfigError(
                 f"{origin}: protocol.max_participants must be in [min_contributors, {MAX_PARTICIPANTS}], "
@@ -250,7 +261,9 @@ class TaskSpec:
         accepted = sorted({"name", *_DATASET_SHARD_KEYS, *DATASET_OPTIONS[name]})
         unknown = sorted(set(d) - set(accepted))
         if unknown:
-            raise ConfigError(f"{origin}: unknown [dataset] key(s) {unknown} for dataset {name!r}; accepted: {', '.join(accepted)}")
+            raise ConfigError(
+                f"{origin}: unknown [dataset] key(s) {unknown} for dataset {name!r}; accepted: {', '.join(accepted)}"
+            )
         seed = d.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"{origin}: dataset.seed must be a non-negative integer, got {seed!r}")
@@ -265,7 +278,9 @@ class TaskSpec:
             raise ConfigError(f"{origin}: {exc}") from None
         classes = (d.get("num_classes"), self.model.get("num_classes"))
         if None not in classes and classes[0] != classes[1]:
-            raise ConfigError(f"{origin}: dataset.num_classes ({classes[0]}) and model.num_classes ({classes[1]}) differ")
+            raise ConfigError(
+                f"{origin}: dataset.num_classes ({classes[0]}) and model.num_classes ({classes[1]}) differ"
+            )
 
     # -- derived values -----------------------------------------------------------------------
 
@@ -276,7 +291,10 @@ class TaskSpec:
 
     @property
     def norm_bound(self) -> float:
-        """Per-partition L2 bound on a contribution's change from the global model (default :data:`DEFAULT_NORM_BOUND`)."""
+        """Per-partition L2 bound on a contribution's change from the global model.
+
+        Default :data:`DEFAULT_NORM_BOUND`.
+        """
         return float(self.strategy.get("norm_bound", DEFAULT_NORM_BOUND))
 
     @property

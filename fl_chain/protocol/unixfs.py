@@ -59,7 +59,9 @@ def _node(links: list[DagNode], unixfs: bytes, file_size: int) -> DagNode:
     block = b""
     for link in links:
         # PBLink: Hash = CIDv0 bytes (the multihash), Name = "" (always written), Tsize.
-        encoded = _bytes_field(1, b"\x12\x20" + link.digest) + _bytes_field(2, b"") + _field(3, 0) + _varint(link.dag_size)
+        encoded = (
+            _bytes_field(1, b"\x12\x20" + link.digest) + _bytes_field(2, b"") + _field(3, 0) + _varint(link.dag_size)
+        )
         block += _bytes_field(2, encoded)
     block += _bytes_field(1, unixfs)
     dag_size = len(block) + sum(link.dag_size for link in links)

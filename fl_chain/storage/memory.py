@@ -10,9 +10,9 @@ import itertools
 import threading
 
 from fl_chain.errors import BlobNotFoundError, BlobTooLargeError, StorageError
-from fl_chain.storage.base import Storage, too_large_message
 from fl_chain.protocol.cid import cid_from_digest, normalize_cid
 from fl_chain.protocol.unixfs import unixfs_digest
+from fl_chain.storage.base import Storage, too_large_message
 
 
 class MemoryNetwork:

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from fl_chain.errors import ConfigError
+from fl_chain.protocol.catalog import MODELS
 from fl_chain.training.datasets import (
     DATASET_OPTIONS,
     DATASETS,
@@ -20,7 +21,6 @@ from fl_chain.training.datasets import (
     load_dataset,
     shard,
 )
-from fl_chain.protocol.catalog import MODELS
 from fl_chain.training.numpy_client import (
     ClientTrainer,
     NumPyClient,
@@ -53,14 +53,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ArrayDataset",
-    "ClientTrainer",
     "DATASETS",
     "DATASET_OPTIONS",
     "MODELS",
+    "SHARD_SCHEMES",
+    "ArrayDataset",
+    "ClientTrainer",
     "NumPyClient",
     "NumPyClientError",
-    "SHARD_SCHEMES",
     "SoftmaxRegressionClient",
     "TorchAdapter",
     "build_model",

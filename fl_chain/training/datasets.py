@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,9 +122,7 @@ def load_dataset(name: str, *, seed: int = 0, **options: Any) -> tuple[ArrayData
         return _load_fashion_mnist(options.get("path"))
     if name == "csv":
         if options.get("path") is None:
-            raise ConfigError(
-                "dataset 'csv' needs a path: set path in [dataset], or give each node its own file"
-            )
+            raise ConfigError("dataset 'csv' needs a path: set path in [dataset], or give each node its own file")
         features, labels, _ = read_csv_table(
             options["path"], label=options.get("label", "label"), num_classes=options.get("num_classes")
         )
@@ -274,7 +272,7 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     test: list[np.ndarray] = []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        test.append(members[: int(round(fraction * len(members)))])
+        test.append(members[: round(fraction * len(members))])
     test_idx = np.sort(np.concatenate(test))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
     return train_idx, test_idx

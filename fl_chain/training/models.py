@@ -23,6 +23,7 @@ from fl_chain.protocol.catalog import MODELS
 
 __all__ = ["MODELS", "build_model"]
 
+
 def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int, seed: int, **options: Any) -> nn.Module:
     """Build a freshly initialized float32 classifier.
 
@@ -66,9 +67,7 @@ def _logreg(shape: tuple[int, ...], num_classes: int, options: dict[str, Any]) -
 def _mlp(shape: tuple[int, ...], num_classes: int, options: dict[str, Any]) -> nn.Module:
     _reject_unknown("mlp", options, ("hidden",))
     hidden = _positive_int("mlp", "hidden", options.get("hidden", 64))
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
 def _cnn(shape: tuple[int, ...], num_classes: int, options: dict[str, Any]) -> nn.Module:

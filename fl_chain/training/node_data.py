@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from fl_chain.errors import ConfigError
 from fl_chain.protocol.task import TaskSpec
-from fl_chain.training.trainer import TorchTrainer
+from fl_chain.training.trainer import TorchTrainer, Trainer
 
 if TYPE_CHECKING:
     from fl_chain.training.datasets import ArrayDataset
@@ -62,7 +62,7 @@ def load_node_data(
     return part, test
 
 
-def trainer_factory(client: str | None, *, threads: int | None = 1) -> Callable[..., object]:
+def trainer_factory(client: str | None, *, threads: int | None = 1) -> Callable[..., Trainer]:
     """What builds the node's trainer from ``(spec, train, test)``: the user's Flower-style client
     ``module:callable`` wrapped in a ClientTrainer, or the task's torch model."""
     if client is not None:

@@ -49,7 +49,7 @@ def load_client_factory(target: str) -> ClientFactory:
     factory = loaded
 
     @functools.wraps(factory)
-    def checked(spec, train: ArrayDataset, test: ArrayDataset | None) -> NumPyClient:  # type: ignore[no-untyped-def]
+    def checked(spec, train: ArrayDataset, test: ArrayDataset | None) -> NumPyClient:
         client = factory(spec, train, test)
         if not isinstance(client, NumPyClient):
             raise NumPyClientError(
@@ -61,7 +61,7 @@ def load_client_factory(target: str) -> ClientFactory:
     return checked
 
 
-def _import(module_name: str, target: str):  # type: ignore[no-untyped-def]
+def _import(module_name: str, target: str):
     here = os.getcwd()
     if here not in sys.path:
         sys.path.insert(0, here)
@@ -70,7 +70,8 @@ def _import(module_name: str, target: str):  # type: ignore[no-untyped-def]
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigError(
-                f"--client {target}: no module named {exc.name!r} here or on the Python path; check the name or install it"
+                f"--client {target}: no module named {exc.name!r} here or on the Python path; "
+                "check the name or install it"
             ) from None
         raise ConfigError(f"--client {target}: importing {module_name} failed: {exc}") from exc
     except Exception as exc:  # user code: any import-time failure becomes one line

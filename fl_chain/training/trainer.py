@@ -9,6 +9,7 @@ import numpy as np
 
 from fl_chain.protocol.task import TaskSpec
 
+
 class Trainer(Protocol):
     """What the node runtime needs from a training adapter."""
 
@@ -25,7 +26,7 @@ class Trainer(Protocol):
 class TorchTrainer:
     """Trains the task's torch model on one node's dataset shard."""
 
-    def __init__(self, spec: TaskSpec, train_set, test_set=None, *, threads: int | None = 1) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, spec: TaskSpec, train_set, test_set=None, *, threads: int | None = 1) -> None:
         from fl_chain.training import TorchAdapter, build_model
 
         self.spec = spec
@@ -38,7 +39,9 @@ class TorchTrainer:
         labels = test_set.labels if test_set is not None else train_set.labels
         observed = max(int(labels.max()), int(train_set.labels.max())) + 1
         num_classes = int(spec.model.get("num_classes", spec.dataset.get("num_classes", observed)))
-        model = build_model(spec.model["name"], input_shape=input_shape, num_classes=num_classes, seed=spec.model_seed, **options)
+        model = build_model(
+            spec.model["name"], input_shape=input_shape, num_classes=num_classes, seed=spec.model_seed, **options
+        )
         self.adapter = TorchAdapter(model, threads=threads)
         self._initial = self.adapter.get_vector().copy()
 

@@ -24,11 +24,11 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3.logs import DISCARD
 
-from fl_chain.protocol.assignment import assigned_partitions
-from fl_chain.protocol.capture import capture_probability, window_capture
 from fl_chain.chain import Chain, ChainClient, Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.coordinator import FailureReason
 from fl_chain.errors import ContractRevertError
+from fl_chain.protocol.assignment import assigned_partitions
+from fl_chain.protocol.capture import capture_probability, window_capture
 from tests.conftest import digest, multiaddr
 from tests.helpers.contracts import (
     Task,
@@ -73,7 +73,9 @@ def disjoint_pair(task: Task, members: list[LocalAccount]) -> tuple[LocalAccount
 
 
 @pytest.fixture()
-def eight(coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]) -> tuple[Task, list[LocalAccount], LocalAccount]:
+def eight(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+) -> tuple[Task, list[LocalAccount], LocalAccount]:
     """A running task (P=4, r=3, q=2) with 8 contributors-to-be and one member that will not contribute."""
     members, outsider = accounts[1:9], accounts[9]
     task = running_task(coordinator, operator, [*members, outsider], partitions=P, replication=R, quorum=Q)
@@ -97,7 +99,9 @@ def test_attack_fallback_forgery_by_a_contributor_and_a_non_contributor_is_refus
     co.commit_aggregates(a, task.task_id, 0, sorted(assigned(task, a)), [forged[p] for p in sorted(assigned(task, a))])
     pass_deadline(chain, client, task.round(0).aggregation_deadline)
 
-    reverts("FLCoordinatorNotAContributor", lambda: co.commit_aggregates(outsider, task.task_id, 0, list(range(P)), forged))
+    reverts(
+        "FLCoordinatorNotAContributor", lambda: co.commit_aggregates(outsider, task.task_id, 0, list(range(P)), forged)
+    )
     for colluder in (a, b):
         rest = [p for p in range(P) if p not in (assigned(task, a) if colluder is a else set())]
         co.commit_aggregates(colluder, task.task_id, 0, rest, [forged[p] for p in rest])
@@ -108,8 +112,13 @@ def test_attack_fallback_forgery_by_a_contributor_and_a_non_contributor_is_refus
         co.commit_aggregates(voter, task.task_id, 0, list(range(P)), [honest_digest(0, p) for p in range(P)])
     final = co.get_final_digests(task.task_id, 0)
     assert all(d in (None, honest_digest(0, p)) for p, d in enumerate(final))
-    co.commit_aggregates(honest[4], task.task_id, 0, [p for p in range(P) if final[p] is None],
-                         [honest_digest(0, p) for p in range(P) if final[p] is None])
+    co.commit_aggregates(
+        honest[4],
+        task.task_id,
+        0,
+        [p for p in range(P) if final[p] is None],
+        [honest_digest(0, p) for p in range(P) if final[p] is None],
+    )
     assert co.get_final_digests(task.task_id, 0) == [honest_digest(0, p) for p in range(P)]
     assert task.round(0).status == RoundStatus.FINALIZED
 
@@ -124,8 +133,10 @@ def test_attack_assigned_phase_liar_below_quorum_cannot_finalize(chain: Chain, c
     partition = min(assigned(task, liar))
     co.commit_aggregate(liar, task.task_id, 0, partition, forged_digest(0, partition))
     helper = next(m for m in members if partition not in assigned(task, m))
-    reverts("FLCoordinatorNotAssigned",
-            lambda: co.commit_aggregate(helper, task.task_id, 0, partition, forged_digest(0, partition)))
+    reverts(
+        "FLCoordinatorNotAssigned",
+        lambda: co.commit_aggregate(helper, task.task_id, 0, partition, forged_digest(0, partition)),
+    )
     assert co.get_votes(task.task_id, 0, partition, forged_digest(0, partition)) == (1, 1)
     assert co.get_final_digests(task.task_id, 0)[partition] is None
 
@@ -148,10 +159,11 @@ def test_attack_false_reports_by_a_minority_exclude_nobody(chain: Chain, client:
     co.report_unavailable(others[4], task.task_id, 0, victim.address)
     assert co.get_excluded(task.task_id, 0) == [victim.address]
     # the excluded contributor has no vote left in the round
-    reverts("FLCoordinatorNotAContributor",
-            lambda: co.report_unavailable(victim, task.task_id, 0, others[0].address))
-    reverts("FLCoordinatorNotAContributor",
-            lambda: co.commit_aggregates(victim, task.task_id, 0, [0], [forged_digest(0, 0)]))
+    reverts("FLCoordinatorNotAContributor", lambda: co.report_unavailable(victim, task.task_id, 0, others[0].address))
+    reverts(
+        "FLCoordinatorNotAContributor",
+        lambda: co.commit_aggregates(victim, task.task_id, 0, [0], [forged_digest(0, 0)]),
+    )
 
 
 # -- 3. steerable assignment -----------------------------------------------------------------------
@@ -190,15 +202,19 @@ def test_attack_colluders_committing_last_are_no_longer_adjacent() -> None:
     keys = 2000
     for _ in range(keys):
         key = rng.randbytes(32)
-        held = [set(assigned_partitions(i, contributors=n, key=key, partitions=partitions, replication=R))
-                for i in colluders]
+        held = [
+            set(assigned_partitions(i, contributors=n, key=key, partitions=partitions, replication=R))
+            for i in colluders
+        ]
         captured += bool(held[0] & held[1])  # q = 2 slots of one partition
     rate = captured / keys
     # Two random ring positions share one of the 20 windows of 3 exactly when they are at most 2
     # apart: 4 of the 19 other positions.
     at_random = 4 / 19
     bound = capture_probability(n, 2, partitions=partitions, replication=R, quorum=Q)
-    assert abs(rate - at_random) < 0.04, f"colluders committing last capture {rate:.3f} of rounds, random {at_random:.3f}"
+    assert abs(rate - at_random) < 0.04, (
+        f"colluders committing last capture {rate:.3f} of rounds, random {at_random:.3f}"
+    )
     assert rate <= bound
     assert window_capture(n, 2, R, Q) < rate  # more than one window's chance, as the union bound says
 
@@ -250,12 +266,18 @@ def test_attack_unusable_final_round_is_undone_by_a_contributor_majority(
     reverts("FLCoordinatorAlreadyDisputed", lambda: coordinator.dispute_round(members[1], task.task_id, 1))
     assert task.round(1).status == RoundStatus.FINALIZED  # 2 of 5 is no majority
     receipt = coordinator.dispute_round(members[2], task.task_id, 1)
-    failed = [(int(e["args"]["round"]), FailureReason(e["args"]["reason"]))
-              for e in coordinator.contract.events.RoundFailed().process_receipt(receipt, errors=DISCARD)]
+    failed = [
+        (int(e["args"]["round"]), FailureReason(e["args"]["reason"]))
+        for e in coordinator.contract.events.RoundFailed().process_receipt(receipt, errors=DISCARD)
+    ]
     assert failed == [(1, FailureReason.DISPUTED), (2, FailureReason.DISPUTED)]
     _, state = coordinator.get_task(task.task_id)
     assert (state.status, state.finalized_rounds, state.latest_finalized_round, state.current_round) == (
-        TaskStatus.RUNNING, 1, 0, 3)
+        TaskStatus.RUNNING,
+        1,
+        0,
+        3,
+    )
     assert task.round(3).status == RoundStatus.UPDATE
 
 
@@ -297,10 +319,13 @@ def test_attack_sample_inflation_is_refused_on_chain(
     members = accounts[1:3]
     task = running_task(coordinator, operator, members, max_samples=5000)
     assert coordinator.get_task(task.task_id)[0].max_samples == 5000
-    reverts("FLCoordinatorTooManySamples",
-            lambda: coordinator.commit_update(members[0], task.task_id, 0, digest("x"), 2**64 - 1))
-    reverts("FLCoordinatorTooManySamples",
-            lambda: coordinator.commit_update(members[0], task.task_id, 0, digest("x"), 5001))
+    reverts(
+        "FLCoordinatorTooManySamples",
+        lambda: coordinator.commit_update(members[0], task.task_id, 0, digest("x"), 2**64 - 1),
+    )
+    reverts(
+        "FLCoordinatorTooManySamples", lambda: coordinator.commit_update(members[0], task.task_id, 0, digest("x"), 5001)
+    )
     coordinator.commit_update(members[0], task.task_id, 0, digest("x"), 5000)
 
 
@@ -315,7 +340,9 @@ def test_attack_oversized_registrations_are_refused(
     task_id = coordinator.create_task(operator, task_config_for(max_participants=3))
     coordinator.admit(operator, [m.address for m in members])
     attacker = members[0]
-    reverts("FLCoordinatorInvalidMultiaddrs", lambda: coordinator.join(attacker, task_id, [multiaddr(i) for i in range(5)]))
+    reverts(
+        "FLCoordinatorInvalidMultiaddrs", lambda: coordinator.join(attacker, task_id, [multiaddr(i) for i in range(5)])
+    )
     reverts("FLCoordinatorInvalidMultiaddrs", lambda: coordinator.join(attacker, task_id, []))
     reverts("FLCoordinatorMultiaddrTooLong", lambda: coordinator.join(attacker, task_id, ["/" + "x" * 256]))
     reverts("FLCoordinatorPublicKeyTooLong", lambda: coordinator.join(attacker, task_id, [multiaddr(0)], b"k" * 65))
@@ -359,8 +386,10 @@ def test_attack_revoked_member_no_longer_holds_rounds_open(
     task = running_task(coordinator, operator, members)
     commit_updates(task, 0, members[:3])
     assert task.round(0).status == RoundStatus.UPDATE
-    reverts("FLCoordinatorStillAdmitted",
-            lambda: coordinator.remove_participant(members[0], task.task_id, members[3].address))
+    reverts(
+        "FLCoordinatorStillAdmitted",
+        lambda: coordinator.remove_participant(members[0], task.task_id, members[3].address),
+    )
     coordinator.revoke(operator, members[3].address)
     coordinator.remove_participant(members[0], task.task_id, members[3].address)
     assert task.round(0).status == RoundStatus.AGGREGATION

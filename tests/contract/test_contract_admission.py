@@ -32,6 +32,7 @@ def sized_multiaddr(i: int, length: int) -> str:
     base = multiaddr(i)
     return base + "x" * (length - len(base))
 
+
 # -- join -----------------------------------------------------------------------------------------
 
 
@@ -54,7 +55,10 @@ def test_join_emits_participant_joined_and_registers_peer(
     ]
     (participant,) = coordinator.get_participants(task_id)
     assert (participant.account, participant.multiaddrs, participant.public_key, participant.update_round) == (
-        member.address, tuple(addresses), b"\x02" * 33, 0
+        member.address,
+        tuple(addresses),
+        b"\x02" * 33,
+        0,
     )
     assert coordinator.has_joined(task_id, member.address)
     assert coordinator.get_task(task_id)[1].participant_count == 1
@@ -131,12 +135,27 @@ def test_join_without_multiaddrs_reverts_with_invalid_multiaddrs(
 
 
 OVERSIZED_REGISTRATIONS = [
-    pytest.param([multiaddr(i) for i in range(MAX_MULTIADDRS + 1)], b"", "FLCoordinatorInvalidMultiaddrs",
-                 {"count": MAX_MULTIADDRS + 1}, id="five-multiaddrs"),
-    pytest.param([multiaddr(1), sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)], b"", "FLCoordinatorMultiaddrTooLong",
-                 {"index": 1, "length": MAX_MULTIADDR_LENGTH + 1}, id="multiaddr-257-bytes"),
-    pytest.param([multiaddr(1)], b"\x02" * (MAX_PUBLIC_KEY_LENGTH + 1), "FLCoordinatorPublicKeyTooLong",
-                 {"length": MAX_PUBLIC_KEY_LENGTH + 1}, id="public-key-65-bytes"),
+    pytest.param(
+        [multiaddr(i) for i in range(MAX_MULTIADDRS + 1)],
+        b"",
+        "FLCoordinatorInvalidMultiaddrs",
+        {"count": MAX_MULTIADDRS + 1},
+        id="five-multiaddrs",
+    ),
+    pytest.param(
+        [multiaddr(1), sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)],
+        b"",
+        "FLCoordinatorMultiaddrTooLong",
+        {"index": 1, "length": MAX_MULTIADDR_LENGTH + 1},
+        id="multiaddr-257-bytes",
+    ),
+    pytest.param(
+        [multiaddr(1)],
+        b"\x02" * (MAX_PUBLIC_KEY_LENGTH + 1),
+        "FLCoordinatorPublicKeyTooLong",
+        {"length": MAX_PUBLIC_KEY_LENGTH + 1},
+        id="public-key-65-bytes",
+    ),
 ]
 
 
@@ -296,10 +315,18 @@ def test_update_peer_without_multiaddrs_reverts_with_invalid_multiaddrs(
 @pytest.mark.parametrize(
     ("addresses", "error", "arguments"),
     [
-        pytest.param([multiaddr(i) for i in range(MAX_MULTIADDRS + 1)], "FLCoordinatorInvalidMultiaddrs",
-                     {"count": MAX_MULTIADDRS + 1}, id="five-multiaddrs"),
-        pytest.param([sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)], "FLCoordinatorMultiaddrTooLong",
-                     {"index": 0, "length": MAX_MULTIADDR_LENGTH + 1}, id="multiaddr-257-bytes"),
+        pytest.param(
+            [multiaddr(i) for i in range(MAX_MULTIADDRS + 1)],
+            "FLCoordinatorInvalidMultiaddrs",
+            {"count": MAX_MULTIADDRS + 1},
+            id="five-multiaddrs",
+        ),
+        pytest.param(
+            [sized_multiaddr(2, MAX_MULTIADDR_LENGTH + 1)],
+            "FLCoordinatorMultiaddrTooLong",
+            {"index": 0, "length": MAX_MULTIADDR_LENGTH + 1},
+            id="multiaddr-257-bytes",
+        ),
     ],
 )
 def test_update_peer_with_oversized_multiaddrs_reverts(
@@ -369,7 +396,9 @@ def test_operator_removes_a_participant_and_the_last_one_takes_its_place(
         {"taskId": task.task_id, "account": members[1].address}
     ]
     assert [p.account for p in coordinator.get_participants(task.task_id)] == [
-        members[0].address, members[3].address, members[2].address
+        members[0].address,
+        members[3].address,
+        members[2].address,
     ]
     assert not coordinator.has_joined(task.task_id, members[1].address)
     assert coordinator.get_task(task.task_id)[1].participant_count == 3
@@ -483,7 +512,9 @@ def test_removing_a_contributor_keeps_its_update_and_the_phase_waits_for_the_oth
     assert [e["contributors"] for e in events(coordinator, "UpdatePhaseClosed", freeze)] == [4]
     assert task.round(0).contributors == 4
     assert [p.account for p in coordinator.get_participants(task.task_id)] == [
-        members[3].address, members[1].address, members[2].address
+        members[3].address,
+        members[1].address,
+        members[2].address,
     ]
 
 
@@ -585,9 +616,7 @@ def test_commit_update_by_revoked_participant_of_open_task_succeeds(
 # -- cancelTask -----------------------------------------------------------------------------------
 
 
-def test_cancel_open_task_emits_task_cancelled_without_round_failed(
-    coordinator: Coordinator, operator: LocalAccount
-):
+def test_cancel_open_task_emits_task_cancelled_without_round_failed(coordinator: Coordinator, operator: LocalAccount):
     """Cancelling a task that never started fails no round."""
     # Prepare
     task_id = coordinator.create_task(operator, task_config())

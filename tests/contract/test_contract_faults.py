@@ -29,8 +29,9 @@ from tests.helpers.contracts import (
 # -- too few contributors -------------------------------------------------------------------------
 
 
-def _retried_task(coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount,
-                  members: list[LocalAccount]) -> tuple[Task, dict]:
+def _retried_task(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, members: list[LocalAccount]
+) -> tuple[Task, dict]:
     """Four joined, minContributors = 3, two commit; returns the task and the receipt of the retry."""
     task = running_task(coordinator, operator, members, replication=3, quorum=2, min_contributors=3)
     commit_updates(task, 0, members[:2])
@@ -50,14 +51,20 @@ def test_round_with_too_few_contributors_fails_and_retries(
     assert events(coordinator, "RoundFailed", receipt) == [
         {"taskId": task.task_id, "round": 0, "reason": FailureReason.TOO_FEW_CONTRIBUTORS}
     ]
-    assert events(coordinator, "RoundStarted", receipt) == [{
-        "taskId": task.task_id, "round": 1, "seed": expected_seed(client, coordinator, receipt, task.task_id, 1),
-        "updateDeadline": now + task.config.update_duration,
-    }]
+    assert events(coordinator, "RoundStarted", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 1,
+            "seed": expected_seed(client, coordinator, receipt, task.task_id, 1),
+            "updateDeadline": now + task.config.update_duration,
+        }
+    ]
     assert events(coordinator, "UpdatePhaseClosed", receipt) == []
     failed = task.round(0)
     assert (failed.status, failed.failure, failed.aggregation_deadline) == (
-        RoundStatus.FAILED, FailureReason.TOO_FEW_CONTRIBUTORS, 0
+        RoundStatus.FAILED,
+        FailureReason.TOO_FEW_CONTRIBUTORS,
+        0,
     )
     state = coordinator.get_task(task.task_id)[1]
     assert (state.current_round, state.finalized_rounds) == (1, 0)
@@ -74,10 +81,16 @@ def test_retried_round_accepts_update_from_previous_round_contributor(
     (receipt,) = commit_updates(task, 1, accounts[2:3])
 
     # Assert
-    assert events(coordinator, "UpdateCommitted", receipt) == [{
-        "taskId": task.task_id, "round": 1, "contributor": accounts[2].address, "index": 0,
-        "digest": update_digest(1, 1), "samples": update_samples(1),
-    }]
+    assert events(coordinator, "UpdateCommitted", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 1,
+            "contributor": accounts[2].address,
+            "index": 0,
+            "digest": update_digest(1, 1),
+            "samples": update_samples(1),
+        }
+    ]
     assert coordinator.get_participants(task.task_id)[1].update_round == 2
     assert (task.round(1).contributors, task.round(0).contributors) == (1, 2)
 
@@ -104,8 +117,10 @@ def test_dissenting_aggregator_is_outvoted_by_honest_quorum(
     assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, p) for p in range(4)]
     assert task.round(0).status == RoundStatus.FINALIZED
     assert [
-        (coordinator.get_votes(task.task_id, 0, p, honest_digest(0, p)),
-         coordinator.get_votes(task.task_id, 0, p, forged_digest(0, p)))
+        (
+            coordinator.get_votes(task.task_id, 0, p, honest_digest(0, p)),
+            coordinator.get_votes(task.task_id, 0, p, forged_digest(0, p)),
+        )
         for p in lied
     ] == [((2, 2), (1, 1))] * len(lied)
 
@@ -126,7 +141,8 @@ def test_single_dissenter_blocks_quorum_with_replication_two(
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert coordinator.get_final_digests(task.task_id, 0) == [None]
     assert [coordinator.get_votes(task.task_id, 0, 0, d) for d in (honest_digest(0, 0), forged_digest(0, 0))] == [
-        (1, 1), (1, 1)
+        (1, 1),
+        (1, 1),
     ]
     assert task.round(0).status == RoundStatus.AGGREGATION
 
@@ -152,10 +168,16 @@ def test_commit_with_other_digest_for_final_partition_emits_aggregate_disputed(
     receipt = coordinator.commit_aggregate(late, task.task_id, 0, 0, forged_digest(0, 0))
 
     # Assert
-    assert events(coordinator, "AggregateDisputed", receipt) == [{
-        "taskId": task.task_id, "round": 0, "partition": 0, "aggregator": late.address,
-        "digest": forged_digest(0, 0), "finalDigest": honest_digest(0, 0),
-    }]
+    assert events(coordinator, "AggregateDisputed", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 0,
+            "partition": 0,
+            "aggregator": late.address,
+            "digest": forged_digest(0, 0),
+            "finalDigest": honest_digest(0, 0),
+        }
+    ]
     assert [(e["aggregator"], e["digest"]) for e in events(coordinator, "AggregateCommitted", receipt)] == [
         (late.address, forged_digest(0, 0))
     ]
@@ -203,10 +225,16 @@ def test_fallback_commit_after_aggregation_deadline_finalizes_partition(
     receipt = coordinator.commit_aggregate(outsider, task.task_id, 0, 0, honest_digest(0, 0))
 
     # Assert
-    assert events(coordinator, "AggregateCommitted", receipt) == [{
-        "taskId": task.task_id, "round": 0, "partition": 0, "aggregator": outsider.address,
-        "digest": honest_digest(0, 0), "isFallback": True,
-    }]
+    assert events(coordinator, "AggregateCommitted", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 0,
+            "partition": 0,
+            "aggregator": outsider.address,
+            "digest": honest_digest(0, 0),
+            "isFallback": True,
+        }
+    ]
     assert events(coordinator, "PartitionFinalized", receipt) == [
         {"taskId": task.task_id, "round": 0, "partition": 0, "digest": honest_digest(0, 0)}
     ]
@@ -421,7 +449,9 @@ def test_advance_after_fallback_deadline_fails_round_and_starts_next(
     ]
     failed = task.round(0)
     assert (failed.status, failed.failure, failed.finalized_partitions) == (
-        RoundStatus.FAILED, FailureReason.AGGREGATION_TIMED_OUT, 1
+        RoundStatus.FAILED,
+        FailureReason.AGGREGATION_TIMED_OUT,
+        1,
     )
     state = coordinator.get_task(task.task_id)[1]
     assert (state.current_round, state.finalized_rounds) == (1, 0)
@@ -479,7 +509,8 @@ def test_dispute_by_an_excluded_contributor_reverts_with_not_a_contributor(
     for member in members[1:]:
         coordinator.commit_aggregate(member, task.task_id, 0, 0, honest_digest(0, 0))
     assert (task.round(0).status, coordinator.get_excluded(task.task_id, 0)) == (
-        RoundStatus.FINALIZED, [members[0].address]
+        RoundStatus.FINALIZED,
+        [members[0].address],
     )
 
     # Execute

@@ -62,7 +62,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from fl_chain.protocol.assignment import aggregator_slot
 from fl_chain.chain import (
     Chain,
     ChainClient,
@@ -77,6 +76,7 @@ from fl_chain.chain import (
 )
 from fl_chain.chain.coordinator import FailureReason
 from fl_chain.errors import ContractRevertError
+from fl_chain.protocol.assignment import aggregator_slot
 from tests.conftest import digest, multiaddr, task_config
 
 #: Participant pool size (account 0 is the operator and never participates).
@@ -498,9 +498,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         contributors = self.updated.get(current, [])
         contributor = contributors[reported % len(contributors)] if contributors else self.pool[reported].address
         round_ = max(0, current + delta)
-        self._attempt(
-            REPORT_ERRORS, lambda: self.co.report_unavailable(reporter, self.task_id, round_, contributor)
-        )
+        self._attempt(REPORT_ERRORS, lambda: self.co.report_unavailable(reporter, self.task_id, round_, contributor))
 
     @rule(who=actors, delta=st.sampled_from([0, 0, 0, -1, 1]))
     def dispute_round(self, who: tuple[str, int], delta: int) -> None:
@@ -540,9 +538,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         reporters = [c for c in contributors if c != target]
         for reporter in reporters[: max(0, len(reporters) - spare)]:
             account = self.by_address[reporter]
-            self._attempt(
-                REPORT_ERRORS, lambda a=account: self.co.report_unavailable(a, self.task_id, current, target)
-            )
+            self._attempt(REPORT_ERRORS, lambda a=account: self.co.report_unavailable(a, self.task_id, current, target))
 
     @rule(spare=st.integers(0, 2), lie=st.booleans())
     def coalition_fallback(self, spare: int, lie: bool) -> None:
@@ -730,7 +726,12 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 late = self._timestamp(block) >= r.aggregation_deadline
                 # (f) a quorum of assigned votes, or after the deadline a strict contributor majority.
                 assert assigned >= config.quorum or (late and 2 * total > r.contributors), (
-                    round_, partition, assigned, total, r.contributors, late
+                    round_,
+                    partition,
+                    assigned,
+                    total,
+                    r.contributors,
+                    late,
                 )
                 assert partition not in r.final
                 r.final[partition] = value
@@ -815,7 +816,10 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 continue
             counted = self.rounds.get(round_, RoundModel()).votes.get((partition, value), [0, 0])
             assert self.co.get_votes(self.task_id, round_, partition, value) == tuple(counted), (
-                round_, partition, value, counted
+                round_,
+                partition,
+                value,
+                counted,
             )
         self.attempted.clear()
 
@@ -922,8 +926,17 @@ def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(embedde
     round 0 by a fallback majority; three of its contributors dispute it, which undoes it and fails
     round 1; the task then completes."""
     machine = CoordinatorMachine(embedded_chain, connect(embedded_chain))
-    config = task_config(partitions=2, replication=2, quorum=2, min_contributors=2, update_duration=100,
-                         aggregation_duration=100, rounds=2, max_participants=POOL, max_samples=1000)
+    config = task_config(
+        partitions=2,
+        replication=2,
+        quorum=2,
+        min_contributors=2,
+        update_duration=100,
+        aggregation_duration=100,
+        rounds=2,
+        max_participants=POOL,
+        max_samples=1000,
+    )
 
     def step(action: Callable[[], None]) -> None:
         action()

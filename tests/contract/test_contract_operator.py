@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -100,11 +101,15 @@ def test_accept_operator_by_other_account_reverts_with_not_pending_operator(
         failures.append((exc.value.name, exc.value.arguments))
 
     # Assert
-    assert failures == [("FLCoordinatorNotPendingOperator", {"account": a.address}) for a in (accounts[1], accounts[3], old)]
+    assert failures == [
+        ("FLCoordinatorNotPendingOperator", {"account": a.address}) for a in (accounts[1], accounts[3], old)
+    ]
     assert (coordinator.operator(), coordinator.pending_operator()) == (old.address, accounts[2].address)
 
 
-def test_accept_operator_twice_reverts_with_not_pending_operator(coordinator: Coordinator, accounts: list[LocalAccount]):
+def test_accept_operator_twice_reverts_with_not_pending_operator(
+    coordinator: Coordinator, accounts: list[LocalAccount]
+):
     """An accepted offer is used up."""
     # Prepare
     new = accounts[1]
@@ -230,28 +235,51 @@ def test_revoke_of_account_never_admitted_emits_nothing(
 def test_create_task_emits_task_created_with_config(coordinator: Coordinator, operator: LocalAccount):
     """createTask stores the configuration, opens the task and emits it in TaskCreated."""
     # Prepare
-    config = task_config(manifest_digest=digest("manifest"), partitions=5, replication=3, quorum=2,
-                         min_contributors=3, update_duration=111, aggregation_duration=222, rounds=7,
-                         max_participants=44, max_samples=5555, open_admission=True)
+    config = task_config(
+        manifest_digest=digest("manifest"),
+        partitions=5,
+        replication=3,
+        quorum=2,
+        min_contributors=3,
+        update_duration=111,
+        aggregation_duration=222,
+        rounds=7,
+        max_participants=44,
+        max_samples=5555,
+        open_admission=True,
+    )
 
     # Execute
     task_id = coordinator.create_task(operator, config)
 
     # Assert
     assert task_id == 1
-    assert [dict(e["args"]) for e in coordinator.find_events("TaskCreated")] == [{
-        "taskId": 1,
-        "creator": operator.address,
-        "config": {
-            "manifestDigest": digest("manifest"), "partitions": 5, "replication": 3, "quorum": 2,
-            "minContributors": 3, "updateDuration": 111, "aggregationDuration": 222, "rounds": 7,
-            "maxParticipants": 44, "maxSamples": 5555, "openAdmission": True,
-        },
-    }]
+    assert [dict(e["args"]) for e in coordinator.find_events("TaskCreated")] == [
+        {
+            "taskId": 1,
+            "creator": operator.address,
+            "config": {
+                "manifestDigest": digest("manifest"),
+                "partitions": 5,
+                "replication": 3,
+                "quorum": 2,
+                "minContributors": 3,
+                "updateDuration": 111,
+                "aggregationDuration": 222,
+                "rounds": 7,
+                "maxParticipants": 44,
+                "maxSamples": 5555,
+                "openAdmission": True,
+            },
+        }
+    ]
     stored, state = coordinator.get_task(task_id)
     assert stored == config
     assert (state.status, state.participant_count, state.finalized_rounds, state.creator) == (
-        TaskStatus.OPEN, 0, 0, operator.address
+        TaskStatus.OPEN,
+        0,
+        0,
+        operator.address,
     )
 
 
@@ -268,26 +296,62 @@ def test_task_ids_count_up_from_one(coordinator: Coordinator, operator: LocalAcc
 INVALID_CONFIGS = [
     pytest.param({"manifest_digest": ZERO_DIGEST}, "FLCoordinatorZeroDigest", {}, id="zero-manifest"),
     pytest.param({"partitions": 0}, "FLCoordinatorInvalidPartitions", {"partitions": 0}, id="no-partitions"),
-    pytest.param({"replication": 0, "quorum": 0, "min_contributors": 0}, "FLCoordinatorInvalidReplication",
-                 {"replication": 0}, id="replication-0"),
-    pytest.param({"replication": 65, "quorum": 33, "min_contributors": 33}, "FLCoordinatorInvalidReplication",
-                 {"replication": 65}, id="replication-65"),
+    pytest.param(
+        {"replication": 0, "quorum": 0, "min_contributors": 0},
+        "FLCoordinatorInvalidReplication",
+        {"replication": 0},
+        id="replication-0",
+    ),
+    pytest.param(
+        {"replication": 65, "quorum": 33, "min_contributors": 33},
+        "FLCoordinatorInvalidReplication",
+        {"replication": 65},
+        id="replication-65",
+    ),
     pytest.param({"quorum": 0}, "FLCoordinatorInvalidQuorum", {"quorum": 0, "replication": 2}, id="quorum-0"),
-    pytest.param({"quorum": 3, "min_contributors": 3}, "FLCoordinatorInvalidQuorum",
-                 {"quorum": 3, "replication": 2}, id="quorum-above-replication"),
-    pytest.param({"replication": 4, "quorum": 2}, "FLCoordinatorInvalidQuorum",
-                 {"quorum": 2, "replication": 4}, id="quorum-half-replication"),
-    pytest.param({"min_contributors": 1}, "FLCoordinatorInvalidMinContributors",
-                 {"minContributors": 1, "quorum": 2}, id="min-contributors-below-quorum"),
-    pytest.param({"update_duration": 0}, "FLCoordinatorInvalidDuration",
-                 {"updateDuration": 0, "aggregationDuration": 600}, id="update-duration-0"),
-    pytest.param({"aggregation_duration": 0}, "FLCoordinatorInvalidDuration",
-                 {"updateDuration": 600, "aggregationDuration": 0}, id="aggregation-duration-0"),
+    pytest.param(
+        {"quorum": 3, "min_contributors": 3},
+        "FLCoordinatorInvalidQuorum",
+        {"quorum": 3, "replication": 2},
+        id="quorum-above-replication",
+    ),
+    pytest.param(
+        {"replication": 4, "quorum": 2},
+        "FLCoordinatorInvalidQuorum",
+        {"quorum": 2, "replication": 4},
+        id="quorum-half-replication",
+    ),
+    pytest.param(
+        {"min_contributors": 1},
+        "FLCoordinatorInvalidMinContributors",
+        {"minContributors": 1, "quorum": 2},
+        id="min-contributors-below-quorum",
+    ),
+    pytest.param(
+        {"update_duration": 0},
+        "FLCoordinatorInvalidDuration",
+        {"updateDuration": 0, "aggregationDuration": 600},
+        id="update-duration-0",
+    ),
+    pytest.param(
+        {"aggregation_duration": 0},
+        "FLCoordinatorInvalidDuration",
+        {"updateDuration": 600, "aggregationDuration": 0},
+        id="aggregation-duration-0",
+    ),
     pytest.param({"rounds": 0}, "FLCoordinatorInvalidRounds", {"rounds": 0}, id="no-rounds"),
-    pytest.param({"max_participants": 1}, "FLCoordinatorInvalidMaxParticipants",
-                 {"maxParticipants": 1, "minContributors": 2}, id="max-participants-below-min-contributors"),
-    pytest.param({"max_participants": 100_001}, "FLCoordinatorInvalidMaxParticipants",
-                 {"maxParticipants": 100_001, "minContributors": 2}, id="max-participants-above-100000"),
+    pytest.param(
+        {"max_participants": 1},
+        "FLCoordinatorInvalidMaxParticipants",
+        {"maxParticipants": 1, "minContributors": 2},
+        id="max-participants-below-min-contributors",
+    ),
+    pytest.param(
+        {"max_participants": 100_001},
+        "FLCoordinatorInvalidMaxParticipants",
+        {"maxParticipants": 100_001, "minContributors": 2},
+        id="max-participants-above-100000",
+    ),
     pytest.param({"max_samples": 0}, "FLCoordinatorInvalidMaxSamples", {}, id="max-samples-0"),
 ]
 
@@ -311,9 +375,20 @@ def test_create_task_with_invalid_config_reverts(
     "overrides",
     [
         pytest.param({"replication": 64, "quorum": 33, "min_contributors": 33}, id="max-replication-min-quorum"),
-        pytest.param({"partitions": 1, "replication": 1, "quorum": 1, "min_contributors": 1,
-                      "update_duration": 1, "aggregation_duration": 1, "rounds": 1, "max_participants": 1,
-                      "max_samples": 1}, id="all-minimal"),
+        pytest.param(
+            {
+                "partitions": 1,
+                "replication": 1,
+                "quorum": 1,
+                "min_contributors": 1,
+                "update_duration": 1,
+                "aggregation_duration": 1,
+                "rounds": 1,
+                "max_participants": 1,
+                "max_samples": 1,
+            },
+            id="all-minimal",
+        ),
         pytest.param({"max_participants": 100_000, "max_samples": 2**64 - 1}, id="max-participants-and-samples"),
         pytest.param({"max_participants": 2, "min_contributors": 2}, id="max-participants-equal-min-contributors"),
     ],

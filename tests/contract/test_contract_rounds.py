@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.protocol.assignment import aggregator_slot, aggregators_of, assigned_partitions, assignment_position
 from fl_chain.chain import Chain, ChainClient, Coordinator, RoundStatus, TaskStatus
 from fl_chain.errors import ContractRevertError
+from fl_chain.protocol.assignment import aggregator_slot, aggregators_of, assigned_partitions, assignment_position
 from tests.conftest import digest, multiaddr, task_config
 from tests.helpers.contracts import (
     ZERO_DIGEST,
@@ -43,14 +43,32 @@ def test_commit_update_emits_update_committed_with_index_and_samples(
 
     # Assert
     assert [events(coordinator, "UpdateCommitted", r) for r in receipts] == [
-        [{"taskId": task.task_id, "round": 0, "contributor": members[2].address, "index": 0,
-          "digest": update_digest(0, 2), "samples": update_samples(2)}],
-        [{"taskId": task.task_id, "round": 0, "contributor": members[0].address, "index": 1,
-          "digest": update_digest(0, 0), "samples": update_samples(0)}],
+        [
+            {
+                "taskId": task.task_id,
+                "round": 0,
+                "contributor": members[2].address,
+                "index": 0,
+                "digest": update_digest(0, 2),
+                "samples": update_samples(2),
+            }
+        ],
+        [
+            {
+                "taskId": task.task_id,
+                "round": 0,
+                "contributor": members[0].address,
+                "index": 1,
+                "digest": update_digest(0, 0),
+                "samples": update_samples(0),
+            }
+        ],
     ]
     participants = coordinator.get_participants(task.task_id)
     assert [(p.update_round, p.index, p.samples) for p in participants] == [
-        (1, 1, update_samples(0)), (0, 0, 0), (1, 0, update_samples(2))
+        (1, 1, update_samples(0)),
+        (0, 0, 0),
+        (1, 0, update_samples(2)),
     ]
     info = task.round(0)
     assert (info.contributors, info.total_samples) == (2, update_samples(0) + update_samples(2))
@@ -88,13 +106,21 @@ def test_update_phase_closes_when_every_joined_participant_committed(
     now = block_timestamp(client, receipt)
     assert client.block_number() == receipt["blockNumber"]
     info = task.round(0)
-    assert events(coordinator, "UpdatePhaseClosed", receipt) == [{
-        "taskId": task.task_id, "round": 0, "contributors": 3,
-        "totalSamples": sum(update_samples(i) for i in range(3)), "aggregationDeadline": now + 444,
-    }]
+    assert events(coordinator, "UpdatePhaseClosed", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 0,
+            "contributors": 3,
+            "totalSamples": sum(update_samples(i) for i in range(3)),
+            "aggregationDeadline": now + 444,
+        }
+    ]
     assert events(coordinator, "AssignmentDrawn", receipt) == []
     assert (info.status, info.assignment_key, info.aggregation_deadline, info.fallback_deadline) == (
-        RoundStatus.AGGREGATION, None, now + 444, now + 888
+        RoundStatus.AGGREGATION,
+        None,
+        now + 444,
+        now + 888,
     )
     assert (info.excluded_count, info.disputes, info.finalized_partitions) == (0, 0, 0)
 
@@ -410,8 +436,15 @@ def test_python_assignment_mirror_matches_contract_for_every_contributor(
     """fl_chain.protocol.assignment gives every contributor the contract's ring position (assignmentPosition),
     partitions (getAssignedPartitions) and slots (isAssigned) under the round's drawn key."""
     # Prepare: contributors commit in reverse join order, so commit index and join order differ.
-    task = running_task(coordinator, operator, accounts[1:1 + contributors], partitions=partitions,
-                        replication=replication, quorum=quorum, min_contributors=quorum)
+    task = running_task(
+        coordinator,
+        operator,
+        accounts[1 : 1 + contributors],
+        partitions=partitions,
+        replication=replication,
+        quorum=quorum,
+        min_contributors=quorum,
+    )
     commit_updates(task, 0, task.members[::-1])
     draw_assignment(task, 0)
     key = task.round(0).assignment_key
@@ -436,8 +469,10 @@ def test_python_assignment_mirror_matches_contract_for_every_contributor(
         for i in range(contributors)
     ]
     assert on_chain_slots == [
-        [aggregator_slot(i, p, contributors=contributors, key=key, replication=replication) is not None
-         for p in range(partitions)]
+        [
+            aggregator_slot(i, p, contributors=contributors, key=key, replication=replication) is not None
+            for p in range(partitions)
+        ]
         for i in range(contributors)
     ]
     assert on_chain_aggregators == [
@@ -497,10 +532,16 @@ def test_commit_aggregate_emits_aggregate_committed(
     receipt = coordinator.commit_aggregate(aggregator, task.task_id, 0, 1, honest_digest(0, 1))
 
     # Assert
-    assert events(coordinator, "AggregateCommitted", receipt) == [{
-        "taskId": task.task_id, "round": 0, "partition": 1, "aggregator": aggregator.address,
-        "digest": honest_digest(0, 1), "isFallback": False,
-    }]
+    assert events(coordinator, "AggregateCommitted", receipt) == [
+        {
+            "taskId": task.task_id,
+            "round": 0,
+            "partition": 1,
+            "aggregator": aggregator.address,
+            "digest": honest_digest(0, 1),
+            "isFallback": False,
+        }
+    ]
     assert events(coordinator, "PartitionFinalized", receipt) == []
     assert coordinator.get_votes(task.task_id, 0, 1, honest_digest(0, 1)) == (1, 1)
     assert coordinator.get_final_digests(task.task_id, 0) == [None] * 4
@@ -555,8 +596,7 @@ def test_get_votes_counts_each_digest_separately(
 ):
     """getVotes counts (assigned, all) commits per digest, the candidate and the others alike."""
     # Prepare: r = 4, q = 3, every contributor aggregates partition 0.
-    task = frozen_task(coordinator, operator, accounts[1:5], partitions=1, replication=4, quorum=3,
-                       min_contributors=3)
+    task = frozen_task(coordinator, operator, accounts[1:5], partitions=1, replication=4, quorum=3, min_contributors=3)
     a, b, c, _ = task.members
     x, y = honest_digest(0, 0), digest("other")
 
@@ -566,7 +606,10 @@ def test_get_votes_counts_each_digest_separately(
 
     # Assert
     assert [coordinator.get_votes(task.task_id, 0, 0, d) for d in (x, y, digest("nobody"), ZERO_DIGEST)] == [
-        (2, 2), (1, 1), (0, 0), (0, 0)
+        (2, 2),
+        (1, 1),
+        (0, 0),
+        (0, 0),
     ]
     assert coordinator.get_final_digests(task.task_id, 0) == [None]
 
@@ -730,15 +773,16 @@ def test_full_round_with_four_participants_finalizes(
     finalized = [e for r in receipts for e in events(coordinator, "PartitionFinalized", r)]
     assert sorted((e["partition"], e["digest"]) for e in finalized) == [(p, honest_digest(0, p)) for p in range(4)]
     assert events(coordinator, "RoundFinalized", receipts[-1]) == [{"taskId": task.task_id, "round": 0}]
-    assert [(e["round"], e["taskId"]) for e in events(coordinator, "RoundStarted", receipts[-1])] == [
-        (1, task.task_id)
-    ]
+    assert [(e["round"], e["taskId"]) for e in events(coordinator, "RoundStarted", receipts[-1])] == [(1, task.task_id)]
     assert coordinator.get_final_digests(task.task_id, 0) == [honest_digest(0, p) for p in range(4)]
     info = task.round(0)
     assert (info.status, info.finalized_partitions) == (RoundStatus.FINALIZED, 4)
     state = coordinator.get_task(task.task_id)[1]
     assert (state.status, state.current_round, state.finalized_rounds, state.latest_finalized_round) == (
-        TaskStatus.RUNNING, 1, 1, 0
+        TaskStatus.RUNNING,
+        1,
+        1,
+        0,
     )
     assert task.round(1).status == RoundStatus.UPDATE
 
@@ -798,7 +842,10 @@ def test_task_completes_after_configured_number_of_finalized_rounds(
     assert events(coordinator, "RoundStarted", last[-1]) == []
     state = coordinator.get_task(task.task_id)[1]
     assert (state.status, state.current_round, state.finalized_rounds, state.latest_finalized_round) == (
-        TaskStatus.COMPLETED, 1, 2, 1
+        TaskStatus.COMPLETED,
+        1,
+        2,
+        1,
     )
 
 

@@ -11,8 +11,14 @@ from tests.conftest import digest
 from tests.helpers.contracts import Task, commit_updates, events, frozen_task, pass_deadline, running_task
 
 
-def _fallback_task(coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount,
-                   members: list[LocalAccount], **overrides: object) -> Task:
+def _fallback_task(
+    coordinator: Coordinator,
+    chain: Chain,
+    client: ChainClient,
+    operator: LocalAccount,
+    members: list[LocalAccount],
+    **overrides: object,
+) -> Task:
     """Every member committed in round 0 and the aggregation deadline passed: the fallback phase."""
     settings = {"partitions": 2, "replication": 3, "quorum": 2, "min_contributors": 2, **overrides}
     task = frozen_task(coordinator, operator, members, **settings)
@@ -42,9 +48,15 @@ def test_majority_reports_exclude_the_update(
     three = coordinator.report_unavailable(third, task.task_id, 0, withholder.address)
 
     # Assert
-    assert events(coordinator, "UnavailabilityReported", one) == [{
-        "taskId": task.task_id, "round": 0, "contributor": withholder.address, "reporter": first.address, "reports": 1,
-    }]
+    assert events(coordinator, "UnavailabilityReported", one) == [
+        {
+            "taskId": task.task_id,
+            "round": 0,
+            "contributor": withholder.address,
+            "reporter": first.address,
+            "reports": 1,
+        }
+    ]
     assert [e["reports"] for e in events(coordinator, "UnavailabilityReported", two)] == [2]
     assert events(coordinator, "ContributionExcluded", one) == []
     assert events(coordinator, "ContributionExcluded", two) == []
@@ -143,14 +155,18 @@ def test_excluded_contributor_can_neither_report_nor_aggregate(
     with pytest.raises(ContractRevertError) as aggregate:
         coordinator.commit_aggregate(withholder, task.task_id, 0, 0, digest("aggregate"))
     assert (report.value.name, report.value.arguments) == (
-        "FLCoordinatorNotAContributor", {"taskId": task.task_id, "round": 0, "account": withholder.address}
+        "FLCoordinatorNotAContributor",
+        {"taskId": task.task_id, "round": 0, "account": withholder.address},
     )
     assert (aggregate.value.name, aggregate.value.arguments) == (
-        "FLCoordinatorNotAContributor", {"taskId": task.task_id, "round": 0, "account": withholder.address}
+        "FLCoordinatorNotAContributor",
+        {"taskId": task.task_id, "round": 0, "account": withholder.address},
     )
     assert coordinator.get_votes(task.task_id, 0, 0, digest("aggregate")) == (0, 0)
     assert [e["args"]["reporter"] for e in coordinator.find_events("UnavailabilityReported", taskId=task.task_id)] == [
-        first.address, second.address, third.address
+        first.address,
+        second.address,
+        third.address,
     ]
 
 

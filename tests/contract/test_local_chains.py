@@ -28,7 +28,9 @@ def listening_addresses(pid: int) -> set[str]:
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_chain_listens_on_loopback_only_and_funds_dev_accounts(launcher: type[LocalChainProcess], tmp_path: Path) -> None:
+def test_chain_listens_on_loopback_only_and_funds_dev_accounts(
+    launcher: type[LocalChainProcess], tmp_path: Path
+) -> None:
     """The process binds 127.0.0.1 only, reports its chain id and funds the development accounts."""
     require_backend(launcher.name)
     with launcher(accounts=3, log_dir=tmp_path) as process:

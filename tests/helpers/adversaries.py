@@ -26,15 +26,15 @@ import numpy as np
 
 from fl_chain.chain.coordinator import RoundInfo, TaskConfig
 from fl_chain.exchange.transfer import publish_vector
-from fl_chain.protocol.blob import HEADER_SIZE, BlobKind, encode_partition
-from fl_chain.protocol.manifest import Manifest
-from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.state import RoundProgress
-from fl_chain.training.trainer import Trainer, training_seed
-from fl_chain.storage.base import Storage
+from fl_chain.protocol.blob import HEADER_SIZE, BlobKind, encode_partition
 from fl_chain.protocol.cid import digest_from_cid
+from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.partitioning import partition_bounds
+from fl_chain.storage.base import Storage
 from fl_chain.storage.memory import MemoryStorage
+from fl_chain.training.trainer import Trainer, training_seed
 
 AnyNode = TypeVar("AnyNode", bound=Node)
 
@@ -42,9 +42,17 @@ AnyNode = TypeVar("AnyNode", bound=Node)
 def rebuild(node: Node, cls: type[AnyNode], **options: Any) -> AnyNode:
     """``node`` (its account, task, state directory, storage, trainer and options) as a ``cls``."""
     return cls(
-        coordinator=node.coordinator, account=node.account, task_id=node.task_id, spec=node.spec,
-        trainer=node.trainer, storage=node.storage, state=node.state, options=node.options,
-        logs=node.logs, report=node.report, **options,
+        coordinator=node.coordinator,
+        account=node.account,
+        task_id=node.task_id,
+        spec=node.spec,
+        trainer=node.trainer,
+        storage=node.storage,
+        state=node.state,
+        options=node.options,
+        logs=node.logs,
+        report=node.report,
+        **options,
     )
 
 
@@ -172,8 +180,11 @@ class ForgingContributor(Node):
     def publish(self, round_: int, vector: np.ndarray, **overrides: Any) -> tuple[bytes, Manifest]:
         """Publish ``vector`` the honest way (``overrides`` change publish_vector's arguments)."""
         arguments: dict[str, Any] = {
-            "blob_kind": BlobKind.UPDATE, "task_id": self.task_id, "round_": round_,
-            "partitions": self.config.partitions, "contributor": self.address,
+            "blob_kind": BlobKind.UPDATE,
+            "task_id": self.task_id,
+            "round_": round_,
+            "partitions": self.config.partitions,
+            "contributor": self.address,
         }
         arguments.update(overrides)
         return publish_vector(self.storage, vector, **arguments)
@@ -188,8 +199,14 @@ class ForgingContributor(Node):
         """The honest partition blobs of ``vector``."""
         return [
             encode_partition(
-                vector[b.offset : b.offset + b.length], kind=BlobKind.UPDATE, task_id=self.task_id, round_=round_,
-                partition=b.index, partitions=self.config.partitions, offset=b.offset, contributor=self.address,
+                vector[b.offset : b.offset + b.length],
+                kind=BlobKind.UPDATE,
+                task_id=self.task_id,
+                round_=round_,
+                partition=b.index,
+                partitions=self.config.partitions,
+                offset=b.offset,
+                contributor=self.address,
             )
             for b in partition_bounds(vector.size, self.config.partitions)
         ]
@@ -223,8 +240,14 @@ def _short_partitions(node: ForgingContributor, round_: int, vector: np.ndarray)
     """A manifest of the model's dimension whose partition blobs each hold one value too few."""
     blobs = [
         encode_partition(
-            vector[b.offset : b.offset + b.length - 1], kind=BlobKind.UPDATE, task_id=node.task_id, round_=round_,
-            partition=b.index, partitions=node.config.partitions, offset=b.offset, contributor=node.address,
+            vector[b.offset : b.offset + b.length - 1],
+            kind=BlobKind.UPDATE,
+            task_id=node.task_id,
+            round_=round_,
+            partition=b.index,
+            partitions=node.config.partitions,
+            offset=b.offset,
+            contributor=node.address,
         )
         for b in partition_bounds(vector.size, node.config.partitions)
     ]

@@ -7,8 +7,9 @@ failing assertion shows which update or aggregate was meant.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from eth_abi import encode
 from eth_account.signers.local import LocalAccount

@@ -46,8 +46,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fl_chain.exchange.audit import audit_round
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
+from fl_chain.exchange.audit import audit_round
 from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.node.hooks import Phase
 from fl_chain.node.runtime import NodeOptions

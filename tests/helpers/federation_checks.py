@@ -45,9 +45,7 @@ def check_every_finalized_round(
     for round_ in range(task.current_round + 1):
         if coordinator.get_round(task_id, round_).status != RoundStatus.FINALIZED:
             continue
-        result = audit.audit_round(
-            storage, coordinator, task_id, round_, timeout=timeout, rule=rule, initial=initial
-        )
+        result = audit.audit_round(storage, coordinator, task_id, round_, timeout=timeout, rule=rule, initial=initial)
         assert result.actual.size == dimension
         assert result.ok, f"round {round_}: global model differs from the rule's aggregate of its updates"
         globals_[round_] = result.actual

@@ -44,16 +44,17 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from fl_chain.chain.coordinator import RoundInfo, TaskConfig
 from fl_chain.errors import ContractRevertError, FLChainError
+from fl_chain.node.runtime import Node, Step
 from fl_chain.protocol.blob import BlobKind, encode_partition
+from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
 from fl_chain.protocol.manifest import Manifest, manifest_size_limit
 from fl_chain.protocol.partitioning import partition_bounds
-from fl_chain.node.runtime import Node, Step
-from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
 from fl_chain.protocol.unixfs import unixfs_digest
 from tests.helpers.adversaries import random_digest
 
@@ -97,7 +98,7 @@ class HostileNode(Node):
     """The real node with its update and aggregation steps replaced as :attr:`schedule` says."""
 
     #: Mode set per round, rotating by round number (set by :func:`configure`).
-    schedule: list[frozenset[str]] = [frozenset()]
+    schedule: ClassVar[list[frozenset[str]]] = [frozenset()]
     #: Accounts this node never reports (its partners).
     spare: frozenset[str] = frozenset()
 
@@ -147,9 +148,14 @@ class HostileNode(Node):
         """Update partition blobs naming this node: ``base``'s values, or ``vector_of[p]`` for partition p."""
         return [
             encode_partition(
-                (vector_of or {}).get(b.index, base[b.offset : b.offset + b.length]), kind=BlobKind.UPDATE,
-                task_id=self.task_id, round_=round_, partition=b.index, partitions=self.config.partitions,
-                offset=b.offset, contributor=self.address,
+                (vector_of or {}).get(b.index, base[b.offset : b.offset + b.length]),
+                kind=BlobKind.UPDATE,
+                task_id=self.task_id,
+                round_=round_,
+                partition=b.index,
+                partitions=self.config.partitions,
+                offset=b.offset,
+                contributor=self.address,
             )
             for b in partition_bounds(base.size, self.config.partitions)
         ]
@@ -204,8 +210,11 @@ class HostileNode(Node):
             return Step.IDLE
         if "forge-fallback" in modes and "forge-fallback" not in done:
             final = self.coordinator.get_final_digests(self.task_id, round_)
-            committed = {c.partition for c in self.coordinator.find_aggregate_commits(self.task_id, round_)
-                         if c.aggregator == self.address}
+            committed = {
+                c.partition
+                for c in self.coordinator.find_aggregate_commits(self.task_id, round_)
+                if c.aggregator == self.address
+            }
             todo = [p for p in range(config.partitions) if final[p] is None and p not in committed]
             forged = {p: forged_digest("forge", self.address, round_, p) for p in todo}
             return self._commit_forged(round_, "forge-fallback", forged, done)
@@ -242,7 +251,10 @@ class HostileNode(Node):
                 if exc.name in _RETRY:
                     return Step.IDLE
                 self.record(round_, "false-reports", victim=commit.contributor, refused=exc.name)
-                if exc.name == "FLCoordinatorNotAContributor" and str(exc.arguments.get("account")).lower() == self.address.lower():
+                if (
+                    exc.name == "FLCoordinatorNotAContributor"
+                    and str(exc.arguments.get("account")).lower() == self.address.lower()
+                ):
                     break  # this node was excluded: it has no vote left
                 reported.add(commit.contributor)
                 continue

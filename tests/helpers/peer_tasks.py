@@ -9,13 +9,21 @@ import numpy as np
 from fl_chain.storage.base import Storage
 
 
-def publish_update(storage: Storage, vector: np.ndarray, task_id: int, round_: int, partitions: int, contributor: str) -> bytes:
+def publish_update(
+    storage: Storage, vector: np.ndarray, task_id: int, round_: int, partitions: int, contributor: str
+) -> bytes:
     """Publish ``vector`` as an update; returns the manifest digest to commit on chain."""
     from fl_chain.exchange.transfer import publish_vector
     from fl_chain.protocol.blob import BlobKind
 
     digest, _ = publish_vector(
-        storage, vector, blob_kind=BlobKind.UPDATE, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor
+        storage,
+        vector,
+        blob_kind=BlobKind.UPDATE,
+        task_id=task_id,
+        round_=round_,
+        partitions=partitions,
+        contributor=contributor,
     )
     return digest
 
@@ -27,9 +35,9 @@ def fetch_update_via_chain(
     from fl_chain.chain.backends import RemoteChain
     from fl_chain.chain.client import ChainClient
     from fl_chain.chain.coordinator import Coordinator
+    from fl_chain.exchange.peering import connect_to_participants
     from fl_chain.exchange.transfer import fetch_manifest, fetch_partition
     from fl_chain.protocol.blob import BlobKind
-    from fl_chain.exchange.peering import connect_to_participants
 
     coordinator = Coordinator.at(ChainClient(RemoteChain(rpc_url).w3), address)
     config, _ = coordinator.get_task(task_id)
@@ -38,10 +46,18 @@ def fetch_update_via_chain(
     parts = {}
     for commit in commits:
         manifest = fetch_manifest(
-            storage, commit.digest, kind="update", task_id=task_id, round_=round_,
-            partitions=config.partitions, contributor=commit.contributor, timeout=timeout,
+            storage,
+            commit.digest,
+            kind="update",
+            task_id=task_id,
+            round_=round_,
+            partitions=config.partitions,
+            contributor=commit.contributor,
+            timeout=timeout,
         )
-        parts[commit.contributor] = fetch_partition(storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=timeout)
+        parts[commit.contributor] = fetch_partition(
+            storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=timeout
+        )
     return {"connected": connected, "parts": parts}
 
 

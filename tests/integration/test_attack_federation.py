@@ -22,12 +22,12 @@ import numpy as np
 from fl_chain.chain.coordinator import FailureReason, RoundInfo, RoundStatus, TaskConfig, TaskStatus
 from fl_chain.errors import ContractRevertError
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
-from fl_chain.protocol.blob import BlobKind, encode_partition
-from fl_chain.protocol.manifest import Manifest
-from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.state import RoundProgress
+from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.cid import digest_from_cid
+from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.protocol.task import TaskSpec
 from tests.helpers.adversaries import random_digest, rebuild
 from tests.helpers.federation_checks import check_every_finalized_round
@@ -37,13 +37,23 @@ ROUNDS = 2
 
 
 def spec(**protocol: Any) -> TaskSpec:
-    return TaskSpec.from_dict({
-        "protocol": {"rounds": ROUNDS, "partitions": 4, "replication": 2, "quorum": 2, "min_contributors": 3,
-                     "update_duration": 3600, "aggregation_duration": 3600, **protocol},
-        "model": {"name": "logreg", "seed": 3},
-        "dataset": {"name": "digits", "split": "iid"},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": {
+                "rounds": ROUNDS,
+                "partitions": 4,
+                "replication": 2,
+                "quorum": 2,
+                "min_contributors": 3,
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
+                **protocol,
+            },
+            "model": {"name": "logreg", "seed": 3},
+            "dataset": {"name": "digits", "split": "iid"},
+            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+        }
+    )
 
 
 class BrickingAggregator(Node):
@@ -61,7 +71,9 @@ class BrickingAggregator(Node):
             if self.mode == "missing":
                 ready = {p: random_digest(f"brick/{p}") for p in ready}
             else:
-                ready = {p: digest_from_cid(self.storage.put(b"not a partition blob " + bytes([p]) * 64)) for p in ready}
+                ready = {
+                    p: digest_from_cid(self.storage.put(b"not a partition blob " + bytes([p]) * 64)) for p in ready
+                }
             self.bricked += sorted(ready)
         return super()._commit_aggregates(round_, ready, progress, fallback)
 
@@ -111,10 +123,21 @@ class CraftedManifestContributor(Node):
         else:  # a well-formed manifest whose first partition is a 5 MB blob
             bounds = partition_bounds(base.size, self.config.partitions)
             huge = np.zeros(5_000_000 // 4, dtype=np.float32)
-            cids = [self.storage.put(encode_partition(
-                huge if b.index == 0 else base[b.offset:b.offset + b.length], kind=BlobKind.UPDATE, task_id=self.task_id,
-                round_=round_, partition=b.index, partitions=self.config.partitions, offset=b.offset,
-                contributor=bytes.fromhex(self.address[2:]))) for b in bounds]
+            cids = [
+                self.storage.put(
+                    encode_partition(
+                        huge if b.index == 0 else base[b.offset : b.offset + b.length],
+                        kind=BlobKind.UPDATE,
+                        task_id=self.task_id,
+                        round_=round_,
+                        partition=b.index,
+                        partitions=self.config.partitions,
+                        offset=b.offset,
+                        contributor=bytes.fromhex(self.address[2:]),
+                    )
+                )
+                for b in bounds
+            ]
             data = Manifest("update", self.task_id, round_, base.size, tuple(cids), self.address).to_bytes()
         digest = digest_from_cid(self.storage.put(data))
         self.coordinator.commit_update(self.account, self.task_id, round_, digest, 100)
@@ -161,7 +184,9 @@ class WithholdingCensor(Node):
         progress = self.state.round(self.task_id, round_)
         if progress.update_committed or self.options.clock() >= info.update_deadline:
             return super()._update_phase(round_, info, base)
-        self.coordinator.commit_update(self.account, self.task_id, round_, random_digest(f"withheld/{round_}/{self.address}"), 100)
+        self.coordinator.commit_update(
+            self.account, self.task_id, round_, random_digest(f"withheld/{round_}/{self.address}"), 100
+        )
         progress.update_committed = True
         self.state.save_round(self.task_id, round_, progress)
         return Step.PROGRESS
@@ -177,7 +202,10 @@ class WithholdingCensor(Node):
         for call in (
             lambda: self.coordinator.report_unavailable(self.account, self.task_id, round_, self.victim),
             lambda: self.coordinator.commit_aggregates(
-                self.account, self.task_id, round_, list(range(config.partitions)),
+                self.account,
+                self.task_id,
+                round_,
+                list(range(config.partitions)),
                 [random_digest(f"forged/{round_}/{p}") for p in range(config.partitions)],
             ),
         ):

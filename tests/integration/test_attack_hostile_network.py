@@ -24,8 +24,8 @@ from fl_chain.aggregation import reference_fedavg
 from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.exchange.transfer import fetch_manifest, fetch_vector
 from fl_chain.federation.localnet import LocalNetwork, NodeProcess
-from fl_chain.protocol.blob import BlobKind
 from fl_chain.federation.operator import initial_vector_for
+from fl_chain.protocol.blob import BlobKind
 from fl_chain.storage.kubo import KuboStorage
 from tests.conftest import require_backend
 from tests.helpers.federation_checks import check_every_finalized_round
@@ -102,7 +102,15 @@ class HostileNetwork(LocalNetwork):
         extra += [a for partner in partners for a in ("--hostile-spare", partner)]
         # `env` execs Python in place (same pid), with the repository root importable whatever the cwd.
         python_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        return ["env", f"PYTHONPATH={python_path}", command[0], "-m", "tests.helpers.hostile_node", *command[4:], *extra]
+        return [
+            "env",
+            f"PYTHONPATH={python_path}",
+            command[0],
+            "-m",
+            "tests.helpers.hostile_node",
+            *command[4:],
+            *extra,
+        ]
 
 
 def tail(path: Path, size: int = 3000) -> str:
@@ -139,7 +147,9 @@ def verifier(tmp_path: Path):  # type: ignore[no-untyped-def]
         storage.close()
 
 
-def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(tmp_path: Path, verifier: KuboStorage) -> None:
+def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(
+    tmp_path: Path, verifier: KuboStorage
+) -> None:
     """P=7, r=3, q=2, 7 contributors of which 2 hostile (see HOSTILE): the task completes in three
     rounds, each global model is FedAvg of the five honest updates (audited from IPFS), only the
     withholder is ever excluded, no lie or forged digest is final although each landed on chain,
@@ -150,8 +160,14 @@ def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(t
     started = time.monotonic()
     events: list[str] = []
     with HostileNetwork(
-        tmp_path / "net", nodes=NODES, task_file=task_file, chain="anvil", hostile=HOSTILE,
-        fetch_timeout=FETCH_TIMEOUT, linger=LINGER, report=events.append,
+        tmp_path / "net",
+        nodes=NODES,
+        task_file=task_file,
+        chain="anvil",
+        hostile=HOSTILE,
+        fetch_timeout=FETCH_TIMEOUT,
+        linger=LINGER,
+        report=events.append,
     ) as net:
         coordinator, task_id = net.coordinator, net.task_id
         nodes = net.nodes
@@ -163,13 +179,20 @@ def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(t
 
         def diagnostics() -> str:
             return "\n".join(
-                [*events] + [f"node {n.index} exit={n.process.poll() if n.process else None} stderr: "
-                             f"{tail(n.state_dir / 'stderr.log', 1500)}" for n in nodes]
+                [*events]
+                + [
+                    f"node {n.index} exit={n.process.poll() if n.process else None} stderr: "
+                    f"{tail(n.state_dir / 'stderr.log', 1500)}"
+                    for n in nodes
+                ]
             )
 
         dimension = initial_vector_for(net.spec).size
         net.start()
-        status = net.follow(timeout=420, on_round=lambda r, outcome: events.append(f"{time.monotonic() - started:.0f} s: round {r} {outcome}"))
+        status = net.follow(
+            timeout=420,
+            on_round=lambda r, outcome: events.append(f"{time.monotonic() - started:.0f} s: round {r} {outcome}"),
+        )
         assert status == TaskStatus.COMPLETED, diagnostics()
         completed_after = time.monotonic() - started
         _, task = coordinator.get_task(task_id)
@@ -198,8 +221,15 @@ def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(t
                 if commit.contributor in hostile:
                     continue
                 manifest = fetch_manifest(
-                    verifier, commit.digest, kind="update", task_id=task_id, round_=round_, partitions=PARTITIONS,
-                    contributor=commit.contributor, dimension=dimension, timeout=30,
+                    verifier,
+                    commit.digest,
+                    kind="update",
+                    task_id=task_id,
+                    round_=round_,
+                    partitions=PARTITIONS,
+                    contributor=commit.contributor,
+                    dimension=dimension,
+                    timeout=30,
                 )
                 vector = fetch_vector(verifier, manifest, blob_kind=BlobKind.UPDATE, timeout=30)
                 honest_updates.append((commit.contributor, commit.samples, vector))
@@ -215,13 +245,18 @@ def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(t
         for round_ in rounds:
             for commit in coordinator.find_aggregate_commits(task_id, round_):
                 if commit.aggregator not in hostile:
-                    assert finals[round_][commit.partition] in (None, commit.digest), f"honest dissent in round {round_}"
+                    assert finals[round_][commit.partition] in (None, commit.digest), (
+                        f"honest dissent in round {round_}"
+                    )
                     continue
                 if not modes(commit.aggregator, round_) & set(AGGREGATION_MODES):
                     continue  # an honest-behaving round of a hostile node
-                kinds = {k for k, label in (("lie", "lie-assigned"), ("forge", "forge-fallback"))
-                         if commit.digest == forged_digest(k, commit.aggregator, round_, commit.partition)
-                         and label in modes(commit.aggregator, round_)}
+                kinds = {
+                    k
+                    for k, label in (("lie", "lie-assigned"), ("forge", "forge-fallback"))
+                    if commit.digest == forged_digest(k, commit.aggregator, round_, commit.partition)
+                    and label in modes(commit.aggregator, round_)
+                }
                 assert kinds, f"round {round_}: unexpected commit {commit} of a hostile node"
                 landed["lie-assigned" if "lie" in kinds else "forge-fallback"] += 1
                 assert commit.digest not in every_final, f"round {round_}: forged digest final: {commit}"

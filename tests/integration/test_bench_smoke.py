@@ -24,8 +24,7 @@ def test_run_all_quick_gas_and_aggregation_reports_machine_and_verdicts(tmp_path
     saved = run_all.write_report(stopped, tmp_path, readme=False).with_suffix(".json")
 
     # Execute: resume it with gas added
-    report = run_all.run(quick=True, only=["gas", "aggregation"],
-                         previous=run_all.load_previous(saved, quick=True))
+    report = run_all.run(quick=True, only=["gas", "aggregation"], previous=run_all.load_previous(saved, quick=True))
     text = run_all.markdown(report)
 
     # Assert
@@ -77,9 +76,11 @@ def test_instrumented_federation_of_two_nodes_splits_rounds_and_counts_bytes(tmp
 
 def test_largest_federation_memory_bound_extrapolates_the_two_largest_rungs() -> None:
     # Prepare: 500 MiB per node process above a 0 MiB base
-    rungs = [{"nodes": 4, "ok": True, "peak_total_rss_mib": 2500.0},
-             {"nodes": 8, "ok": True, "peak_total_rss_mib": 4000.0},
-             {"nodes": 16, "ok": True, "peak_total_rss_mib": 8000.0}]
+    rungs = [
+        {"nodes": 4, "ok": True, "peak_total_rss_mib": 2500.0},
+        {"nodes": 8, "ok": True, "peak_total_rss_mib": 4000.0},
+        {"nodes": 16, "ok": True, "peak_total_rss_mib": 8000.0},
+    ]
 
     # Execute
     bound = memory_bound_nodes(rungs, available_mib=20_000.0)

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
-from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition
-from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.node.runtime import Node, Step
+from fl_chain.protocol.assignment import assigned_partitions
+from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_partition
 from fl_chain.protocol.cid import cid_from_digest
+from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.protocol.task import TaskSpec
 from tests.helpers.adversaries import LIES, SKEW, LyingAggregator, rebuild
 from tests.helpers.federation_checks import check_every_finalized_round, fetch_global
@@ -55,13 +55,22 @@ SETTINGS = {
 
 
 def spec(*, partitions: int, replication: int, quorum: int, seed: int, rounds: int = 2) -> TaskSpec:
-    return TaskSpec.from_dict({
-        "protocol": {"rounds": rounds, "partitions": partitions, "replication": replication, "quorum": quorum,
-                     "min_contributors": quorum, "update_duration": 3600, "aggregation_duration": 3600},
-        "model": {"name": "logreg", "seed": seed},
-        "dataset": {"name": "digits", "split": "iid"},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": {
+                "rounds": rounds,
+                "partitions": partitions,
+                "replication": replication,
+                "quorum": quorum,
+                "min_contributors": quorum,
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
+            },
+            "model": {"name": "logreg", "seed": seed},
+            "dataset": {"name": "digits", "split": "iid"},
+            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+        }
+    )
 
 
 def federation_with_liars(  # type: ignore[no-untyped-def]
@@ -71,7 +80,8 @@ def federation_with_liars(  # type: ignore[no-untyped-def]
     n, partitions, replication, quorum, liars = SETTINGS[setting]
     chain, coordinator, task_id, nodes = build_federation(
         spec(partitions=partitions, replication=replication, quorum=quorum, seed=seed, rounds=rounds),
-        nodes=n, state_root=tmp_path,
+        nodes=n,
+        state_root=tmp_path,
     )
     chosen = sorted(random.Random(seed).sample(range(n), liars))
     liar_nodes = [rebuild(nodes[i], LyingAggregator, lie=lie, ignore_finality=ignore_finality) for i in chosen]
@@ -112,8 +122,11 @@ def assigned_to(coordinator: Coordinator, task_id: int, round_: int, address: st
     assert info.assignment_key is not None, f"round {round_} has no assignment key"
     index = next(c.index for c in coordinator.find_update_commits(task_id, round_) if c.contributor == address)
     return assigned_partitions(
-        index, contributors=info.contributors, key=info.assignment_key,
-        partitions=config.partitions, replication=config.replication,
+        index,
+        contributors=info.contributors,
+        key=info.assignment_key,
+        partitions=config.partitions,
+        replication=config.replication,
     )
 
 
@@ -176,7 +189,9 @@ def test_fewer_than_quorum_liars_per_partition_never_change_the_global_model(
         for liar in liars:
             for (round_, partition), digest in liar.lies.items():
                 b = bounds[partition]
-                expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, partition, config.partitions, b.offset, b.length)
+                expected = BlobHeader(
+                    BlobKind.AGGREGATE, task_id, round_, partition, config.partitions, b.offset, b.length
+                )
                 blob = honest[0].storage.get(cid_from_digest(digest), timeout=5, max_size=blob_size(b.length))
                 _, values = decode_partition(blob, expected)
                 honest_values = globals_[round_][b.offset : b.offset + b.length]
@@ -228,12 +243,19 @@ def test_lie_committed_after_finalization_is_recorded_as_aggregate_disputed(
     final = coordinator.get_final_digests(task_id, 0)
     disputed = coordinator.find_events("AggregateDisputed", taskId=task_id, round=0)
     assert sorted(
-        (int(e["args"]["partition"]), e["args"]["aggregator"], bytes(e["args"]["digest"]), bytes(e["args"]["finalDigest"]))
+        (
+            int(e["args"]["partition"]),
+            e["args"]["aggregator"],
+            bytes(e["args"]["digest"]),
+            bytes(e["args"]["finalDigest"]),
+        )
         for e in disputed
     ) == [(p, liar.address, liar.lies[(0, p)], final[p]) for p in already_final]
     dissent = coordinator.find_dissenting_aggregators(task_id, 0)
     assert sorted((c.partition, c.aggregator) for c in dissent) == [(p, liar.address) for p in assigned]
     globals_ = check_every_finalized_round(honest[0].storage, coordinator, task_id, honest[0]._initial.size)
     assert sorted(globals_) == [0]
-    assert fetch_global(liar.storage, coordinator, task_id, 0, honest[0]._initial.size).tobytes() == globals_[0].tobytes()
+    assert (
+        fetch_global(liar.storage, coordinator, task_id, 0, honest[0]._initial.size).tobytes() == globals_[0].tobytes()
+    )
     assert np.array_equal(liar.state.load_vector(task_id, "final-model"), globals_[0])

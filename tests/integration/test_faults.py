@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.faults import FaultConfig, plan_faults, run_chain_restart, run_faults
 from tests.conftest import require_backend
+from tests.helpers.faults import FaultConfig, plan_faults, run_chain_restart, run_faults
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
 

@@ -11,21 +11,30 @@ from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.errors import ConfigError
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node, Step
-from fl_chain.training.trainer import TorchTrainer
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.training.trainer import TorchTrainer
 from tests.helpers.federation_checks import check_every_finalized_round
 
 
 def spec(**protocol: object) -> TaskSpec:
-    base = {"rounds": 2, "partitions": 4, "replication": 2, "quorum": 2, "min_contributors": 2,
-            "update_duration": 3600, "aggregation_duration": 3600}
+    base = {
+        "rounds": 2,
+        "partitions": 4,
+        "replication": 2,
+        "quorum": 2,
+        "min_contributors": 2,
+        "update_duration": 3600,
+        "aggregation_duration": 3600,
+    }
     base.update(protocol)
-    return TaskSpec.from_dict({
-        "protocol": base,
-        "model": {"name": "logreg", "seed": 3},
-        "dataset": {"name": "digits", "split": "iid"},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": base,
+            "model": {"name": "logreg", "seed": 3},
+            "dataset": {"name": "digits", "split": "iid"},
+            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+        }
+    )
 
 
 class CountingTrainer(TorchTrainer):
@@ -40,7 +49,9 @@ class CountingTrainer(TorchTrainer):
 
 def test_baffle_full_averaging_p1_r_equals_n_through_the_same_code(tmp_path: Path) -> None:
     """P = 1 and r = N: every node averages everything, the quorum digest wins, results equal FedAvg."""
-    chain, coordinator, task_id, nodes = build_federation(spec(partitions=1, replication=4, quorum=3, min_contributors=3), nodes=4, state_root=tmp_path)
+    chain, coordinator, task_id, nodes = build_federation(
+        spec(partitions=1, replication=4, quorum=3, min_contributors=3), nodes=4, state_root=tmp_path
+    )
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
     assert status == TaskStatus.COMPLETED
     commits = coordinator.find_aggregate_commits(task_id, 0)
@@ -55,14 +66,23 @@ def test_baffle_full_averaging_p1_r_equals_n_through_the_same_code(tmp_path: Pat
 def test_restarted_node_resumes_without_redoing_finished_steps(tmp_path: Path) -> None:
     """A node rebuilt from its state directory after committing its update does not train again."""
     CountingTrainer.runs = 0
-    chain, coordinator, task_id, nodes = build_federation(spec(), nodes=3, state_root=tmp_path, trainer_factory=CountingTrainer)
+    chain, coordinator, task_id, nodes = build_federation(
+        spec(), nodes=3, state_root=tmp_path, trainer_factory=CountingTrainer
+    )
     first = nodes[0]
     assert first.step() is Step.PROGRESS  # trains and commits its round-0 update
     assert CountingTrainer.runs == 1
     reborn = Node(
-        coordinator=coordinator, account=first.account, task_id=task_id, spec=first.spec, trainer=first.trainer,
-        storage=first.storage, state=type(first.state)(first.state.root, chain_id=coordinator.client.chain_id,
-        contract=coordinator.address, account=first.address), options=first.options,
+        coordinator=coordinator,
+        account=first.account,
+        task_id=task_id,
+        spec=first.spec,
+        trainer=first.trainer,
+        storage=first.storage,
+        state=type(first.state)(
+            first.state.root, chain_id=coordinator.client.chain_id, contract=coordinator.address, account=first.address
+        ),
+        options=first.options,
     )
     nodes[0] = reborn
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
@@ -134,11 +154,19 @@ def test_node_whose_final_model_nobody_serves_stops_instead_of_waiting_forever(t
     chain, coordinator, task_id, nodes = build_federation(spec(rounds=1), nodes=3, state_root=tmp_path / "fed")
     assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
     first = nodes[0]
-    state = NodeState(tmp_path / "late", chain_id=chain.w3.eth.chain_id, contract=coordinator.address, account=first.address)
+    state = NodeState(
+        tmp_path / "late", chain_id=chain.w3.eth.chain_id, contract=coordinator.address, account=first.address
+    )
     messages: list[str] = []
     late = Node(
-        coordinator=coordinator, account=first.account, task_id=task_id, spec=first.spec, trainer=first.trainer,
-        storage=MemoryStorage(), state=state, options=NodeOptions(fetch_timeout=0.1, final_model_timeout=0.3, linger=0),
+        coordinator=coordinator,
+        account=first.account,
+        task_id=task_id,
+        spec=first.spec,
+        trainer=first.trainer,
+        storage=MemoryStorage(),
+        state=state,
+        options=NodeOptions(fetch_timeout=0.1, final_model_timeout=0.3, linger=0),
         report=messages.append,
     )
 

@@ -49,14 +49,24 @@ name = "fedavg"
 
 
 def write_task(path: Path, **protocol: int) -> Path:
-    values = dict(rounds=3, partitions=4, replication=2, quorum=2, min_contributors=2, update_duration=40, aggregation_duration=20)
+    values = {
+        "rounds": 3,
+        "partitions": 4,
+        "replication": 2,
+        "quorum": 2,
+        "min_contributors": 2,
+        "update_duration": 40,
+        "aggregation_duration": 20,
+    }
     values.update(protocol)
     path.write_text(TASK.format(**values))
     return path
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fl_chain.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fl_chain.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def final_models(net: LocalNetwork, indices: list[int], timeout: float = 120.0) -> list[np.ndarray]:
@@ -98,7 +108,9 @@ def test_four_nodes_three_rounds_match_fedavg_recomputed_from_ipfs(tmp_path: Pat
         globals_ = check_every_finalized_round(verifier, net.coordinator, net.task_id, dimension)
         finals = final_models(net, [0, 1, 2, 3])
         rpc = ["--rpc", str(net.chain.rpc_url), "--deployment", str(net.deployment_file)]
-        got = run_cli("model", "get", *rpc, "--task", str(net.task_id), "--round", "1", "--out", str(tmp_path / "r1.npy"))
+        got = run_cli(
+            "model", "get", *rpc, "--task", str(net.task_id), "--round", "1", "--out", str(tmp_path / "r1.npy")
+        )
         status = run_cli("status", *rpc, "--task", str(net.task_id))
     assert got.returncode == 0, got.stderr
     assert np.load(tmp_path / "r1.npy").tobytes() == globals_[1].tobytes()
@@ -109,7 +121,9 @@ def test_four_nodes_three_rounds_match_fedavg_recomputed_from_ipfs(tmp_path: Pat
     assert not np.array_equal(globals_[0], globals_[2])
 
 
-def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again(tmp_path: Path, verifier: KuboStorage) -> None:
+def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again(
+    tmp_path: Path, verifier: KuboStorage
+) -> None:
     """SIGKILL one node right after it committed an update: that round finalizes or retries, the
     next rounds go on with the others, and the node, restarted on its state directory, contributes again."""
     require_backend("ganache")
@@ -117,7 +131,9 @@ def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again
     # unavailable and excluded), so the restarted node needs rounds left to contribute to.
     task_file = write_task(tmp_path / "task.toml", rounds=5, update_duration=25, aggregation_duration=12)
     victim = 3
-    with LocalNetwork(tmp_path / "net", nodes=4, task_file=task_file, linger=120, fetch_timeout=4, report=lambda m: None) as net:
+    with LocalNetwork(
+        tmp_path / "net", nodes=4, task_file=task_file, linger=120, fetch_timeout=4, report=lambda m: None
+    ) as net:
         net.start()
         coordinator, task_id = net.coordinator, net.task_id
         victim_address = net.nodes[victim].account.address
@@ -147,9 +163,11 @@ def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again
         status = net.follow(timeout=600)
         assert status == TaskStatus.COMPLETED
         _, task = coordinator.get_task(task_id)
-        later = [r for r in range(after + 1, task.current_round + 1) if any(
-            c.contributor == victim_address for c in coordinator.find_update_commits(task_id, r)
-        )]
+        later = [
+            r
+            for r in range(after + 1, task.current_round + 1)
+            if any(c.contributor == victim_address for c in coordinator.find_update_commits(task_id, r))
+        ]
         assert later, "the restarted node never contributed again"
         dimension = final_models(net, [0])[0].size
         globals_ = check_every_finalized_round(verifier, coordinator, task_id, dimension)

@@ -39,11 +39,11 @@ from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.errors import ConfigError, ContractRevertError
 from fl_chain.exchange.transfer import fetch_manifest, fetch_vector
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
+from fl_chain.node.runtime import Node
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.partitioning import partition_bounds
-from fl_chain.node.runtime import Node
-from fl_chain.storage.base import Storage
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.storage.base import Storage
 from tests.helpers.adversaries import (
     FORGERIES,
     Attack,
@@ -72,14 +72,24 @@ NORM_BOUND = 1.0
 
 
 def spec(*, strategy: dict[str, object] | None = None, **protocol: object) -> TaskSpec:
-    return TaskSpec.from_dict({
-        "protocol": {"rounds": ROUNDS, "partitions": PARTITIONS, "replication": 3, "quorum": 2,
-                     "min_contributors": 2, "update_duration": 3600, "aggregation_duration": 3600, **protocol},
-        "model": {"name": "logreg", "seed": 3},
-        "dataset": {"name": "digits", "split": "iid"},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-        "strategy": strategy or {"name": "fedavg"},
-    })
+    return TaskSpec.from_dict(
+        {
+            "protocol": {
+                "rounds": ROUNDS,
+                "partitions": PARTITIONS,
+                "replication": 3,
+                "quorum": 2,
+                "min_contributors": 2,
+                "update_duration": 3600,
+                "aggregation_duration": 3600,
+                **protocol,
+            },
+            "model": {"name": "logreg", "seed": 3},
+            "dataset": {"name": "digits", "split": "iid"},
+            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+            "strategy": strategy or {"name": "fedavg"},
+        }
+    )
 
 
 def federation(tmp_path: Path, adversary: Callable[[Node], Node], task: TaskSpec | None = None):  # type: ignore[no-untyped-def]
@@ -109,9 +119,19 @@ def committed_updates(storage: Storage, coordinator: Coordinator, task_id: int, 
     for commit in coordinator.find_update_commits(task_id, round_):
         if commit.contributor not in contributors:
             continue
-        manifest = fetch_manifest(storage, commit.digest, kind="update", task_id=task_id, round_=round_,
-                                  partitions=PARTITIONS, contributor=commit.contributor, timeout=5)
-        updates.append((commit.contributor, commit.samples, fetch_vector(storage, manifest, blob_kind=BlobKind.UPDATE, timeout=5)))
+        manifest = fetch_manifest(
+            storage,
+            commit.digest,
+            kind="update",
+            task_id=task_id,
+            round_=round_,
+            partitions=PARTITIONS,
+            contributor=commit.contributor,
+            timeout=5,
+        )
+        updates.append(
+            (commit.contributor, commit.samples, fetch_vector(storage, manifest, blob_kind=BlobKind.UPDATE, timeout=5))
+        )
     return updates
 
 
@@ -248,8 +268,12 @@ def test_audit_agrees_with_the_aggregators_when_the_norm_bound_excludes_an_updat
     chain, coordinator, task_id, nodes = federation(tmp_path, tampering(scaled(1000)))
     assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
     check_every_finalized_round(
-        nodes[0].storage, coordinator, task_id, nodes[0]._initial.size,
-        rule=nodes[0].spec.contribution_rule(), initial=nodes[0]._initial,
+        nodes[0].storage,
+        coordinator,
+        task_id,
+        nodes[0]._initial.size,
+        rule=nodes[0].spec.contribution_rule(),
+        initial=nodes[0]._initial,
     )
 
 
@@ -323,7 +347,9 @@ def test_inflated_sample_count_is_refused_on_chain_and_the_others_finish_without
         assert fetch_global(storage, coordinator, task_id, round_, dimension).tobytes() == expected.tobytes()
 
 
-@pytest.mark.parametrize("bound", [-1.0, 0, float("nan"), float("inf"), "abc", True], ids=["negative", "zero", "nan", "inf", "text", "bool"])
+@pytest.mark.parametrize(
+    "bound", [-1.0, 0, float("nan"), float("inf"), "abc", True], ids=["negative", "zero", "nan", "inf", "text", "bool"]
+)
 def test_task_with_an_unusable_norm_bound_is_refused_when_read(bound: object) -> None:
     """A bad norm_bound is bad input: a one-line ConfigError naming it, before anything is on chain."""
     with pytest.raises(ConfigError, match="norm_bound"):
@@ -393,7 +419,9 @@ def test_contributor_whose_updates_never_appear_cannot_stall_the_task(tmp_path: 
     check_honest_result(coordinator, task_id, nodes, expected=honest_fedavg)
 
 
-@pytest.mark.parametrize("cap", [0, -5, 1.5, "many", True, 2**64], ids=["zero", "negative", "float", "text", "bool", "too_big"])
+@pytest.mark.parametrize(
+    "cap", [0, -5, 1.5, "many", True, 2**64], ids=["zero", "negative", "float", "text", "bool", "too_big"]
+)
 def test_task_with_an_unusable_max_samples_is_refused_when_read(cap: object) -> None:
     """A bad [protocol] max_samples is bad input: a one-line ConfigError naming it."""
     with pytest.raises(ConfigError, match="protocol.max_samples"):
@@ -405,7 +433,6 @@ def test_max_samples_in_strategy_is_refused_when_read() -> None:
     task is refused with a ConfigError naming it."""
     with pytest.raises(ConfigError, match="max_samples"):
         spec(strategy={"name": "fedavg", "max_samples": 100_000})
-
 
 
 def test_max_samples_in_strategy_error_says_to_move_it_to_protocol() -> None:

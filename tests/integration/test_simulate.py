@@ -18,7 +18,10 @@ def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path) -> None
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "4", "--rounds", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -38,7 +41,10 @@ def test_simulate_bad_option_is_one_line_error(tmp_path: Path) -> None:
     """An unknown dataset is named in one line with the valid ones, exit 2, no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "fl_chain.cli", "simulate", "--dataset", "imagenet", "--out", str(tmp_path / "x")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "imagenet" in result.stderr and "digits" in result.stderr
@@ -53,8 +59,23 @@ def test_simulate_global_model_is_byte_identical_to_central_fedavg_of_the_same_c
     # Prepare / Execute: a simulation through the CLI
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "4", "--rounds", "3", "--quiet", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "fl_chain.cli",
+            "simulate",
+            "--nodes",
+            "4",
+            "--rounds",
+            "3",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -62,7 +83,10 @@ def test_simulate_global_model_is_byte_identical_to_central_fedavg_of_the_same_c
     # Execute: the reference, with the task and clients the summary names
     spec = TaskSpec.from_dict(summary["task"], origin="summary")
     central = central_fedavg(
-        spec, accounts=summary["participants"], task_id=summary["task_id"], rounds=[r["round"] for r in summary["rounds"]]
+        spec,
+        accounts=summary["participants"],
+        task_id=summary["task_id"],
+        rounds=[r["round"] for r in summary["rounds"]],
     )
     # Assert: same bytes, and the accuracy the simulation reported for each round
     final = np.load(out / "final-model.npy")
@@ -91,7 +115,10 @@ def test_simulate_refuses_a_run_folder_that_is_not_empty(tmp_path: Path) -> None
     (out / "keep.txt").write_text("mine")
     result = subprocess.run(
         [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "2", "--rounds", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 2 and "not empty" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -121,9 +148,27 @@ def test_simulate_with_a_user_numpy_client_matches_its_central_reference(tmp_pat
     """--client plugs a Flower-style NumPyClient into every node; parity holds for it too."""
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "3", "--rounds", "2", "--quiet", "--compare",
-         "--client", "examples.numpy_client:make_client", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "fl_chain.cli",
+            "simulate",
+            "--nodes",
+            "3",
+            "--rounds",
+            "2",
+            "--quiet",
+            "--compare",
+            "--client",
+            "examples.numpy_client:make_client",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -146,8 +191,21 @@ def test_simulate_on_a_csv_file_shards_it_across_nodes(tmp_path: Path) -> None:
     from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
 
     args = build_parser().parse_args(
-        ["simulate", "--nodes", "3", "--rounds", "3", "--dataset", "csv", "--data", str(tmp_path / "site.csv"),
-         "--label", "diagnosis", "--model", "logreg"]
+        [
+            "simulate",
+            "--nodes",
+            "3",
+            "--rounds",
+            "3",
+            "--dataset",
+            "csv",
+            "--data",
+            str(tmp_path / "site.csv"),
+            "--label",
+            "diagnosis",
+            "--model",
+            "logreg",
+        ]
     )
     summary = run_simulation(simulate_spec(args), SimulationOptions(nodes=3, out=tmp_path / "run"))
     assert [r["status"] for r in summary["rounds"]] == ["finalized"] * 3

@@ -25,7 +25,9 @@ def fixed_keys(count: int, label: str) -> list[bytes]:
 
 @settings(deadline=None, max_examples=60)  # aggregators_of places all n contributors per call
 @given(n=st.integers(1, 70), partitions=st.integers(1, 70), replication=st.integers(1, 64), key=keys)
-def test_every_partition_gets_min_r_n_distinct_aggregators(n: int, partitions: int, replication: int, key: bytes) -> None:
+def test_every_partition_gets_min_r_n_distinct_aggregators(
+    n: int, partitions: int, replication: int, key: bytes
+) -> None:
     """Each partition has min(r, n) distinct aggregators, consistent with aggregator_slot and
     assigned_partitions."""
     for p in range(partitions):
@@ -34,7 +36,9 @@ def test_every_partition_gets_min_r_n_distinct_aggregators(n: int, partitions: i
         assert all(0 <= index < n for index in aggregators)
         for j, index in enumerate(aggregators):
             assert aggregator_slot(index, p, contributors=n, key=key, replication=replication) == j
-            assert p in assigned_partitions(index, contributors=n, key=key, partitions=partitions, replication=replication)
+            assert p in assigned_partitions(
+                index, contributors=n, key=key, partitions=partitions, replication=replication
+            )
     total = sum(
         len(assigned_partitions(i, contributors=n, key=key, partitions=partitions, replication=replication))
         for i in range(n)
@@ -127,7 +131,9 @@ def test_colluders_committing_last_are_not_adjacent_more_often_than_chance(n: in
     chance = 2 / (n - 1)
     expected = trials * chance
     spread = (trials * chance * (1 - chance)) ** 0.5
-    assert distances[1] <= expected + 5 * spread, f"adjacent {distances[1]} times, chance {expected:.0f} +- {spread:.0f}"
+    assert distances[1] <= expected + 5 * spread, (
+        f"adjacent {distances[1]} times, chance {expected:.0f} +- {spread:.0f}"
+    )
     # Chi-square over the possible distances: each of the n-1 other positions is equally likely,
     # and distance d < n/2 covers two of them (d = n/2, for even n, only one).
     cells = range(1, n // 2 + 1)
@@ -145,8 +151,10 @@ def test_colluders_committing_last_capture_a_partition_at_the_random_rate() -> N
     trials = 4000
     captured = 0
     for key in fixed_keys(trials, "capture"):
-        held = [set(assigned_partitions(i, contributors=n, key=key, partitions=partitions, replication=replication))
-                for i in (n - 2, n - 1)]
+        held = [
+            set(assigned_partitions(i, contributors=n, key=key, partitions=partitions, replication=replication))
+            for i in (n - 2, n - 1)
+        ]
         captured += bool(held[0] & held[1])
     chance = 4 / 19
     spread = (trials * chance * (1 - chance)) ** 0.5

@@ -43,8 +43,12 @@ def _cid(seed: int) -> str:
 
 def _manifest(partitions: int = 4, **fields: object) -> Manifest:
     values: dict[str, object] = {
-        "kind": "update", "task_id": 1, "round": 0, "dimension": 100,
-        "partitions": tuple(_cid(i) for i in range(partitions)), "contributor": VICTIM,
+        "kind": "update",
+        "task_id": 1,
+        "round": 0,
+        "dimension": 100,
+        "partitions": tuple(_cid(i) for i in range(partitions)),
+        "contributor": VICTIM,
     }
     values.update(fields)
     return Manifest(**values)  # type: ignore[arg-type]
@@ -63,7 +67,11 @@ def _pair() -> tuple[MemoryStorage, MemoryStorage]:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"[" * 100_000, b'{"a":' * 100_000, b'{"format":"fl-chain/update","partitions":' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+    [
+        b"[" * 100_000,
+        b'{"a":' * 100_000,
+        b'{"format":"fl-chain/update","partitions":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
     ids=["lists", "objects", "inside-a-manifest"],
 )
 def test_attack_deeply_nested_manifest_is_a_format_error_and_the_process_survives(payload: bytes) -> None:
@@ -166,7 +174,11 @@ def test_every_valid_manifest_passes_the_prescan(kind: str, numbers: tuple[int, 
     """The bounds refuse nothing fl-chain writes: any 64-bit fields and up to 64 partitions round-trip."""
     task_id, round_, dimension = numbers
     manifest = _manifest(
-        partitions, kind=kind, task_id=task_id, round=round_, dimension=dimension,
+        partitions,
+        kind=kind,
+        task_id=task_id,
+        round=round_,
+        dimension=dimension,
         contributor=VICTIM if kind == "update" else None,
     )
     assert parse_manifest(manifest.to_bytes()) == manifest
@@ -178,7 +190,9 @@ def test_attack_manifest_claiming_a_huge_dimension_is_refused_before_any_blob_is
     attacker, honest = _pair()
     digest = digest_from_cid(attacker.put(_manifest(dimension=10**20 - 1).to_bytes()))
     with pytest.raises(BlobMismatchError, match="parameters"):
-        fetch_manifest(honest, digest, kind="update", task_id=1, round_=0, partitions=4, contributor=VICTIM, dimension=100)
+        fetch_manifest(
+            honest, digest, kind="update", task_id=1, round_=0, partitions=4, contributor=VICTIM, dimension=100
+        )
 
 
 # -- partition blobs -----------------------------------------------------------------------------------
@@ -192,7 +206,13 @@ def test_attack_oversize_blob_on_the_memory_backend_is_refused_without_copying()
         attacker, vector, blob_kind=BlobKind.UPDATE, task_id=1, round_=0, partitions=4, contributor=VICTIM
     )
     longer = encode_partition(
-        np.ones(251, np.float32), kind=BlobKind.UPDATE, task_id=1, round_=0, partition=0, partitions=4, offset=0,
+        np.ones(251, np.float32),
+        kind=BlobKind.UPDATE,
+        task_id=1,
+        round_=0,
+        partition=0,
+        partitions=4,
+        offset=0,
         contributor=VICTIM,
     )
     assert len(longer) == blob_size(250) + 4
@@ -275,7 +295,9 @@ def test_attack_oversize_blob_on_real_kubo_peers_is_too_large_and_leaves_no_file
 def test_attack_directory_cid_on_real_kubo_peers_is_a_format_error(kubo_pair: tuple[PeerProcess, PeerProcess]) -> None:
     """A UnixFS directory under a blob CID: BlobFormatError, nothing written under the staging directory."""
     attacker, honest = kubo_pair
-    cid = attacker.request("call", "tests.helpers.peer_tasks.put_directory", {"a": b"x" * 1000, "b": os.urandom(300_000)})
+    cid = attacker.request(
+        "call", "tests.helpers.peer_tasks.put_directory", {"a": b"x" * 1000, "b": os.urandom(300_000)}
+    )
     with pytest.raises(PeerError) as exc:
         honest.request("get", cid, 30.0)
     assert exc.value.kind == "BlobFormatError" and "not a UnixFS file" in str(exc.value)

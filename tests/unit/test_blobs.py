@@ -19,11 +19,11 @@ from fl_chain.protocol.blob import (
     decode_partition,
     encode_partition,
 )
+from fl_chain.protocol.cid import cidv0_from_digest
 from fl_chain.protocol.manifest import Manifest, parse_manifest
 from fl_chain.protocol.partitioning import partition_bounds, split_vector
-from fl_chain.storage import MemoryNetwork, MemoryStorage, cid_from_digest, digest_from_cid
-from fl_chain.protocol.cid import cidv0_from_digest
 from fl_chain.protocol.unixfs import unixfs_digest
+from fl_chain.storage import MemoryNetwork, MemoryStorage, cid_from_digest, digest_from_cid
 
 CONTRIBUTOR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
@@ -35,7 +35,13 @@ def _blob(values: np.ndarray | None = None) -> bytes:
 
 def _expected(**overrides: object) -> BlobHeader:
     fields: dict[str, object] = {
-        "kind": BlobKind.UPDATE, "task_id": 7, "round": 3, "partition": 1, "partitions": 4, "offset": 10, "length": 10
+        "kind": BlobKind.UPDATE,
+        "task_id": 7,
+        "round": 3,
+        "partition": 1,
+        "partitions": 4,
+        "offset": 10,
+        "length": 10,
     }
     fields.update(overrides)
     return BlobHeader(**fields)  # type: ignore[arg-type]
@@ -85,10 +91,14 @@ def test_header_is_112_bytes_and_binds_the_contributor() -> None:
     assert len(blob) == blob_size(3)
     header, _ = decode_partition(blob)
     assert header.contributor == bytes.fromhex(CONTRIBUTOR[2:])
-    aggregate = encode_partition(values, kind=BlobKind.AGGREGATE, task_id=1, round_=0, partition=0, partitions=1, offset=0)
+    aggregate = encode_partition(
+        values, kind=BlobKind.AGGREGATE, task_id=1, round_=0, partition=0, partitions=1, offset=0
+    )
     assert decode_partition(aggregate)[0].contributor == NO_CONTRIBUTOR == bytes(20)
     with pytest.raises(BlobFormatError, match="20 bytes"):
-        encode_partition(values, kind=BlobKind.UPDATE, task_id=1, round_=0, partition=0, partitions=1, offset=0, contributor="0x12")
+        encode_partition(
+            values, kind=BlobKind.UPDATE, task_id=1, round_=0, partition=0, partitions=1, offset=0, contributor="0x12"
+        )
 
 
 def test_blob_round_trip_keeps_header_and_bytes() -> None:
@@ -130,7 +140,12 @@ def test_corrupted_header_is_rejected(position: int, message: str) -> None:
 @pytest.mark.parametrize(
     "override",
     [
-        {"task_id": 8}, {"round": 4}, {"partition": 2}, {"offset": 11}, {"length": 9}, {"kind": BlobKind.AGGREGATE},
+        {"task_id": 8},
+        {"round": 4},
+        {"partition": 2},
+        {"offset": 11},
+        {"length": 9},
+        {"kind": BlobKind.AGGREGATE},
         {"contributor": bytes.fromhex(CONTRIBUTOR[2:])},
     ],
 )
@@ -156,7 +171,10 @@ def test_manifest_round_trip_and_canonical_bytes() -> None:
         (b"[]", "not a JSON object"),
         (b'{"format":"other"}', "unknown manifest format"),
         (b'{"format":"fl-chain/update","version":2}', "version"),
-        (b'{"dimension":4,"dtype":"float32","format":"fl-chain/model","partitions":[],"round":0,"task":1,"version":1}', "non-empty"),
+        (
+            b'{"dimension":4,"dtype":"float32","format":"fl-chain/model","partitions":[],"round":0,"task":1,"version":1}',
+            "non-empty",
+        ),
     ],
 )
 def test_malformed_manifests_are_rejected(data: bytes, message: str) -> None:
@@ -182,7 +200,9 @@ def test_vector_published_by_one_peer_is_fetched_by_a_connected_peer() -> None:
         publisher, vector, blob_kind=BlobKind.UPDATE, task_id=1, round_=0, partitions=4, contributor=CONTRIBUTOR
     )
     fetcher.connect(publisher.multiaddrs()[0])
-    manifest = fetch_manifest(fetcher, digest, kind="update", task_id=1, round_=0, partitions=4, contributor=CONTRIBUTOR)
+    manifest = fetch_manifest(
+        fetcher, digest, kind="update", task_id=1, round_=0, partitions=4, contributor=CONTRIBUTOR
+    )
     assert fetch_vector(fetcher, manifest, blob_kind=BlobKind.UPDATE).tobytes() == vector.tobytes()
     assert np.array_equal(fetch_partition(fetcher, manifest, 3, blob_kind=BlobKind.UPDATE), vector[7501:])
 
@@ -200,7 +220,13 @@ def test_manifest_from_another_contributor_is_a_mismatch() -> None:
     """A manifest naming another contributor than the chain's committer is refused."""
     storage = MemoryStorage()
     digest, _ = publish_vector(
-        storage, np.ones(8, np.float32), blob_kind=BlobKind.UPDATE, task_id=1, round_=0, partitions=2, contributor=CONTRIBUTOR
+        storage,
+        np.ones(8, np.float32),
+        blob_kind=BlobKind.UPDATE,
+        task_id=1,
+        round_=0,
+        partitions=2,
+        contributor=CONTRIBUTOR,
     )
     with pytest.raises(BlobMismatchError, match="contributor"):
         fetch_manifest(storage, digest, kind="update", task_id=1, round_=0, partitions=2, contributor="0x" + "11" * 20)

@@ -50,7 +50,9 @@ def test_worst_capture_takes_the_worst_contributor_count_of_the_task() -> None:
     bound = worst_capture(2, min_contributors=10, max_participants=50, partitions=10, replication=3, quorum=2)
     assert bound.contributors == 10
     assert bound.probability == capture_probability(10, 2, partitions=10, replication=3, quorum=2)
-    assert not worst_capture(2, min_contributors=3, max_participants=50, partitions=4, replication=3, quorum=3).acceptable
+    assert not worst_capture(
+        2, min_contributors=3, max_participants=50, partitions=4, replication=3, quorum=3
+    ).acceptable
     assert worst_capture(2, min_contributors=4, max_participants=50, partitions=4, replication=3, quorum=3).acceptable
     far = worst_capture(1, min_contributors=3, max_participants=100_000, partitions=8, replication=3, quorum=2)
     assert far.acceptable and far.probability == 0.0

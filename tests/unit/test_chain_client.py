@@ -19,7 +19,10 @@ RETURNS_42 = "0x600a600c600039600a6000f3602a60005260206000f3"
 #: The answer ganache 7.9.2 gave a node between storing a mined transaction and its receipt.
 GANACHE_RECEIPT_RACE = {
     "message": "Cannot read properties of undefined (reading 'toJSON')",
-    "stack": "TypeError: Cannot read properties of undefined (reading 'toJSON')\n    at EthereumApi.eth_getTransactionReceipt",
+    "stack": (
+        "TypeError: Cannot read properties of undefined (reading 'toJSON')\n"
+        "    at EthereumApi.eth_getTransactionReceipt"
+    ),
     "code": -32700,
 }
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from fl_chain.errors import ConfigError
-from fl_chain.training.node_data import load_node_data
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.training import ArrayDataset, TorchAdapter, build_model, load_dataset, shard
 from fl_chain.training import datasets as datasets_module
 from fl_chain.training.idx import read_idx
+from fl_chain.training.node_data import load_node_data
 
 INSTALL_HINT = "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (or set FLCHAIN_FASHION_MNIST_DIR)"
 NODES = 8
@@ -673,8 +673,10 @@ def test_task_accepts_fashion_mnist_and_a_csv_without_path() -> None:
     [
         (
             {"name": "csv", "colour": "red"},
-            r"unknown \[dataset\] key\(s\) \['colour'\] for dataset 'csv'; accepted: alpha, label, name, num_classes, "
-            r"path, seed, split, standardize",
+            (
+                r"unknown \[dataset\] key\(s\) \['colour'\] for dataset 'csv'; "
+                r"accepted: alpha, label, name, num_classes, path, seed, split, standardize"
+            ),
         ),
         (
             {"name": "digits", "path": "x"},

@@ -14,8 +14,8 @@ import pytest
 
 from fl_chain.aggregation import Contribution, FedAvg
 from fl_chain.aggregation.reference import reference_fedavg
-from fl_chain.training.trainer import TorchTrainer, training_seed
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.training.trainer import TorchTrainer, training_seed
 
 aggregate = pytest.importorskip("flwr.server.strategy.aggregate", reason="pip install -e '.[test]' (flwr)").aggregate
 
@@ -44,7 +44,10 @@ def _trained_updates(nodes: int = 4) -> list[tuple[str, int, np.ndarray]]:
     from fl_chain.training.node_data import load_node_data
 
     spec = TaskSpec.from_dict(
-        {"model": {"name": "mlp", "hidden": 32, "seed": 3}, "dataset": {"name": "digits", "split": "dirichlet", "alpha": 0.5}}
+        {
+            "model": {"name": "mlp", "hidden": 32, "seed": 3},
+            "dataset": {"name": "digits", "split": "dirichlet", "alpha": 0.5},
+        }
     )
     updates = []
     for i, account in enumerate(dev_accounts(nodes)):
@@ -65,7 +68,10 @@ def test_reference_fedavg_equals_flower_aggregate_byte_for_byte_on_trained_updat
     # Assert: identical bytes, and the partitioned strategy agrees too
     assert ours.tobytes() == flower.tobytes()
     partitioned = np.concatenate(
-        [FedAvg().aggregate([Contribution(a, n, v[lo:hi]) for a, n, v in updates]) for lo, hi in ((0, 1000), (1000, ours.size))]
+        [
+            FedAvg().aggregate([Contribution(a, n, v[lo:hi]) for a, n, v in updates])
+            for lo, hi in ((0, 1000), (1000, ours.size))
+        ]
     )
     assert partitioned.tobytes() == ours.tobytes()
 
@@ -75,7 +81,11 @@ def test_reference_fedavg_equals_flower_aggregate_on_random_updates_with_skewed_
     rng = np.random.default_rng(7)
     size = int(sum(np.prod(s) for s in SHAPES))
     updates = [
-        (f"0x{rng.integers(2**63):040x}", int(rng.integers(1, 10**6)), (rng.standard_normal(size) * 10.0 ** rng.integers(-6, 6)).astype(np.float32))
+        (
+            f"0x{rng.integers(2**63):040x}",
+            int(rng.integers(1, 10**6)),
+            (rng.standard_normal(size) * 10.0 ** rng.integers(-6, 6)).astype(np.float32),
+        )
         for _ in range(9)
     ]
     # Execute / Assert

@@ -64,7 +64,7 @@ def test_module_imports_only_its_own_layer_or_below(path: Path) -> None:
     rank = LAYERS[own]
     bad = []
     for line, module in _imports(path):
-        if module.startswith("tests") or module.startswith("bench"):
+        if module.startswith(("tests", "bench")):
             bad.append(f"line {line}: {module} (a harness, not the product)")
         if not module.startswith("fl_chain"):
             continue

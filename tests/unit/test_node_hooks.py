@@ -74,7 +74,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[Any]
 
 def test_observer_sees_every_phase_of_every_round_in_order(federation: Any) -> None:
     # Prepare (the federation ran in the fixture)
-    task_id, nodes, recordings, status = federation
+    task_id, _nodes, recordings, status = federation
     assert status == TaskStatus.COMPLETED
 
     for index, recording in enumerate(recordings):
@@ -106,7 +106,7 @@ def test_every_started_phase_finishes_before_the_next_one_starts(federation: Any
 
 def test_observer_sees_each_round_end_once_in_order(federation: Any) -> None:
     # Prepare
-    task_id, _, recordings, _ = federation
+    _, _, recordings, _ = federation
 
     for recording in recordings:
         # Execute
@@ -129,7 +129,9 @@ def test_observer_sees_the_node_transactions_with_their_receipts(federation: Any
         for round_ in range(ROUNDS):
             assert (round_, "commit_update") in sent and (round_, "commit_aggregates") in sent
         assert all(receipt is not None and receipt["gasUsed"] > 0 for receipt in receipts)
-    drawn = [c for recording in recordings for c in recording.calls if c[0] == "transaction" and c[3] == "draw_assignment"]
+    drawn = [
+        c for recording in recordings for c in recording.calls if c[0] == "transaction" and c[3] == "draw_assignment"
+    ]
     assert len(drawn) >= ROUNDS  # one contributor draws each round's assignment
 
 

@@ -12,7 +12,9 @@ from fl_chain.node.state import NodeState, RoundProgress
 IDENTITY = {"chain_id": 1337, "contract": "0x" + "ab" * 20, "account": "0x" + "cd" * 20}
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1]", b"\xff\xfe", b"null"], ids=["syntax", "list", "binary", "null"])
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"[1]", b"\xff\xfe", b"null"], ids=["syntax", "list", "binary", "null"]
+)
 def test_corrupt_node_file_is_a_config_error_naming_it(tmp_path: Path, content: bytes) -> None:
     NodeState(tmp_path, **IDENTITY)
     (tmp_path / "node.json").write_bytes(content)

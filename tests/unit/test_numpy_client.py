@@ -257,7 +257,9 @@ def test_an_object_without_the_client_methods_is_refused() -> None:
             return [np.zeros(1)]
 
     # Execute / Assert
-    with pytest.raises(NumPyClientError, match="Partial is not a NumPyClient: it needs get_parameters, fit and evaluate"):
+    with pytest.raises(
+        NumPyClientError, match="Partial is not a NumPyClient: it needs get_parameters, fit and evaluate"
+    ):
         ClientTrainer(Partial())  # type: ignore[arg-type]
 
 

@@ -4,16 +4,16 @@ The real contract, the real node runtime and real training; the chain may also b
 anvil process and storage one embedded kubo IPFS peer per node. Writes a run folder:
 ``summary.json`` (per round: test accuracy, global model CID, gas, bytes moved), ``metrics.csv``,
 ``accuracy.png``, ``final-model.npy``, the log tree and each node's state directory. With
-``compare`` it also replays the same clients in one process (:mod:`fl_chain.federation.central`) and checks
-that every global model is byte-identical, and trains a centralized model on the pooled data.
+``compare`` it also replays the same clients in one process and trains a centralized model on the
+pooled data (:mod:`fl_chain.federation.comparison`).
+
+The run loop is here; the round accounting is :mod:`fl_chain.federation.records`, the files
+:mod:`fl_chain.federation.run_folder`, the terminal display :mod:`fl_chain.federation.display`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
-import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -21,47 +21,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fl_chain.chain.coordinator import RoundStatus
-from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError, FederationStalledError
-from fl_chain.exchange.gather import fetch_global
+from fl_chain.errors import ConfigError, FederationStalledError
+from fl_chain.federation.comparison import compare_with_baselines
 from fl_chain.federation.display import SimulationDisplay
 from fl_chain.federation.inprocess import DevChain, InProcessFederation, StorageFactory, build_federation
+from fl_chain.federation.records import RoundRecord, RoundRecorder
+from fl_chain.federation.run_folder import save_final_model, write_run_folder
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import NodeState
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
+from fl_chain.training.trainer import Trainer
 
 #: Chains ``flchain simulate`` can run on.
 SIM_CHAINS = ("embedded", "ganache", "anvil")
 #: Storage backends ``flchain simulate`` can use.
 SIM_STORAGES = ("memory", "kubo")
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """Where the run loop's round accounting stands: next round, last block counted, bytes so far, its start."""
-
-    round: int
-    block: int
-    bytes: int
-    started: float
-
-
-@dataclass
-class RoundRecord:
-    """One round of a simulation."""
-
-    round: int
-    status: str
-    contributors: int
-    test_accuracy: float | None
-    test_loss: float | None
-    global_model_cid: str | None
-    gas_used: int
-    bytes_moved: int
-    wall_seconds: float
 
 
 def simulate_spec(args: Any) -> TaskSpec:
@@ -105,7 +80,7 @@ class SimulationOptions:
     chain: str = "embedded"
     storage: str = "memory"
     compare: bool = False
-    trainer_factory: Callable[..., object] | None = None
+    trainer_factory: Callable[..., Trainer] | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad option."""
@@ -165,54 +140,17 @@ def run_simulation(
         )
         for member in members:
             member.logs = logs
-        records: list[RoundRecord] = []
-        global_hashes: dict[int, str] = {}
-        # Setup (deploy, admit, create, join, start) is not part of any round's gas.
-        seen = _Progress(round=0, block=chain.w3.eth.block_number, bytes=0, started=time.monotonic())
-
-        def on_sweep() -> None:
-            nonlocal seen
-            _, task = coordinator.get_task(task_id)
-            while seen.round <= task.current_round:
-                round_ = seen.round
-                info = coordinator.get_round(task_id, round_)
-                if info.status not in (RoundStatus.FINALIZED, RoundStatus.FAILED):
-                    display.phase(_phase_text(info, options.nodes, spec.protocol["partitions"]))
-                    break
-                latest = chain.w3.eth.block_number
-                gas = sum(int(chain.w3.eth.get_block(b)["gasUsed"]) for b in range(seen.block + 1, latest + 1))
-                moved = sum(int(getattr(m.storage, "bytes_received", 0)) for m in members)
-                metrics: dict[str, float] = {}
-                cid = None
-                if info.status == RoundStatus.FINALIZED:
-                    vector = _global_after(members[0], round_)
-                    global_hashes[round_] = hashlib.sha256(vector.tobytes()).hexdigest()
-                    metrics = members[0].trainer.evaluate(vector)
-                    cid = members[0].global_cid(round_)
-                record = RoundRecord(
-                    round=round_,
-                    status=info.status.name.lower(),
-                    contributors=info.contributors,
-                    test_accuracy=metrics.get("test_accuracy"),
-                    test_loss=metrics.get("test_loss"),
-                    global_model_cid=cid,
-                    gas_used=gas,
-                    bytes_moved=moved - seen.bytes,
-                    wall_seconds=time.monotonic() - seen.started,
-                )
-                records.append(record)
-                display.round_done(record, sum(r.status == "finalized" for r in records))
-                seen = _Progress(round=round_ + 1, block=latest, bytes=moved, started=time.monotonic())
-
-        InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=on_sweep)
-        on_sweep()
+        # Created after setup (deploy, admit, create, join, start): that gas is no round's.
+        recorder = RoundRecorder(chain, coordinator, task_id, members, display, partitions=spec.protocol["partitions"])
+        InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=recorder.sweep)
+        recorder.sweep()
         final = members[0].state.load_vector(task_id, "final-model")
         if final is None:
             raise FederationStalledError(f"task {task_id} ended without a final model; see the logs in {out}")
         participants = [m.address for m in members]
     display.stop()
-    np.save(out / "final-model.npy", final)
-    finalized = [r for r in records if r.status == "finalized"]
+    save_final_model(out, final)
+    records, finalized = recorder.records, recorder.finalized
     summary: dict[str, Any] = {
         "nodes": options.nodes,
         "chain": options.chain,
@@ -228,32 +166,30 @@ def run_simulation(
         },
         "rounds": [asdict(r) for r in records],
         "final_accuracy": finalized[-1].test_accuracy if finalized else None,
-        "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest() if final is not None else None,
+        "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest(),
         "total_gas": sum(r.gas_used for r in records),
         "total_bytes_moved": sum(r.bytes_moved for r in records),
         "wall_seconds": time.monotonic() - started,
     }
     if options.compare:
-        summary["reference"] = _compare_with_central(spec, summary, records, global_hashes, options, display)
-        epochs = len(finalized) * int(spec.training["epochs"])
-        display.message(f"training a centralized model on the pooled data ({epochs} epochs)")
-        from fl_chain.federation.central import train_pooled
-
-        pooled = train_pooled(spec, nodes=options.nodes, epochs=max(epochs, 1))
-        summary["pooled"] = {"epochs": max(epochs, 1), **pooled}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    if finalized:
-        plot_accuracy(
-            finalized,
-            out / "accuracy.png",
-            title=f"{options.nodes} nodes, {spec.dataset['name']}/{spec.model['name']}",
-            baselines={"pooled (centralized)": summary["pooled"]["test_accuracy"]} if "pooled" in summary else None,
+        summary.update(
+            compare_with_baselines(
+                spec,
+                summary,
+                records,
+                recorder.global_hashes,
+                nodes=options.nodes,
+                trainer_factory=options.trainer_factory,
+                display=display,
+            )
         )
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(RoundRecord.__dataclass_fields__))
-        writer.writeheader()
-        for record in records:
-            writer.writerow(asdict(record))
+    write_run_folder(
+        out,
+        summary=summary,
+        records=records,
+        title=f"{options.nodes} nodes, {spec.dataset['name']}/{spec.model['name']}",
+        baselines={"pooled (centralized)": summary["pooled"]["test_accuracy"]} if "pooled" in summary else None,
+    )
     display.finish(summary, str(out))
     return summary
 
@@ -283,90 +219,4 @@ def _storage_factory(options: SimulationOptions, cleanup: ExitStack) -> StorageF
     return open_kubo
 
 
-def _phase_text(info: Any, nodes: int, partitions: int) -> str:
-    if info.status == RoundStatus.UPDATE:
-        return f"round {info.round}: training, {info.contributors}/{nodes} updates committed"
-    if info.status == RoundStatus.AGGREGATION:
-        return f"round {info.round}: aggregating, {info.finalized_partitions}/{partitions} partitions final"
-    return f"round {info.round}: {info.status.name.lower()}"
-
-
-def _compare_with_central(
-    spec: TaskSpec,
-    summary: dict[str, Any],
-    records: list[RoundRecord],
-    global_hashes: dict[int, str],
-    options: SimulationOptions,
-    display: SimulationDisplay,
-) -> dict[str, Any]:
-    """Replay the same clients in one process with plain FedAvg and compare every global model."""
-    from fl_chain.federation.central import central_fedavg
-
-    finalized = [r for r in records if r.status == "finalized"]
-    if spec.strategy["name"] != "fedavg":
-        return {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
-    if any(r.contributors != options.nodes for r in finalized):
-        return {"comparable": False, "reason": "a round finalized without every node's update"}
-    display.message(f"replaying the same {options.nodes} clients with central FedAvg for comparison")
-    central = central_fedavg(
-        spec,
-        accounts=summary["participants"],
-        task_id=summary["task_id"],
-        rounds=[r.round for r in finalized],
-        trainer_factory=options.trainer_factory,  # type: ignore[arg-type]
-    )
-    identical = [hashlib.sha256(c.global_vector.tobytes()).hexdigest() == global_hashes.get(c.round) for c in central]
-    final = central[-1].global_vector if central else None
-    return {
-        "comparable": True,
-        "rounds_compared": len(central),
-        "rounds_identical": sum(identical),
-        "final_identical": bool(identical and identical[-1]),
-        "final_accuracy": central[-1].metrics.get("test_accuracy") if central else None,
-        "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest() if final is not None else None,
-    }
-
-
-def plot_accuracy(
-    records: list[RoundRecord], path: Path, *, title: str, baselines: dict[str, float] | None = None
-) -> None:
-    """Test accuracy per finalized round, as a PNG, with optional horizontal baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    accuracy = [math.nan if r.test_accuracy is None else r.test_accuracy for r in records]  # a failed round: a gap
-    axis.plot([r.round for r in records], accuracy, marker="o", label="fl-chain global model")
-    for label, value in (baselines or {}).items():
-        axis.axhline(value, linestyle="--", color="gray", label=f"{label} {value:.3f}")
-    if baselines:
-        axis.legend(loc="lower right")
-    axis.set_xlabel("round")
-    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axis.set_ylabel("test accuracy")
-    axis.set_ylim(0, 1)
-    axis.grid(True, alpha=0.3)
-    axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def _global_after(node, round_: int):
-    vector = node.state.load_vector(node.task_id, "global")
-    if node.state.global_round(node.task_id) == round_ and vector is not None:
-        return vector
-    try:
-        return fetch_global(
-            node.storage,
-            node.coordinator,
-            node.task_id,
-            round_,
-            timeout=node.options.fetch_timeout,
-            dimension=None if vector is None else vector.size,
-        )
-    except (BlobNotFoundError, BlobInvalidError):
-        return vector
+__all__ = ["SIM_CHAINS", "SIM_STORAGES", "RoundRecord", "SimulationOptions", "run_simulation", "simulate_spec"]

@@ -507,6 +507,11 @@ class Node:
                 self._transact("report_unavailable", round_, contributor)
                 self.report(f"round {round_}: reported the update of {contributor} unavailable")
             except ContractRevertError as exc:
+                if exc.name == "FLCoordinatorReportTooEarly":
+                    # This node's clock passed the aggregation deadline before the chain's blocks did
+                    # (a loaded chain lags): not reported, so the next step tries again.
+                    log.info("round %d: report on %s too early for the chain's clock; retrying", round_, contributor)
+                    return False
                 if exc.name not in (
                     "FLCoordinatorAlreadyReported",
                     "FLCoordinatorAlreadyExcluded",

@@ -108,3 +108,13 @@ def digest(label: str | int) -> bytes:
 def multiaddr(i: int) -> str:
     """A loopback IPFS multiaddr for participant ``i`` (never dialled in contract tests)."""
     return f"/ip4/127.0.0.1/tcp/{40000 + i}/p2p/12D3KooWTestPeer{i:04d}"
+
+
+#: Tests that each take minutes (whole federations of node processes): started first, so parallel
+#: workers (pytest -n) overlap them with the many short tests instead of waiting for them at the end.
+_LONG_FIRST = ("integration", "kubo", "long")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the long tests first, keeping the collection order within each group (sorting is stable)."""
+    items.sort(key=lambda item: 0 if any(item.get_closest_marker(m) for m in _LONG_FIRST) else 1)

@@ -920,6 +920,7 @@ def embedded_chain() -> Iterator[Chain]:
         opened.close()
 
 
+@pytest.mark.long
 def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(embedded_chain: Chain) -> None:
     """A fixed run through the paths random examples reach only sometimes, invariants checked after
     every step: five contributors; two reports exclude nobody, four exclude one; the others finalize
@@ -970,6 +971,7 @@ def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(embedde
 INVARIANT_SHARDS = 3
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("shard", range(INVARIANT_SHARDS))
 def test_coordinator_invariants(embedded_chain: Chain, shard: int) -> None:
     """Random sequences of every contract call by members, outsiders and the operator keep every invariant

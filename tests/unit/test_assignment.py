@@ -101,6 +101,7 @@ def chi_square_limit(degrees: int, z: float = 4.75) -> float:
     return float(degrees * (1 - h + z * h**0.5) ** 3)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     "n",
     [

@@ -116,5 +116,11 @@ _LONG_FIRST = ("integration", "kubo", "long")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the long tests first, keeping the collection order within each group (sorting is stable)."""
+    """Order the long tests first, keeping the collection order within each group (sorting is stable),
+    and keep each module's tests on one chain backend in one worker (``--dist loadgroup``), so that
+    worker starts that ganache or anvil once, as a serial run does."""
     items.sort(key=lambda item: 0 if any(item.get_closest_marker(m) for m in _LONG_FIRST) else 1)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "chain" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}[{callspec.params['chain']}]"))

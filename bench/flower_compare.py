@@ -67,6 +67,7 @@ import numpy as np
 from bench import child_env, module_command
 from bench._federation import FederationJob, make_spec, mlp_hidden_for, mlp_parameters, stop_on_sigterm
 from bench.round_breakdown import run_job_in_child
+from tests.helpers.task_files import task_toml
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flower_compare.json"
 TARGET_RATIO = 1.2
@@ -379,34 +380,22 @@ def measure(
     return {"benchmark": "flower_compare", "quick": quick, "target_ratio": TARGET_RATIO, "rows": rows}
 
 
-TASK_TOML = """\
-[protocol]
-rounds = {rounds}
-partitions = {nodes}
-replication = 2
-quorum = 2
-min_contributors = {nodes}
-update_duration = {update_duration}
-aggregation_duration = {aggregation_duration}
-
-[model]
-name = "mlp"
-hidden = {hidden}
-seed = 0
-
-[dataset]
-name = "digits"
-split = "iid"
-seed = 0
-
-[training]
-epochs = 1
-batch_size = 16
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
+def task_file_text(*, nodes: int, rounds: int, hidden: int, update_duration: int, aggregation_duration: int) -> str:
+    """The job as a task file: the digits MLP with ``hidden`` units, P = N, r = q = 2, batch 16, lr 0.1."""
+    return task_toml(
+        protocol={
+            "rounds": rounds,
+            "partitions": nodes,
+            "replication": 2,
+            "quorum": 2,
+            "min_contributors": nodes,
+            "update_duration": update_duration,
+            "aggregation_duration": aggregation_duration,
+        },
+        model={"name": "mlp", "hidden": hidden, "seed": 0},
+        dataset={"name": "digits", "split": "iid", "seed": 0},
+        training={"epochs": 1, "batch_size": 16, "lr": 0.1},
+    )
 
 
 def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
@@ -422,7 +411,7 @@ def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, An
         task_file = Path(tmp) / "task.toml"
         # Long phases: rounds end by completion; the phases only bound a stuck round.
         task_file.write_text(
-            TASK_TOML.format(rounds=rounds, nodes=nodes, hidden=hidden, update_duration=600, aggregation_duration=600)
+            task_file_text(nodes=nodes, rounds=rounds, hidden=hidden, update_duration=600, aggregation_duration=600)
         )
         network = LocalNetwork(
             Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil", linger=0.0, report=lambda message: None

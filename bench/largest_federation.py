@@ -41,6 +41,7 @@ from typing import Any, Self
 
 from bench import child_env, module_command
 from bench._federation import stop_on_sigterm
+from tests.helpers.task_files import task_toml
 
 RESULTS = Path(__file__).resolve().parent / "results" / "largest_federation.json"
 FULL_SIMULATED = [100, 200, 400]
@@ -143,35 +144,23 @@ def simulated_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-TASK_TOML = """\
-[protocol]
-rounds = {rounds}
-partitions = {partitions}
-replication = 2
-quorum = 2
-min_contributors = {nodes}
-update_duration = {update_duration}
-aggregation_duration = {aggregation_duration}
-open_admission = false
-
-[model]
-name = "mlp"
-hidden = 32
-seed = 7
-
-[dataset]
-name = "digits"
-split = "iid"
-seed = 0
-
-[training]
-epochs = 1
-batch_size = 16
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
+def task_file_text(*, nodes: int, partitions: int, rounds: int, update_duration: int, aggregation_duration: int) -> str:
+    """The digits MLP task (32 hidden units, batch 16, lr 0.1) for ``nodes`` node processes, r = q = 2."""
+    return task_toml(
+        protocol={
+            "rounds": rounds,
+            "partitions": partitions,
+            "replication": 2,
+            "quorum": 2,
+            "min_contributors": nodes,
+            "update_duration": update_duration,
+            "aggregation_duration": aggregation_duration,
+            "open_admission": False,
+        },
+        model={"name": "mlp", "hidden": 32, "seed": 7},
+        dataset={"name": "digits", "split": "iid", "seed": 0},
+        training={"epochs": 1, "batch_size": 16, "lr": 0.1},
+    )
 
 
 class _Sampler:
@@ -213,7 +202,7 @@ def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
         task_file = Path(tmp) / "task.toml"
         # Generous phases: starting N processes on 2 shared cores is slow; rounds end by completion.
         task_file.write_text(
-            TASK_TOML.format(
+            task_file_text(
                 rounds=rounds,
                 partitions=min(nodes, 8),
                 nodes=nodes,

@@ -52,6 +52,7 @@ from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.node.hooks import Phase
 from fl_chain.node.runtime import NodeOptions
 from fl_chain.node.state import PhaseFile, PhaseRecord
+from tests.helpers.task_files import task_toml
 
 #: The phases a crash can hit, in the order a round goes through them.
 PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", "waiting")
@@ -68,32 +69,10 @@ MAX_SUPERVISOR_RESTARTS = 3
 #: Seconds the harness's verifier waits for one blob.
 VERIFY_TIMEOUT = 10.0
 
-TASK_TEMPLATE = """\
-[protocol]
-rounds = {rounds}
-partitions = {partitions}
-replication = {replication}
-quorum = {quorum}
-min_contributors = {min_contributors}
-update_duration = {update_duration}
-aggregation_duration = {aggregation_duration}
-
-[model]
-name = "logreg"
-seed = 11
-
-[dataset]
-name = "digits"
-split = "iid"
-
-[training]
-epochs = 1
-batch_size = 32
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
+#: The task's model: logistic regression, the cheapest to train.
+TASK_MODEL = {"name": "logreg", "seed": 11}
+#: One epoch of SGD with batch 32 and lr 0.1.
+TASK_TRAINING = {"epochs": 1, "batch_size": 32, "lr": 0.1}
 
 
 @dataclass(frozen=True)
@@ -120,14 +99,18 @@ class FaultConfig:
 
     def task_toml(self) -> str:
         """The task file (P = N)."""
-        return TASK_TEMPLATE.format(
-            rounds=self.rounds,
-            partitions=self.nodes,
-            replication=self.replication,
-            quorum=self.quorum,
-            min_contributors=self.min_contributors,
-            update_duration=self.update_duration,
-            aggregation_duration=self.aggregation_duration,
+        return task_toml(
+            protocol={
+                "rounds": self.rounds,
+                "partitions": self.nodes,
+                "replication": self.replication,
+                "quorum": self.quorum,
+                "min_contributors": self.min_contributors,
+                "update_duration": self.update_duration,
+                "aggregation_duration": self.aggregation_duration,
+            },
+            model=TASK_MODEL,
+            training=TASK_TRAINING,
         )
 
     def hang_bound(self, faults: int) -> float:

@@ -30,6 +30,7 @@ from fl_chain.storage.kubo import KuboStorage
 from tests.conftest import require_backend
 from tests.helpers.federation_checks import check_every_finalized_round
 from tests.helpers.hostile_node import AGGREGATION_MODES, forged_digest, parse_schedule
+from tests.helpers.task_files import task_toml
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
 
@@ -47,33 +48,18 @@ FETCH_TIMEOUT = 5.0
 #: Seconds nodes keep serving after the task completed: the audit below fetches from them meanwhile.
 LINGER = 30.0
 
-TASK = f"""
-[protocol]
-rounds = {ROUNDS}
-partitions = {PARTITIONS}
-replication = 3
-quorum = 2
-min_contributors = 4
-update_duration = 90
-aggregation_duration = {AGGREGATION_DURATION}
-
-[model]
-name = "mlp"
-hidden = 16
-seed = 11
-
-[dataset]
-name = "digits"
-split = "iid"
-
-[training]
-epochs = 1
-batch_size = 16
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
+#: An MLP with 16 hidden units on digits (the default task of tests/helpers/task_files.py).
+TASK = task_toml(
+    protocol={
+        "rounds": ROUNDS,
+        "partitions": PARTITIONS,
+        "replication": 3,
+        "quorum": 2,
+        "min_contributors": 4,
+        "update_duration": 90,
+        "aggregation_duration": AGGREGATION_DURATION,
+    }
+)
 
 #: Node index -> its modes per round (rotating). Round 0 goes to the fallback phase (node 5
 #: withholds), where both forge digests and report honest sites; rounds 1 and 2 have one liar each,

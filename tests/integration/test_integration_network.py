@@ -16,39 +16,13 @@ from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.storage.kubo import KuboStorage
 from tests.conftest import require_backend
 from tests.helpers.federation_checks import check_every_finalized_round
+from tests.helpers.task_files import write_task_file
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
 
-TASK = """
-[protocol]
-rounds = {rounds}
-partitions = {partitions}
-replication = {replication}
-quorum = {quorum}
-min_contributors = {min_contributors}
-update_duration = {update_duration}
-aggregation_duration = {aggregation_duration}
-
-[model]
-name = "mlp"
-hidden = 16
-seed = 11
-
-[dataset]
-name = "digits"
-split = "iid"
-
-[training]
-epochs = 1
-batch_size = 16
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
-
 
 def write_task(path: Path, **protocol: int) -> Path:
+    """The network's task (an MLP with 16 hidden units on digits) with ``protocol`` over its defaults."""
     values = {
         "rounds": 3,
         "partitions": 4,
@@ -59,8 +33,7 @@ def write_task(path: Path, **protocol: int) -> Path:
         "aggregation_duration": 20,
     }
     values.update(protocol)
-    path.write_text(TASK.format(**values))
-    return path
+    return write_task_file(path, protocol=values)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

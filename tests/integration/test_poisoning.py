@@ -59,6 +59,7 @@ from tests.helpers.adversaries import (
     with_nan,
 )
 from tests.helpers.federation_checks import check_every_finalized_round, fetch_global
+from tests.helpers.task_files import Scalar, Section, task_sections
 
 NODES = 4
 PARTITIONS = 4
@@ -71,10 +72,11 @@ ADVERSARY = 2
 NORM_BOUND = 1.0
 
 
-def spec(*, strategy: dict[str, object] | None = None, **protocol: object) -> TaskSpec:
+def spec(*, strategy: Section | None = None, **protocol: Scalar) -> TaskSpec:
+    """Logistic regression on digits, FedAvg unless ``strategy``; ``protocol`` over the test's sizes."""
     return TaskSpec.from_dict(
-        {
-            "protocol": {
+        task_sections(
+            protocol={
                 "rounds": ROUNDS,
                 "partitions": PARTITIONS,
                 "replication": 3,
@@ -84,11 +86,10 @@ def spec(*, strategy: dict[str, object] | None = None, **protocol: object) -> Ta
                 "aggregation_duration": 3600,
                 **protocol,
             },
-            "model": {"name": "logreg", "seed": 3},
-            "dataset": {"name": "digits", "split": "iid"},
-            "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
-            "strategy": strategy or {"name": "fedavg"},
-        }
+            model={"name": "logreg", "seed": 3},
+            training={"epochs": 1, "batch_size": 32, "lr": 0.1},
+            strategy=strategy,
+        )
     )
 
 

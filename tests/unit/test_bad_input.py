@@ -55,6 +55,7 @@ from fl_chain.ports import free_port
 from fl_chain.protocol.task import TaskSpec
 from tests.conftest import require_backend
 from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
+from tests.helpers.task_files import task_toml, write_task_file
 
 EXAMPLE_TASK = Path(__file__).resolve().parents[2] / "examples" / "digits-mlp.toml"
 #: A JSON-RPC URL nothing answers at (a port that was free when the tests were collected).
@@ -63,33 +64,17 @@ DEAD_RPC = f"http://127.0.0.1:{free_port()}"
 NODE_TIMEOUT = 180.0
 
 #: The task of the module's network: one round, deadlines far away so nothing moves while nodes are down.
-NET_TASK = """
-[protocol]
-rounds = 1
-partitions = 4
-replication = 2
-quorum = 2
-min_contributors = 2
-update_duration = 900
-aggregation_duration = 900
-
-[model]
-name = "mlp"
-hidden = 16
-seed = 5
-
-[dataset]
-name = "digits"
-split = "iid"
-
-[training]
-epochs = 1
-batch_size = 16
-lr = 0.1
-
-[strategy]
-name = "fedavg"
-"""
+NET_PROTOCOL = {
+    "rounds": 1,
+    "partitions": 4,
+    "replication": 2,
+    "quorum": 2,
+    "min_contributors": 2,
+    "update_duration": 900,
+    "aggregation_duration": 900,
+}
+NET_MODEL = {"name": "mlp", "hidden": 16, "seed": 5}
+NET_TASK = task_toml(protocol=NET_PROTOCOL, model=NET_MODEL)
 
 
 @pytest.fixture()
@@ -393,18 +378,20 @@ def _deployment_with(node: StoppedNode, name: str, **changes: object) -> Path:
 
 
 def _malformed_task_file(node: StoppedNode) -> list[str]:
+    assert "[model]" in NET_TASK
     (node.work / "malformed.toml").write_text(NET_TASK.replace("[model]", "[model"))
     return node.argv(task_file=str(node.work / "malformed.toml"))
 
 
 def _missing_data_file(node: StoppedNode) -> list[str]:
-    task = NET_TASK.replace('name = "digits"\nsplit = "iid"', 'name = "csv"\nnum_classes = 2')
-    (node.work / "site-csv.toml").write_text(task)
+    write_task_file(
+        node.work / "site-csv.toml", protocol=NET_PROTOCOL, model=NET_MODEL, dataset={"name": "csv", "num_classes": 2}
+    )
     return node.argv(task_file=str(node.work / "site-csv.toml"), data=str(node.work / "site-missing.csv"))
 
 
 def _other_task_file(node: StoppedNode) -> list[str]:
-    (node.work / "other.toml").write_text(NET_TASK.replace("hidden = 16", "hidden = 17"))
+    write_task_file(node.work / "other.toml", protocol=NET_PROTOCOL, model={**NET_MODEL, "hidden": 17})
     return node.argv(task_file=str(node.work / "other.toml"))
 
 

@@ -113,14 +113,22 @@ def multiaddr(i: int) -> str:
 #: Tests that each take minutes (whole federations of node processes): started first, so parallel
 #: workers (pytest -n) overlap them with the many short tests instead of waiting for them at the end.
 _LONG_FIRST = ("integration", "kubo", "long")
+#: Test files whose tests run networks of ``flchain node`` processes with round deadlines: one worker runs
+#: them one after another, as a serial run does, so two such networks never compete for the 2 cores
+#: (four at once made nodes miss 40 s deadlines and rounds retry).
+_NODE_NETWORK_FILES = ("test_integration_network.py", "test_faults.py", "test_attack_hostile_network.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the long tests first, keeping the collection order within each group (sorting is stable),
-    and keep each module's tests on one chain backend in one worker (``--dist loadgroup``), so that
-    worker starts that ganache or anvil once, as a serial run does."""
+    """Order the long tests first, keeping the collection order within each group (sorting is stable);
+    with ``--dist loadgroup``, run the node-process networks in one worker, and keep each module's tests
+    on one chain backend in one worker, so that worker starts that ganache or anvil once, as a serial
+    run does."""
     items.sort(key=lambda item: 0 if any(item.get_closest_marker(m) for m in _LONG_FIRST) else 1)
     for item in items:
+        if item.path.name in _NODE_NETWORK_FILES:
+            item.add_marker(pytest.mark.xdist_group("node-process-networks"))
+            continue
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "chain" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}[{callspec.params['chain']}]"))

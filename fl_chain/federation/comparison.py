@@ -27,53 +27,39 @@ def compare_with_baselines(
     display: SimulationDisplay,
 ) -> dict[str, Any]:
     """The summary's ``reference`` (central FedAvg replay) and ``pooled`` (centralized model) entries."""
-    reference = _compare_with_central(
-        spec, summary, records, global_hashes, nodes=nodes, trainer_factory=trainer_factory, display=display
-    )
-    epochs = max(sum(r.status == "finalized" for r in records) * int(spec.training["epochs"]), 1)
-    display.message(f"training a centralized model on the pooled data ({epochs} epochs)")
-    from fl_chain.federation.central import train_pooled
-
-    pooled = train_pooled(spec, nodes=nodes, epochs=epochs)
-    return {"reference": reference, "pooled": {"epochs": epochs, **pooled}}
-
-
-def _compare_with_central(
-    spec: TaskSpec,
-    summary: dict[str, Any],
-    records: Sequence[RoundRecord],
-    global_hashes: dict[int, str],
-    *,
-    nodes: int,
-    trainer_factory: Callable[..., Trainer] | None,
-    display: SimulationDisplay,
-) -> dict[str, Any]:
-    """Replay the same clients in one process with plain FedAvg and compare every global model."""
-    from fl_chain.federation.central import central_fedavg
+    from fl_chain.federation.central import central_fedavg, train_pooled
 
     finalized = [r for r in records if r.status == "finalized"]
+    reference: dict[str, Any]
     if spec.strategy["name"] != "fedavg":
-        return {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
-    if any(r.contributors != nodes for r in finalized):
-        return {"comparable": False, "reason": "a round finalized without every node's update"}
-    display.message(f"replaying the same {nodes} clients with central FedAvg for comparison")
-    central = central_fedavg(
-        spec,
-        accounts=summary["participants"],
-        task_id=summary["task_id"],
-        rounds=[r.round for r in finalized],
-        trainer_factory=trainer_factory,
-    )
-    identical = [hashlib.sha256(c.global_vector.tobytes()).hexdigest() == global_hashes.get(c.round) for c in central]
-    final = central[-1].global_vector if central else None
-    return {
-        "comparable": True,
-        "rounds_compared": len(central),
-        "rounds_identical": sum(identical),
-        "final_identical": bool(identical and identical[-1]),
-        "final_accuracy": central[-1].metrics.get("test_accuracy") if central else None,
-        "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest() if final is not None else None,
-    }
+        reference = {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
+    elif any(r.contributors != nodes for r in finalized):
+        reference = {"comparable": False, "reason": "a round finalized without every node's update"}
+    else:
+        display.message(f"replaying the same {nodes} clients with central FedAvg for comparison")
+        central = central_fedavg(
+            spec,
+            accounts=summary["participants"],
+            task_id=summary["task_id"],
+            rounds=[r.round for r in finalized],
+            trainer_factory=trainer_factory,
+        )
+        identical = [
+            hashlib.sha256(c.global_vector.tobytes()).hexdigest() == global_hashes.get(c.round) for c in central
+        ]
+        final = central[-1].global_vector if central else None
+        reference = {
+            "comparable": True,
+            "rounds_compared": len(central),
+            "rounds_identical": sum(identical),
+            "final_identical": bool(identical and identical[-1]),
+            "final_accuracy": central[-1].metrics.get("test_accuracy") if central else None,
+            "final_model_sha256": hashlib.sha256(final.tobytes()).hexdigest() if final is not None else None,
+        }
+    epochs = max(len(finalized) * int(spec.training["epochs"]), 1)
+    display.message(f"training a centralized model on the pooled data ({epochs} epochs)")
+    pooled = train_pooled(spec, nodes=nodes, epochs=epochs)
+    return {"reference": reference, "pooled": {"epochs": epochs, **pooled}}
 
 
 __all__ = ["compare_with_baselines"]

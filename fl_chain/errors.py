@@ -23,7 +23,8 @@
     │       ├── BlobFormatError       truncated, unknown version or dtype, malformed header
     │       ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
     │       └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
-    └── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
+    ├── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
+    └── NodeStopError                 a node process ignored SIGTERM and had to be killed
 
 Each message is one line that says what to fix; the CLI prints it and exits non-zero.
 ``ValueError`` is left to programming errors in pure code (a caller passing arguments no user input
@@ -144,3 +145,7 @@ class BlobTooLargeError(BlobInvalidError):
 
 class FederationStalledError(FLChainError):
     """The nodes of a federation run in one process stopped making progress (no step changed anything)."""
+
+
+class NodeStopError(FLChainError):
+    """A node process did not exit on SIGTERM within its time and was killed (SIGKILL)."""

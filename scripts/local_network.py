@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl_chain.chain.coordinator import RoundStatus, TaskStatus
+from fl_chain.cli.stopping import Interrupted, stop_on_signals
 from fl_chain.errors import FLChainError
 from fl_chain.federation.localnet import LocalNetwork
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(message: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
+    stop_on_signals()  # Ctrl-C and SIGTERM stop every process this script started, then exit 130 / 143
     try:
         with LocalNetwork(args.out, nodes=args.nodes, task_file=args.task_file, chain=args.chain, report=report) as net:
             net.start()
@@ -57,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except FLChainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; stopped every process this script started", file=sys.stderr)
-        return 130
+    except Interrupted as stop:
+        print(f"interrupted by {stop.signal_name}; stopped every process this script started", file=sys.stderr)
+        return stop.exit_status
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def open_chain(
     chain_id: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
-    block_time: int | None = None,
+    block_time: float | None = None,
 ) -> Chain:
     """Open a chain: start the embedded one or a local process, or connect to a URL.
 

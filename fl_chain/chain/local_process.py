@@ -58,7 +58,7 @@ class LocalChainProcess(ABC):
         accounts: int = 10,
         data_dir: str | os.PathLike[str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
-        block_time: int | None = None,
+        block_time: float | None = None,
     ) -> None:
         if port is not None and port_in_use(port):
             raise ChainLaunchError(f"port {port} on {HOST} is in use; choose another --port or stop what holds it")

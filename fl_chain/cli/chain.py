@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 
-from fl_chain.cli.common import raise_interrupt
 from fl_chain.errors import ConfigError
 
 
@@ -31,7 +29,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def chain_start_command(args: argparse.Namespace) -> int:
-    """Run ganache or anvil until Ctrl-C or SIGTERM (0), or until it exits by itself (1)."""
+    """Run ganache or anvil until it exits by itself (1), or until Ctrl-C or SIGTERM stop both (130, 143)."""
     from fl_chain.chain.anvil import Anvil
     from fl_chain.chain.ganache import Ganache
     from fl_chain.chain.keys import dev_accounts
@@ -47,14 +45,11 @@ def chain_start_command(args: argparse.Namespace) -> int:
         print(f"{args.backend} listening on {process.rpc_url} (chain id {process.chain_id}); logs in {process.log_dir}")
         for i, account in enumerate(dev_accounts(min(args.accounts, 4))):
             print(f"  account {i}: {account.address}  (flchain dev-key {i} --out key{i}.hex)")
-        print("Ctrl-C stops it.")
-        signal.signal(signal.SIGTERM, raise_interrupt)
+        print("Ctrl-C stops it.", flush=True)
         while process.running:
             time.sleep(0.5)
         print(f"{args.backend} exited; see {process.log_dir}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
         process.stop()
 

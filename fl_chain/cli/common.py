@@ -1,4 +1,4 @@
-"""What several commands share: the ``--rpc`` and ``--key`` options, opening them, and signals."""
+"""What several commands share: the ``--rpc`` and ``--key`` options, opening them, and time-stamped output."""
 
 from __future__ import annotations
 
@@ -45,11 +45,6 @@ def open_coordinator(args: argparse.Namespace) -> Coordinator:
     from fl_chain.chain.deployment import Deployment, open_deployment
 
     return open_deployment(chain_client(args.rpc), Deployment.read(args.deployment))
-
-
-def raise_interrupt(*_: object) -> None:
-    """A signal handler that stops the command as Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def stamped(message: str) -> None:

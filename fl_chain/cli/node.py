@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
-from fl_chain.cli.common import add_key, add_rpc, raise_interrupt, stamped
+from fl_chain.cli.common import add_key, add_rpc, stamped
 from fl_chain.cli.simulate import CLIENT_HELP
 
 
@@ -35,8 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def node_command(args: argparse.Namespace) -> int:
-    """Run the node; SIGTERM stops it like Ctrl-C (its IPFS peer and logs are closed, its state kept)."""
+    """Run the node; Ctrl-C or SIGTERM stops it (its IPFS peer and logs closed, its state kept)."""
     from fl_chain.node.launch import NodeArgs, run_node
 
-    signal.signal(signal.SIGTERM, raise_interrupt)
     return run_node(NodeArgs.from_options(args), report=stamped)

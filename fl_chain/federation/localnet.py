@@ -1,7 +1,11 @@
 """A local network on one machine: a chain process, the contract, and N node processes.
 
 Used by ``scripts/local_network.py`` and the integration tests. Every process it starts (the chain
-and the ``flchain node`` processes) is stopped by :meth:`LocalNetwork.close`, by pid.
+and the ``flchain node`` processes) is stopped by :meth:`LocalNetwork.close`, by pid: SIGTERM, which
+a node answers by closing its IPFS peer and logs and exiting 143, and SIGKILL only for a node that
+has not exited :data:`NODE_STOP_TIMEOUT` seconds later. Such a node is a bug: it is reported, kept in
+:attr:`LocalNetwork.forced_stops`, and with ``require_clean_stop`` leaving the network raises
+:class:`~fl_chain.errors.NodeStopError`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.chain.deployment import deploy
 from fl_chain.chain.ganache import Ganache
 from fl_chain.chain.keys import dev_accounts
-from fl_chain.errors import ConfigError
+from fl_chain.errors import ConfigError, NodeStopError
 from fl_chain.federation.operator import create_task
 from fl_chain.protocol.task import TaskSpec
 
@@ -63,6 +67,8 @@ class LocalNetwork:
         poll_interval: float = 0.5,
         fetch_timeout: float = 10.0,
         linger: float | None = None,
+        block_time: float = 1.0,
+        require_clean_stop: bool = False,
         report: Callable[[str], None] = print,
     ) -> None:
         if nodes < 1:
@@ -77,9 +83,17 @@ class LocalNetwork:
         self.poll_interval = poll_interval
         self.fetch_timeout = fetch_timeout
         self.linger = linger
+        self.require_clean_stop = require_clean_stop
+        #: Indices of nodes that ignored SIGTERM and were killed, in the order they were stopped.
+        self.forced_stops: list[int] = []
         launcher = Ganache if chain == "ganache" else Anvil
         self.chain = ProcessChain(
-            launcher(accounts=nodes + 1, log_dir=self.root / "chain", data_dir=self.root / "chain" / "db", block_time=1)
+            launcher(
+                accounts=nodes + 1,
+                log_dir=self.root / "chain",
+                data_dir=self.root / "chain" / "db",
+                block_time=block_time,
+            )
         )
         try:
             self.client = ChainClient(self.chain.w3)
@@ -151,20 +165,37 @@ class LocalNetwork:
             node.process.send_signal(signal.SIGKILL)
             node.process.wait(NODE_STOP_TIMEOUT)
 
-    def stop_node(self, index: int) -> None:
-        """Stop node ``index``: SIGTERM, then SIGKILL if it does not exit."""
-        node = self.nodes[index]
-        if node.running:
+    def stop_node(self, index: int) -> int | None:
+        """Stop node ``index`` (SIGTERM, then SIGKILL if it does not exit); its exit status, or None
+        if it was not running."""
+        return self._stop_nodes([index])[0]
+
+    def _stop_nodes(self, indices: list[int]) -> list[int | None]:
+        """SIGTERM every running node of ``indices`` at once, then wait for each (SIGKILL after
+        :data:`NODE_STOP_TIMEOUT` seconds, recorded in :attr:`forced_stops`)."""
+        nodes = [self.nodes[i] for i in indices]
+        running = [node for node in nodes if node.running]
+        for node in running:
             assert node.process is not None
             node.process.terminate()
-            try:
-                node.process.wait(NODE_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait(NODE_STOP_TIMEOUT)
-        for log in node.logs:
-            log.close()
-        node.logs = []
+        deadline = time.monotonic() + NODE_STOP_TIMEOUT
+        statuses: list[int | None] = []
+        for node in nodes:
+            status = None
+            if node in running:
+                assert node.process is not None
+                try:
+                    status = node.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    status = node.process.wait(NODE_STOP_TIMEOUT)
+                    self.forced_stops.append(node.index)
+                    self.report(f"node {node.index} ignored SIGTERM for {NODE_STOP_TIMEOUT:.0f} s and was killed")
+            for log in node.logs:
+                log.close()
+            node.logs = []
+            statuses.append(status)
+        return statuses
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -221,15 +252,19 @@ class LocalNetwork:
 
     def close(self) -> None:
         """Stop every node process and the chain (only processes this object started)."""
-        for i in range(len(getattr(self, "nodes", []))):
-            self.stop_node(i)
+        self._stop_nodes(list(range(len(getattr(self, "nodes", [])))))
         self.chain.close()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.close()
+        if self.require_clean_stop and self.forced_stops and exc_type is None:
+            raise NodeStopError(
+                f"node(s) {self.forced_stops} did not stop on SIGTERM within {NODE_STOP_TIMEOUT:.0f} s; "
+                f"see {self.root}/node-*/stderr.log"
+            )
 
 
 __all__ = ["LocalNetwork", "NodeProcess"]

@@ -43,7 +43,7 @@ from fl_chain.ports import port_in_use
 from fl_chain.protocol.cid import cid_from_digest, cidv0_from_digest, digest_from_cid
 from fl_chain.storage.base import Storage, too_large_message
 from fl_chain.storage.kubo_config import check_safe_config, write_safe_config
-from fl_chain.storage.libkubo import load, take_string
+from fl_chain.storage.libkubo import keeping_signal_handlers, load, take_string
 
 _LOOPBACK_PEER = re.compile(r"^/ip4/127\.0\.0\.1/tcp/(\d{1,5})/p2p/([1-9A-HJ-NP-Za-km-z]{46,60})$")
 #: Seconds ``close`` waits for abandoned downloads to unwind after the node stops.
@@ -119,7 +119,9 @@ class KuboStorage(Storage):
         check_safe_config(self.repo)
         if any(t.is_alive() for t in self._inflight):
             raise StorageStartError("downloads of the previous run of this peer are still unwinding")
-        if self._lib.RunNode(self._key) != 1:
+        with keeping_signal_handlers():  # else Go swallows Ctrl-C and SIGTERM (see libkubo)
+            started = self._lib.RunNode(self._key)
+        if started != 1:
             raise StorageStartError(f"IPFS peer in {self.repo} did not start (repo locked by another process?)")
         self._running = True
         self._peer_id = take_string(self._lib.GetNodeID(self._key)) or ""
@@ -132,7 +134,8 @@ class KuboStorage(Storage):
         if not self._running:
             return
         self._running = False
-        self._lib.CleanupNode(self._key)
+        with keeping_signal_handlers():
+            self._lib.CleanupNode(self._key)
         for thread in list(self._inflight):
             thread.join(STOP_JOIN_TIMEOUT)
 

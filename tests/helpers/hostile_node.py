@@ -38,9 +38,9 @@ arguments, ``fl_chain.node.launch.run_node`` builds key, data, state, kubo peer 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -49,6 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from fl_chain.chain.coordinator import RoundInfo, TaskConfig
+from fl_chain.cli.stopping import Interrupted, stop_on_signals
 from fl_chain.errors import ContractRevertError, FLChainError
 from fl_chain.node.runtime import Node, Step
 from fl_chain.protocol.blob import BlobKind, encode_partition
@@ -282,18 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = build_parser().parse_args(["node", *rest])
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # as `flchain node`: SIGTERM closes the peer and logs
+    stop_on_signals()  # as `flchain node`: Ctrl-C and SIGTERM close the peer and logs
     try:
         return run_node(NodeArgs.from_options(options), _stamped, node_class=cls)
     except FLChainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except Interrupted as stop:
+        print(f"interrupted by {stop.signal_name}", file=sys.stderr)
+        return stop.exit_status
 
 
 def _stamped(message: str) -> None:
@@ -301,4 +299,6 @@ def _stamped(message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    gc.freeze()  # as `flchain`: no final full collection of torch's objects at exit
+    sys.exit(status)

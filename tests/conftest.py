@@ -117,6 +117,8 @@ _LONG_FIRST = ("integration", "kubo", "long")
 #: them one after another, as a serial run does, so two such networks never compete for the 2 cores
 #: (four at once made nodes miss 40 s deadlines and rounds retry).
 _NODE_NETWORK_FILES = ("test_integration_network.py", "test_faults.py", "test_attack_hostile_network.py")
+#: Module-scoped fixtures that start a network: the tests using one share a worker, so it starts once.
+_SHARED_NETWORK_FIXTURES = ("stopped_node",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -128,6 +130,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in _NODE_NETWORK_FILES:
             item.add_marker(pytest.mark.xdist_group("node-process-networks"))
+            continue
+        shared = [name for name in _SHARED_NETWORK_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}[{shared[0]}]"))
             continue
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "chain" in callspec.params:

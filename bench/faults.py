@@ -1,26 +1,29 @@
 #!/usr/bin/env python3
-"""Crash faults over many seeded runs: rounds finalized and retried, hangs, wrong global models.
+"""Faults over many seeded runs: rounds finalized and retried, hangs, wrong global models, clean stops.
 
 Usage::
 
-    python -m bench.faults                    # 50 seeds (0..49), anvil, one run at a time
+    python -m bench.faults                    # 100 seeds (0..99), anvil, one run at a time
     python -m bench.faults --runs 10 --jobs 2 --chain ganache
     python -m bench.faults --seeds 7,8        # just these seeds
 
 Each run (``tests.helpers.faults.run_faults``) is a local network of N node processes with kubo
 peers, N = 4 for even seeds and 5 for odd ones, on logistic regression over digits: P = N, r = 2,
-q = 2, 3 rounds, 12 s update and 6 s aggregation phases (and 6 s more for fallback aggregation),
-1 s blocks. From the seed it kills 1..floor((N-1)/2) nodes with SIGKILL at random phases (training,
-uploading, committed, aggregating, waiting) and restarts about half of them after 0.5..8 s. After the
-task it recomputes every finalized round's global model from the blobs in IPFS and the commits on
-chain and compares it byte for byte with the global the federation finalized.
+q = 2, 3 rounds, 30 s update and 15 s aggregation deadlines (and 15 s more for fallback
+aggregation; a healthy phase ends as soon as everyone committed), 0.2 s blocks. From the seed it
+stops 1..floor((N-1)/2) nodes at random phases (training, uploading, committed, aggregating,
+waiting), each with SIGKILL (a crash; about half restarted after 0.5..8 s), SIGTERM or SIGINT (an
+operator's stop: the node must exit 143 / 130 by itself, then it is restarted after 0.5..8 s).
+After the task it recomputes every finalized round's global model from the blobs in IPFS and the
+commits on chain and compares it byte for byte with the global the federation finalized.
 
 Prints one line per run, a table and totals; writes ``bench/results/faults.json`` after every run
-(so an interrupted benchmark keeps what it measured). Hangs and wrong global models must be 0.
+(so an interrupted benchmark keeps what it measured). Hangs, wrong global models and failed stops
+(a SIGTERM / SIGINT the node did not answer with a clean exit) must be 0.
 ``touch WORKDIR/STOP`` ends a benchmark after the runs in progress (later seeds are recorded as
 skipped and left out of the totals); ``--summarize FILE`` prints the table of a results file again.
-One run takes 1.3 to 4 minutes (mean 1.8) on 2 cores, mostly starting the node processes; with
-``--jobs 2`` on 2 shared cores, 33 runs took 51 minutes (about 1.5 minutes per run).
+Before signal stops and sub-second blocks, one run took 1.3 to 4 minutes (mean 1.8) on 2 cores,
+mostly starting the node processes; bench/results/faults.json has the latest figures.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.faults import PHASES, FaultConfig, run_faults
+from tests.helpers.faults import PHASES, STOP_SIGNALS, FaultConfig, run_faults
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
 
@@ -94,6 +97,12 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "excluded_updates": sum(r.get("excluded_updates", 0) for r in runs),
         "kills": len(kills),
         "kills_per_phase": {p: sum(k["phase"] == p for k in kills) for p in PHASES},
+        "stops_per_signal": {
+            name: {p: sum(k["phase"] == p and k.get("signal", "SIGKILL") == name for k in kills) for p in PHASES}
+            for name in STOP_SIGNALS
+        },
+        "failed_stops": sum(len(r.get("failed_stops", [])) for r in runs),
+        "stop_seconds_max": max((k["stop_seconds"] for k in kills if k.get("stop_seconds") is not None), default=None),
         "planned_kills_not_fired": sum(1 for r in runs for k in r["kills"] if k["at"] is None),
         "restarts": sum(r["restarts"] for r in runs),
         "stuck_nodes": sum(len(r["stuck_nodes"]) for r in runs),
@@ -106,7 +115,9 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def line(r: dict[str, Any]) -> str:
     kills = (
         ",".join(
-            f"{k['node']}@r{k['round']}:{k['phase']}" + ("+R" if k["restarted_at"] is not None else "")
+            f"{k['node']}@r{k['round']}:{k['phase']}:{k.get('signal', 'SIGKILL')[3:]}"
+            + (f"={k['exit_status']}" if k.get("exit_status") is not None else "")
+            + ("+R" if k["restarted_at"] is not None else "")
             for k in r["kills"]
             if k["at"] is not None
         )
@@ -122,20 +133,20 @@ def line(r: dict[str, Any]) -> str:
 
 HEADER = (
     f"{'seed':>4} {'N':>2} {'status':>10} {'fin':>4} {'retr':>4} {'hang':>4} {'wrong':>5} {'unver':>5} {'sec':>6}  "
-    f"{'exit codes':<12} kills (node@round:phase, +R restarted)"
+    f"{'exit codes':<12} stops (node@round:phase:signal[=exit status], +R restarted)"
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=50, help="number of seeds, 0..runs-1 (default 50)")
+    parser.add_argument("--runs", type=int, default=100, help="number of seeds, 0..runs-1 (default 100)")
     parser.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (overrides --runs)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
     parser.add_argument("--chain", default="anvil", choices=("anvil", "ganache"), help="chain process (default anvil)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--update-duration", type=int, default=12)
-    parser.add_argument("--aggregation-duration", type=int, default=6)
+    parser.add_argument("--update-duration", type=int, default=FaultConfig.update_duration)
+    parser.add_argument("--aggregation-duration", type=int, default=FaultConfig.aggregation_duration)
     parser.add_argument("--workdir", default=None, help="where runs live (default a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the directories of runs that passed")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     save()
     print_summary(runs, time.perf_counter() - started, args.output)
     summary = totals(runs)
-    bad = summary["hangs"] + summary["wrong_global_models"] + summary["errors"]
+    bad = summary["hangs"] + summary["wrong_global_models"] + summary["errors"] + summary["failed_stops"]
     return 1 if bad else 0
 
 
@@ -229,6 +240,12 @@ def print_summary(runs: list[dict[str, Any]], elapsed: float, output: Path | Non
         f"kills                    {summary['kills']} ({summary['planned_kills_not_fired']} planned kills never fired)"
     )
     print(f"kills per phase          {summary['kills_per_phase']}")
+    for name, per_phase in summary.get("stops_per_signal", {}).items():
+        print(f"  {name:<22} {per_phase}")
+    print(
+        f"failed stops             {summary.get('failed_stops', 0)} "
+        f"(slowest clean stop {summary.get('stop_seconds_max')} s)"
+    )
     print(f"restarts                 {summary['restarts']}")
     print(
         f"stuck nodes              {summary['stuck_nodes']}   unexpected exits {summary['unexpected_exits']}   "

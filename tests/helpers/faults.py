@@ -1,8 +1,12 @@
-"""Crash-fault injection on a local network: SIGKILL nodes at chosen phases, restart some, check.
+"""Fault injection on a local network: stop nodes at chosen phases (SIGKILL, SIGTERM or SIGINT),
+restart some, check.
 
 One run (:func:`run_faults`) starts a :class:`~fl_chain.federation.localnet.LocalNetwork` (a chain process,
 the contract, N ``flchain node`` processes with kubo peers) on a small fast task and, from a seeded
-RNG, plans up to ``floor((N - 1) / 2)`` crashes. Each crash names a node, a round and a phase:
+RNG, plans up to ``floor((N - 1) / 2)`` stops. Each names a node, a round, a phase and a signal:
+SIGKILL is a crash (restarted about half of the time), SIGTERM and SIGINT are an operator stopping
+the node (it must exit 143 or 130 by itself, its peer and logs closed) and starting it again. The
+phases:
 
 ``training``
     the round is in its update phase and the node has not finished training for it yet (it is
@@ -24,8 +28,10 @@ and from the phase the node writes to its state directory (``phase.json``, see
 :class:`fl_chain.node.state.PhaseFile`), polled every
 :data:`POLL` seconds. A crash fires at the first poll where its phase holds in its round or a later
 one (a crash whose round was retried or skipped fires in the next round in that phase). A node is
-killed with SIGKILL (:meth:`LocalNetwork.kill_node`) and, if the plan says so, restarted on its
-state directory after a random delay while the task is still running.
+killed with SIGKILL (:meth:`LocalNetwork.kill_node`) or sent SIGTERM / SIGINT and waited for and, if
+the plan says so, restarted on its state directory after a random delay while the task is still
+running. A node that does not exit on SIGTERM / SIGINT within ``NODE_STOP_TIMEOUT`` is killed and
+recorded as a failed stop.
 
 A run records rounds finalized and failed (retried), whether the task *hung* (did not complete
 within a bound computed from the durations; the run then stops everything and reports, it never
@@ -40,6 +46,8 @@ Every process a run starts is stopped by pid in a ``finally`` (:meth:`LocalNetwo
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -48,7 +56,7 @@ from pathlib import Path
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.exchange.audit import audit_round
-from fl_chain.federation.localnet import LocalNetwork
+from fl_chain.federation.localnet import NODE_STOP_TIMEOUT, LocalNetwork
 from fl_chain.node.hooks import Phase
 from fl_chain.node.runtime import NodeOptions
 from fl_chain.node.state import PhaseFile, PhaseRecord
@@ -56,6 +64,8 @@ from tests.helpers.task_files import task_toml
 
 #: The phases a crash can hit, in the order a round goes through them.
 PHASES: tuple[str, ...] = ("training", "uploading", "committed", "aggregating", "waiting")
+#: How a node is stopped: a crash, or an operator's SIGTERM / Ctrl-C (then always restarted).
+STOP_SIGNALS: tuple[str, ...] = ("SIGKILL", "SIGTERM", "SIGINT")
 #: Phases a node goes through before its update is trained (see ``Phase``).
 BEFORE_TRAINED = frozenset({Phase.FETCH_GLOBAL, Phase.TRAIN})
 #: Seconds between two looks at the chain and the nodes' phase files.
@@ -84,11 +94,15 @@ class FaultConfig:
     replication: int = 2
     quorum: int = 2
     min_contributors: int = 2
-    update_duration: int = 12
-    aggregation_duration: int = 6
+    #: Deadlines long enough for a loaded machine: a healthy phase ends when everyone committed, so
+    #: they cost time only in a round a fault stalls (12 s and 6 s were missed under load).
+    update_duration: int = 30
+    aggregation_duration: int = 15
     chain: str = "anvil"
     fetch_timeout: float = 3.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
+    #: Seconds between blocks of the chain process (sub-second: a transaction waits less for its block).
+    block_time: float = 0.2
     #: Seconds nodes keep serving blobs after the task ended.
     linger: float = 12.0
 
@@ -133,6 +147,8 @@ class Fault:
     phase: str
     #: Seconds after the kill to restart the node; None: it stays down.
     restart_after: float | None
+    #: How it is stopped (one of STOP_SIGNALS).
+    signal: str = "SIGKILL"
 
 
 @dataclass
@@ -146,6 +162,12 @@ class Kill:
     at: float | None = None  # seconds since the task started
     restarted_at: float | None = None
     restart_skipped: str | None = None
+    signal: str = "SIGKILL"
+    #: Exit status after a SIGTERM / SIGINT (128 + signal when it stopped cleanly), and its seconds.
+    exit_status: int | None = None
+    stop_seconds: float | None = None
+    #: The node ignored SIGTERM / SIGINT and had to be killed.
+    forced: bool = False
 
 
 @dataclass
@@ -188,20 +210,34 @@ class RunResult:
             and self.unverified_rounds == 0
             and not self.stuck_nodes
             and not self.unexpected_exits
+            and not self.failed_stops
             and self.error is None
         )
+
+    @property
+    def failed_stops(self) -> list[int]:
+        """Nodes that did not exit cleanly (status 128 + signal) on a SIGTERM or SIGINT."""
+        return [k.node for k in self.kills if k.signal != "SIGKILL" and k.at is not None and not _clean_stop(k)]
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["restarts"] = self.restarts
+        data["failed_stops"] = self.failed_stops
         data["ok"] = self.ok
         return data
 
 
-def plan_faults(seed: int, config: FaultConfig) -> list[Fault]:
-    """The crashes of run ``seed``: 1..floor((N-1)/2) distinct nodes, each at a random round and
-    phase; about half of them are restarted after 0.5..8 s."""
+def _clean_stop(kill: Kill) -> bool:
+    return not kill.forced and kill.exit_status == 128 + int(signal.Signals[kill.signal])
+
+
+def plan_faults(seed: int, config: FaultConfig, signals: tuple[str, ...] = STOP_SIGNALS) -> list[Fault]:
+    """The stops of run ``seed``: 1..floor((N-1)/2) distinct nodes, each at a random round and
+    phase, by one of ``signals``; about half of the SIGKILLed nodes and every node stopped by
+    SIGTERM or SIGINT are restarted after 0.5..8 s. (The signal is drawn from a second stream, so
+    a seed's nodes, rounds and phases are those it had before signals were added.)"""
     rng = random.Random(seed)
+    how = random.Random(f"{seed}:signal")
     count = rng.randint(1, max(1, config.max_faults)) if config.max_faults else 0
     victims = rng.sample(range(config.nodes), count)
     faults = []
@@ -209,8 +245,27 @@ def plan_faults(seed: int, config: FaultConfig) -> list[Fault]:
         phase = rng.choice(PHASES)
         round_ = rng.randrange(config.rounds)
         restart_after = round(rng.uniform(0.5, 8.0), 2) if rng.random() < 0.5 else None
-        faults.append(Fault(node, round_, phase, restart_after))
+        stop_signal = how.choice(signals)
+        if stop_signal != "SIGKILL" and restart_after is None:
+            restart_after = round(how.uniform(0.5, 8.0), 2)
+        faults.append(Fault(node, round_, phase, restart_after, stop_signal))
     return faults
+
+
+def _signal_stop(net: LocalNetwork, fault: Fault, kill: Kill) -> None:
+    """Send the fault's SIGTERM or SIGINT to its node and wait for the exit (SIGKILL after
+    ``NODE_STOP_TIMEOUT``, recorded as ``forced``)."""
+    node = net.nodes[fault.node]
+    assert node.process is not None
+    started = time.monotonic()
+    node.process.send_signal(signal.Signals[fault.signal])
+    try:
+        kill.exit_status = node.process.wait(NODE_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill.forced = True
+        node.process.kill()
+        kill.exit_status = node.process.wait(NODE_STOP_TIMEOUT)
+    kill.stop_seconds = round(time.monotonic() - started, 2)
 
 
 def trained_in_round(record: PhaseRecord | None, task_id: int, round_: int) -> bool:
@@ -343,7 +398,7 @@ def run_faults(
     task_file = root / "task.toml"
     task_file.write_text(config.task_toml())
     result = RunResult(seed=seed, nodes=config.nodes, faults=faults)
-    result.kills = [Kill(f.node, f.phase, f.round) for f in faults]
+    result.kills = [Kill(f.node, f.phase, f.round, signal=f.signal) for f in faults]
     started = time.monotonic()
     net: LocalNetwork | None = None
     verifier = None
@@ -356,6 +411,7 @@ def run_faults(
             poll_interval=config.poll_interval,
             fetch_timeout=config.fetch_timeout,
             linger=config.linger,
+            block_time=config.block_time,
             report=report,
         )
         from fl_chain.storage.kubo import KuboStorage
@@ -384,11 +440,17 @@ def run_faults(
                 if observer.round < fault.round or not net.nodes[fault.node].running:
                     continue
                 if observer.in_phase(fault.node, fault.phase):
-                    net.kill_node(fault.node)
-                    killed_by_us.add(fault.node)
                     kill.round, kill.at = observer.round, round(time.monotonic() - task_started, 2)
+                    if fault.signal == "SIGKILL":
+                        net.kill_node(fault.node)
+                    else:
+                        _signal_stop(net, fault, kill)
+                    killed_by_us.add(fault.node)
                     pending.remove(i)
-                    report(f"seed {seed}: killed node {fault.node} in round {observer.round} ({fault.phase})")
+                    report(
+                        f"seed {seed}: {fault.signal} to node {fault.node} in round {observer.round} ({fault.phase})"
+                        + (f": exit {kill.exit_status} after {kill.stop_seconds} s" if kill.exit_status else "")
+                    )
                     if fault.restart_after is not None:
                         restarts[i] = time.monotonic() + fault.restart_after
             for i, when in list(restarts.items()):
@@ -522,6 +584,7 @@ def run_chain_restart(
             poll_interval=config.poll_interval,
             fetch_timeout=config.fetch_timeout,
             linger=config.linger,
+            block_time=config.block_time,
             report=report,
         )
         from fl_chain.storage.kubo import KuboStorage
@@ -609,6 +672,7 @@ def run_chain_restart(
 
 __all__ = [
     "PHASES",
+    "STOP_SIGNALS",
     "ChainRestartResult",
     "Fault",
     "FaultConfig",

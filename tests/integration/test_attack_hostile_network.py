@@ -153,6 +153,9 @@ def test_attack_two_hostile_nodes_of_seven_cannot_stop_or_steer_the_federation(
         hostile=HOSTILE,
         fetch_timeout=FETCH_TIMEOUT,
         linger=LINGER,
+        block_time=0.2,
+        poll_interval=0.2,
+        require_clean_stop=True,
         report=events.append,
     ) as net:
         coordinator, task_id = net.coordinator, net.task_id

@@ -1,10 +1,11 @@
 """Crash faults on a real local network: nodes killed with SIGKILL at random phases and restarted,
-and the chain process itself stopped and restarted on its data directory.
+and the chain process itself stopped and restarted on its data directory (SIGTERM and SIGINT stops:
+test_stop_signals.py here, and every fault kind in ``bench/faults.py``).
 
 Each test is one run of :mod:`tests.helpers.faults` (anvil or ganache, 4 node processes with
 kubo peers, logistic regression on digits, P = 4, r = 2, q = 2, 3 rounds); every finalized global
 model is recomputed from the blobs in IPFS and compared byte for byte with the committed updates'
-FedAvg. ``bench/faults.py`` runs the same harness over 50 seeds.
+FedAvg. ``bench/faults.py`` runs the same harness over 100 seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def test_plan_faults_is_seeded_and_kills_at_most_a_minority() -> None:
     assert all(plan_faults(seed, FaultConfig(nodes=n)) == plan for (n, seed), plan in plans.items())
     assert all(1 <= len(plan) <= (n - 1) // 2 for (n, _), plan in plans.items())
     assert all(len({f.node for f in plan}) == len(plan) for plan in plans.values())
+    stops = [f for plan in plans.values() for f in plan]
+    assert {f.signal for f in stops} == {"SIGKILL", "SIGTERM", "SIGINT"}
+    assert all(f.restart_after is not None for f in stops if f.signal != "SIGKILL"), "a stopped node is restarted"
+    crashes_only = [plan_faults(seed, FaultConfig(nodes=4), signals=("SIGKILL",)) for seed in range(40)]
+    assert [[(f.node, f.round, f.phase) for f in plan] for plan in crashes_only] == [
+        [(f.node, f.round, f.phase) for f in plans[(4, seed)]] for seed in range(40)
+    ], "the signal draw changed which nodes, rounds and phases a seed stops"
 
 
 @pytest.mark.parametrize("seed", [6, 26], ids=["committed-restarted", "aggregating-stays-down"])
@@ -38,9 +46,10 @@ def test_seeded_crash_run_completes_without_hang_or_wrong_model(tmp_path: Path, 
     seed 26 kills a node during round 2's aggregation and leaves it down."""
     require_backend("anvil")
     config = FaultConfig(nodes=4)
-    assert [f.phase for f in plan_faults(seed, config)] == ["committed" if seed == 6 else "aggregating"]
+    crashes = plan_faults(seed, config, signals=("SIGKILL",))  # SIGTERM and SIGINT: test_stop_signals.py
+    assert [f.phase for f in crashes] == ["committed" if seed == 6 else "aggregating"]
 
-    result = run_faults(seed, tmp_path, config)
+    result = run_faults(seed, tmp_path, config, faults=crashes)
 
     assert result.error is None, result.error
     assert result.completed and not result.hung, result.as_dict()

@@ -1,28 +1,36 @@
-"""`flchain simulate`: the real contract and runtime in one process, with a complete run folder."""
+"""`flchain simulate`: the real contract and runtime in one process, with a complete run folder.
+
+The command runs in the test process (:class:`tests.helpers.cli_runner.InProcessCli`, ``main(argv)``
+as the console script calls it): a separate interpreter per case paid the imports of torch, web3,
+scikit-learn and matplotlib again, about 13 s of CPU each, and none of these tests is about the
+process. tests/unit/test_cli_smoke.py runs ``simulate`` through the real entry points.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import require_backend
+from tests.helpers.cli_runner import InProcessCli
+
+#: The repository root (``examples`` is importable from it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path) -> None:
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
+    """``flchain`` in this process, as its own process would run it."""
+    return InProcessCli(capsys, monkeypatch)
+
+
+def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path, run_cli: InProcessCli) -> None:
     """4 nodes, 2 rounds: every round finalized with accuracy, CIDs and gas; the final model saved."""
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "4", "--rounds", "2", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_cli("simulate", "--nodes", "4", "--rounds", "2", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert [r["status"] for r in summary["rounds"]] == ["finalized", "finalized"]
@@ -37,46 +45,24 @@ def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path) -> None
     assert list((out / "logs").glob("*/task-1/round-1.log"))
 
 
-def test_simulate_bad_option_is_one_line_error(tmp_path: Path) -> None:
+def test_simulate_bad_option_is_one_line_error(tmp_path: Path, run_cli: InProcessCli) -> None:
     """An unknown dataset is named in one line with the valid ones, exit 2, no traceback."""
-    result = subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--dataset", "imagenet", "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_cli("simulate", "--dataset", "imagenet", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "imagenet" in result.stderr and "digits" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_simulate_global_model_is_byte_identical_to_central_fedavg_of_the_same_clients(tmp_path: Path) -> None:
+def test_simulate_global_model_is_byte_identical_to_central_fedavg_of_the_same_clients(
+    tmp_path: Path, run_cli: InProcessCli
+) -> None:
     """4 nodes, 3 rounds through the contract and partitions == the same clients averaged in one process."""
     from fl_chain.federation.central import central_fedavg
     from fl_chain.protocol.task import TaskSpec
 
     # Prepare / Execute: a simulation through the CLI
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fl_chain.cli",
-            "simulate",
-            "--nodes",
-            "4",
-            "--rounds",
-            "3",
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_cli("simulate", "--nodes", "4", "--rounds", "3", "--quiet", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert [r["status"] for r in summary["rounds"]] == ["finalized"] * 3
@@ -108,18 +94,12 @@ def test_simulate_compare_reports_parity_and_a_pooled_baseline(tmp_path: Path) -
     assert summary["pooled"]["epochs"] == 2 and 0.5 < summary["pooled"]["test_accuracy"] <= 1.0
 
 
-def test_simulate_refuses_a_run_folder_that_is_not_empty(tmp_path: Path) -> None:
+def test_simulate_refuses_a_run_folder_that_is_not_empty(tmp_path: Path, run_cli: InProcessCli) -> None:
     """Reusing a run folder would resume stale node state: one-line error, nothing touched."""
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = subprocess.run(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "2", "--rounds", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_cli("simulate", "--nodes", "2", "--rounds", "1", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -144,31 +124,13 @@ def test_simulate_on_a_chain_process_with_kubo_peers_gives_the_embedded_runs_mod
     assert [r["global_model_cid"] for r in real["rounds"]] == [r["global_model_cid"] for r in embedded["rounds"]]
 
 
-def test_simulate_with_a_user_numpy_client_matches_its_central_reference(tmp_path: Path) -> None:
+def test_simulate_with_a_user_numpy_client_matches_its_central_reference(tmp_path: Path, run_cli: InProcessCli) -> None:
     """--client plugs a Flower-style NumPyClient into every node; parity holds for it too."""
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fl_chain.cli",
-            "simulate",
-            "--nodes",
-            "3",
-            "--rounds",
-            "2",
-            "--quiet",
-            "--compare",
-            "--client",
-            "examples.numpy_client:make_client",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).resolve().parents[2],
-        check=False,
+    result = run_cli(
+        *("simulate", "--nodes", "3", "--rounds", "2", "--quiet", "--compare"),
+        *("--client", "examples.numpy_client:make_client", "--out", str(out)),
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())

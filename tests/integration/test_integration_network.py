@@ -16,6 +16,7 @@ from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.storage.kubo import KuboStorage
 from tests.conftest import require_backend
+from tests.helpers.cpu_hog import cpu_hog
 from tests.helpers.federation_checks import check_every_finalized_round
 from tests.helpers.task_files import write_task_file
 
@@ -74,35 +75,43 @@ def verifier(tmp_path: Path) -> Iterator[KuboStorage]:
         storage.close()
 
 
-def test_four_nodes_three_rounds_match_fedavg_recomputed_from_ipfs(tmp_path: Path, verifier: KuboStorage) -> None:
-    """P=4, r=2: every round finalizes, each global model equals the FedAvg of its committed updates
-    recomputed here from the blobs in IPFS, and all nodes end with the same model."""
+def test_four_nodes_under_a_cpu_hog_finalize_every_round_as_fedavg_recomputed_from_ipfs(
+    tmp_path: Path, verifier: KuboStorage
+) -> None:
+    """P=4, r=2, while busy loops occupy every core (on top of whatever else the machine runs): the
+    task completes with 3 finalized rounds (a retried round is allowed, a hang or a wrong model is
+    not), each global model equals the FedAvg of its committed updates recomputed here from the
+    blobs in IPFS, all nodes end with the same model, and ``model get`` / ``status`` agree."""
     require_backend("anvil")
     task_file = write_task(tmp_path / "task.toml")
     with LocalNetwork(
         tmp_path / "net", nodes=4, task_file=task_file, linger=120, require_clean_stop=True, **FAST
     ) as net:
-        net.start()
-        status = net.follow(timeout=600)
+        with cpu_hog(max_seconds=600):
+            net.start()
+            status = net.follow(timeout=900)
         assert status == TaskStatus.COMPLETED
-        rounds = [net.coordinator.get_round(net.task_id, r) for r in range(3)]
-        assert [r.status for r in rounds] == [RoundStatus.FINALIZED] * 3
-        assert [r.contributors for r in rounds] == [4, 4, 4]
+        _, task = net.coordinator.get_task(net.task_id)
+        rounds = [net.coordinator.get_round(net.task_id, r) for r in range(task.current_round + 1)]
+        finalized = [r for r, info in enumerate(rounds) if info.status == RoundStatus.FINALIZED]
+        assert len(finalized) == 3
+        assert all(rounds[r].contributors == 4 for r in finalized)
         dimension = final_models(net, [0])[0].size
         globals_ = check_every_finalized_round(verifier, net.coordinator, net.task_id, dimension)
         finals = final_models(net, [0, 1, 2, 3])
         rpc = ["--rpc", str(net.chain.rpc_url), "--deployment", str(net.deployment_file)]
+        first = str(finalized[0])
         got = run_cli(
-            "model", "get", *rpc, "--task", str(net.task_id), "--round", "1", "--out", str(tmp_path / "r1.npy")
+            "model", "get", *rpc, "--task", str(net.task_id), "--round", first, "--out", str(tmp_path / "g.npy")
         )
         status = run_cli("status", *rpc, "--task", str(net.task_id))
     assert got.returncode == 0, got.stderr
-    assert np.load(tmp_path / "r1.npy").tobytes() == globals_[1].tobytes()
+    assert np.load(tmp_path / "g.npy").tobytes() == globals_[finalized[0]].tobytes()
     assert status.returncode == 0, status.stderr
-    assert "3/3 finalized" in status.stdout and status.stdout.count("4 updates") == 3
-    assert sorted(globals_) == [0, 1, 2]
-    assert all(f.tobytes() == globals_[2].tobytes() for f in finals)
-    assert not np.array_equal(globals_[0], globals_[2])
+    assert "3/3 finalized" in status.stdout and status.stdout.count("4 updates") >= 3
+    assert sorted(globals_) == finalized
+    assert all(f.tobytes() == globals_[finalized[-1]].tobytes() for f in finals)
+    assert not np.array_equal(globals_[finalized[0]], globals_[finalized[-1]])
 
 
 def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again(

@@ -192,6 +192,8 @@ class RunResult:
     exit_codes: list[int | None] = field(default_factory=list)
     stuck_nodes: list[int] = field(default_factory=list)
     unexpected_exits: list[int] = field(default_factory=list)
+    #: Nodes the final shutdown had to SIGKILL because they ignored SIGTERM.
+    forced_stops: list[int] = field(default_factory=list)
     task_seconds: float | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -211,6 +213,7 @@ class RunResult:
             and not self.stuck_nodes
             and not self.unexpected_exits
             and not self.failed_stops
+            and not self.forced_stops
             and self.error is None
         )
 
@@ -510,6 +513,7 @@ def run_faults(
             verifier.close()
         if net is not None:
             net.close()
+            result.forced_stops = list(net.forced_stops)
         result.seconds = round(time.monotonic() - started, 2)
     return result
 

@@ -101,7 +101,8 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
             name: {p: sum(k["phase"] == p and k.get("signal", "SIGKILL") == name for k in kills) for p in PHASES}
             for name in STOP_SIGNALS
         },
-        "failed_stops": sum(len(r.get("failed_stops", [])) for r in runs),
+        # A SIGTERM / SIGINT not answered by a clean exit, or a node the final shutdown had to SIGKILL.
+        "failed_stops": sum(len(r.get("failed_stops", [])) + len(r.get("forced_stops", [])) for r in runs),
         "stop_seconds_max": max((k["stop_seconds"] for k in kills if k.get("stop_seconds") is not None), default=None),
         "planned_kills_not_fired": sum(1 for r in runs for k in r["kills"] if k["at"] is None),
         "restarts": sum(r["restarts"] for r in runs),

@@ -72,8 +72,9 @@ BEFORE_TRAINED = frozenset({Phase.FETCH_GLOBAL, Phase.TRAIN})
 POLL = 0.15
 #: Seconds a node gets to exit by itself after the task ended (its linger plus fetching the final model).
 EXIT_GRACE = 45.0
-#: A node that cannot fetch the final model of an ended task gives up after this long (then exits 1).
-FINAL_MODEL_GRACE = NodeOptions.final_model_timeout + 15
+#: A node that cannot fetch the final model of an ended task gives up after this long (then exits 1);
+#: a node restarted just before the task ended first boots (up to ~90 s on a loaded machine).
+FINAL_MODEL_GRACE = NodeOptions.final_model_timeout + 90
 #: Times the chain-restart run restarts one crashed node.
 MAX_SUPERVISOR_RESTARTS = 3
 #: Seconds the harness's verifier waits for one blob.

@@ -195,6 +195,9 @@ class RunResult:
     unexpected_exits: list[int] = field(default_factory=list)
     #: Nodes the final shutdown had to SIGKILL because they ignored SIGTERM.
     forced_stops: list[int] = field(default_factory=list)
+    #: Restarted nodes that came back after the task ended and the other peers had stopped serving
+    #: its final model: they exit 1 with that warning, as designed (not an unexpected exit).
+    came_back_late: list[int] = field(default_factory=list)
     task_seconds: float | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -254,6 +257,12 @@ def plan_faults(seed: int, config: FaultConfig, signals: tuple[str, ...] = STOP_
             restart_after = round(how.uniform(0.5, 8.0), 2)
         faults.append(Fault(node, round_, phase, restart_after, stop_signal))
     return faults
+
+
+def _missed_final_model(net: LocalNetwork, index: int) -> bool:
+    """Whether node ``index`` stopped because no peer served the final model of the ended task."""
+    stdout = net.nodes[index].state_dir / "stdout.log"
+    return stdout.exists() and "no peer served its final model" in stdout.read_text(errors="replace")
 
 
 def _signal_stop(net: LocalNetwork, fault: Fault, kill: Kill) -> None:
@@ -502,9 +511,16 @@ def run_faults(
             codes = [n.process.poll() if n.process else None for n in net.nodes]
         result.exit_codes = codes
         result.stuck_nodes = [i for i, code in enumerate(codes) if code is None]
+        result.came_back_late = [
+            i for i, code in enumerate(codes) if code == 1 and i in killed_by_us and _missed_final_model(net, i)
+        ]
         result.unexpected_exits = sorted(
             set(result.unexpected_exits)
-            | {i for i, code in enumerate(codes) if code not in (None, 0) and not (i in killed_by_us and code == -9)}
+            | {
+                i
+                for i, code in enumerate(codes)
+                if code not in (None, 0) and not (i in killed_by_us and code == -9) and i not in result.came_back_late
+            }
         )
     except Exception as exc:  # noqa: BLE001 - a harness run reports, it does not raise
         result.error = f"{exc.__class__.__name__}: {exc}"

@@ -28,17 +28,17 @@ from tests.helpers.names import ruff_sorted
 
 NODES = 8
 
-# Run in a child process; prints the sha256 of the model vector (initial, or after training).
+# Run in one fresh child process (one torch import for both tests): prints the sha256 of the model
+# vector as built, then after training.
 _CHILD = textwrap.dedent(
     """
-    import hashlib, sys
+    import hashlib
     from fl_chain.training import TorchAdapter, build_model, load_dataset, shard
 
-    train_too = sys.argv[1] == "train"
     adapter = TorchAdapter(build_model("mlp", input_shape=(64,), num_classes=10, seed=7), threads=1)
-    if train_too:
-        data = shard(load_dataset("digits")[0], 1, 4, seed=0)
-        adapter.train(data, epochs=2, batch_size=16, lr=0.05, seed=3, momentum=0.9, weight_decay=1e-4)
+    print(hashlib.sha256(adapter.get_vector().tobytes()).hexdigest())
+    data = shard(load_dataset("digits")[0], 1, 4, seed=0)
+    adapter.train(data, epochs=2, batch_size=16, lr=0.05, seed=3, momentum=0.9, weight_decay=1e-4)
     print(hashlib.sha256(adapter.get_vector().tobytes()).hexdigest())
     """
 )
@@ -53,10 +53,13 @@ def _vector_digest(adapter: TorchAdapter) -> str:
     return hashlib.sha256(adapter.get_vector().tobytes()).hexdigest()
 
 
-def _child_digest(mode: str) -> str:
-    command = [sys.executable, "-c", _CHILD, mode]
+@pytest.fixture(scope="module")
+def child_digests() -> dict[str, str]:
+    """The digests ``_CHILD`` printed in a fresh process: ``init`` (as built) and ``train`` (after training)."""
+    command = [sys.executable, "-c", _CHILD]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    return result.stdout.strip()
+    init, train = result.stdout.split()
+    return {"init": init, "train": train}
 
 
 def _label_skew(dataset: ArrayDataset, scheme: str) -> float:
@@ -171,13 +174,13 @@ def test_shard_is_the_same_for_the_same_seed(digits: tuple[ArrayDataset, ArrayDa
 # -- models ---------------------------------------------------------------------------------------
 
 
-def test_same_seed_gives_byte_identical_initial_vector_in_another_process() -> None:
+def test_same_seed_gives_byte_identical_initial_vector_in_another_process(child_digests: dict[str, str]) -> None:
     """build_model with the same seed gives the same bytes in this process and in a fresh one."""
     # Prepare
     adapter = TorchAdapter(build_model("mlp", input_shape=(64,), num_classes=10, seed=7))
 
     # Execute
-    child = _child_digest("init")
+    child = child_digests["init"]
 
     # Assert
     assert child == _vector_digest(adapter)
@@ -283,7 +286,7 @@ def test_local_training_on_a_digits_shard_improves_test_accuracy(digits: tuple[A
     assert after > 0.5
 
 
-def test_training_is_byte_identical_in_another_process() -> None:
+def test_training_is_byte_identical_in_another_process(child_digests: dict[str, str]) -> None:
     """Same start vector, data, seed and one thread: the trained vector has the same bytes elsewhere."""
     # Prepare
     adapter = TorchAdapter(build_model("mlp", input_shape=(64,), num_classes=10, seed=7), threads=1)
@@ -291,7 +294,7 @@ def test_training_is_byte_identical_in_another_process() -> None:
 
     # Execute
     adapter.train(data, epochs=2, batch_size=16, lr=0.05, seed=3, momentum=0.9, weight_decay=1e-4)
-    child = _child_digest("train")
+    child = child_digests["train"]
 
     # Assert
     assert child == _vector_digest(adapter)

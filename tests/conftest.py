@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, TaskConfig, connect, dev_accounts, open_chain
 from fl_chain.chain.anvil import ANVIL_BINARY
 from fl_chain.chain.backends import ProcessChain
+from fl_chain.chain.embedded import EmbeddedChain
 from fl_chain.chain.ganache import GANACHE_CLI, Ganache
 
 #: Funded development accounts on every test chain: index 0 is the operator.
@@ -75,10 +77,71 @@ def operator(accounts: list[LocalAccount]) -> LocalAccount:
     return accounts[0]
 
 
+def take_snapshot(chain: Chain) -> Any:
+    """Mark ``chain``'s current state (blocks, balances, nonces, chain time) to come back to.
+
+    The embedded chain keeps its snapshots; ganache and anvil drop one when they revert to it.
+    """
+    if isinstance(chain, EmbeddedChain):
+        return chain.tester.take_snapshot()
+    response = chain.w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])
+    if "result" not in response:
+        raise AssertionError(f"evm_snapshot failed on {chain.name}: {response.get('error')}")
+    return response["result"]
+
+
+def revert_to_snapshot(chain: Chain, snapshot: Any) -> None:
+    """Bring ``chain`` back to ``snapshot``: later blocks, and the time moved since, are gone."""
+    if isinstance(chain, EmbeddedChain):
+        chain.tester.revert_to_snapshot(snapshot)
+        return
+    response = chain.w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
+    if response.get("result") is not True:
+        raise AssertionError(f"evm_revert to {snapshot!r} failed on {chain.name}: {response}")
+
+
+class DeployedCoordinator:
+    """One FLCoordinator deployment on a chain, and a snapshot of the chain right after it.
+
+    :meth:`fresh` reverts the chain to that snapshot, so every caller starts from the state a new
+    deployment has (same address, deploy block and nonces; no tasks; chain time as it was), at the
+    cost of one revert instead of a deployment.
+    """
+
+    def __init__(self, chain: Chain, client: ChainClient, operator: LocalAccount) -> None:
+        self.chain = chain
+        self.client = client
+        self.deployer = operator.address
+        deployed = Coordinator.deploy(client, operator)
+        self.address = deployed.address
+        self.artifact = deployed.artifact
+        self.deploy_block = deployed.deploy_block
+        self._snapshot = take_snapshot(chain)
+
+    def fresh(self) -> Coordinator:
+        """The chain back at the deployment's snapshot, and a new :class:`Coordinator` on it (its
+        caches empty)."""
+        revert_to_snapshot(self.chain, self._snapshot)
+        self._snapshot = take_snapshot(self.chain)
+        head = self.client.block_number()
+        if head != self.deploy_block:
+            raise AssertionError(f"after the revert the chain head is block {head}, not {self.deploy_block}")
+        contract = self.client.contract(self.address, self.artifact.abi)
+        return Coordinator(self.client, contract, self.artifact, deploy_block=self.deploy_block)
+
+
+@pytest.fixture(scope="module")
+def deployed_coordinator(chain: Chain, client: ChainClient, accounts: list[LocalAccount]) -> DeployedCoordinator:
+    """One FLCoordinator deployment per module and chain backend, deployed by ``accounts[0]``."""
+    return DeployedCoordinator(chain, client, accounts[0])
+
+
 @pytest.fixture()
-def coordinator(client: ChainClient, operator: LocalAccount) -> Coordinator:
-    """A freshly deployed FLCoordinator, so tests never share state."""
-    return Coordinator.deploy(client, operator)
+def coordinator(deployed_coordinator: DeployedCoordinator, operator: LocalAccount) -> Coordinator:
+    """A FLCoordinator as freshly deployed by ``operator``, so tests never share state: the module's
+    deployment with the chain reverted to the snapshot taken right after it."""
+    assert operator.address == deployed_coordinator.deployer, "the module's deployment has another operator"
+    return deployed_coordinator.fresh()
 
 
 def task_config(**overrides: Any) -> TaskConfig:

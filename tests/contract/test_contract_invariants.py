@@ -39,7 +39,8 @@ we cannot decode, a panic, an out-of-gas) fails the test. ``FLCoordinatorAssignm
 not among the allowed ones: every transaction mines its own block here, so a commit after the
 freezing transaction can always read the key.
 
-One embedded chain serves the whole run; every example deploys its own coordinator.
+One embedded chain serves the whole run; every example starts from the same fresh coordinator: the
+chain reverted to the snapshot taken right after one deployment (cheaper than a deployment per example).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from fl_chain.chain import (
 from fl_chain.chain.coordinator import FailureReason
 from fl_chain.errors import ContractRevertError
 from fl_chain.protocol.assignment import aggregator_slot
-from tests.conftest import digest, multiaddr, task_config
+from tests.conftest import DeployedCoordinator, digest, multiaddr, task_config
 
 #: Participant pool size (account 0 is the operator and never participates).
 POOL = 6
@@ -242,12 +243,14 @@ class RoundModel:
 class CoordinatorMachine(RuleBasedStateMachine):
     """One task on a fresh coordinator, driven by random calls; the model tracks only history."""
 
-    def __init__(self, chain: Chain, client: ChainClient) -> None:
+    def __init__(self, chain: Chain, client: ChainClient, deployment: DeployedCoordinator) -> None:
         super().__init__()
         self.chain = chain
         self.client = client
+        self.deployment = deployment
         accounts = dev_accounts(POOL + 1)
         self.operator: LocalAccount = accounts[0]
+        assert deployment.deployer == self.operator.address, "the deployment has another operator"
         self.pool: list[LocalAccount] = accounts[1:]
         self.coordinator: Coordinator | None = None
         self.task_id = 0
@@ -334,8 +337,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
         running=st.sampled_from([True, True, True, False]),
     )
     def setup(self, config: TaskConfig, admitted: set[int], prejoined: set[int], running: bool) -> None:
-        """Deploy, admit and create the task; usually also join enough participants and start it."""
-        self.coordinator = Coordinator.deploy(self.client, self.operator)
+        """Start from a fresh deployment (the chain reverted to the snapshot taken right after the module's
+        one), admit and create the task; usually also join enough participants and start it."""
+        self.coordinator = self.deployment.fresh()
         self.dirty = True
         self.events_checked_to = self.co.deploy_block
         self.topics = {
@@ -920,13 +924,22 @@ def embedded_chain() -> Iterator[Chain]:
         opened.close()
 
 
+@pytest.fixture(scope="module")
+def embedded_deployment(embedded_chain: Chain) -> DeployedCoordinator:
+    """One FLCoordinator deployment that every example starts from (by a revert, not a new deployment)."""
+    client = connect(embedded_chain)
+    return DeployedCoordinator(embedded_chain, client, dev_accounts(POOL + 1)[0])
+
+
 @pytest.mark.long
-def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(embedded_chain: Chain) -> None:
+def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(
+    embedded_chain: Chain, embedded_deployment: DeployedCoordinator
+) -> None:
     """A fixed run through the paths random examples reach only sometimes, invariants checked after
     every step: five contributors; two reports exclude nobody, four exclude one; the others finalize
     round 0 by a fallback majority; three of its contributors dispute it, which undoes it and fails
     round 1; the task then completes."""
-    machine = CoordinatorMachine(embedded_chain, connect(embedded_chain))
+    machine = CoordinatorMachine(embedded_chain, embedded_deployment.client, embedded_deployment)
     config = task_config(
         partitions=2,
         replication=2,
@@ -973,12 +986,11 @@ INVARIANT_SHARDS = 3
 
 @pytest.mark.long
 @pytest.mark.parametrize("shard", range(INVARIANT_SHARDS))
-def test_coordinator_invariants(embedded_chain: Chain, shard: int) -> None:
+def test_coordinator_invariants(embedded_chain: Chain, embedded_deployment: DeployedCoordinator, shard: int) -> None:
     """Random sequences of every contract call by members, outsiders and the operator keep every invariant
     (each shard draws its own random runs)."""
-    client = connect(embedded_chain)
     run_state_machine_as_test(
-        lambda: CoordinatorMachine(embedded_chain, client),
+        lambda: CoordinatorMachine(embedded_chain, embedded_deployment.client, embedded_deployment),
         settings=settings(
             max_examples=9,
             stateful_step_count=30,

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from web3 import Web3
+from eth_utils import is_address
 
 from fl_chain.errors import BlobFormatError, BlobMismatchError
 from fl_chain.protocol.cid import normalize_cid
@@ -137,7 +137,7 @@ def _parse(data: bytes) -> Manifest:
     if body.get("dtype") != "float32":
         raise BlobFormatError(f"manifest dtype {str(body.get('dtype'))[:80]!r} is not supported")
     if manifest.kind == "update" and not (
-        isinstance(manifest.contributor, str) and Web3.is_address(manifest.contributor)
+        isinstance(manifest.contributor, str) and is_address(manifest.contributor)
     ):
         raise BlobFormatError("update manifest lacks a valid contributor address")
     if manifest.dimension < len(manifest.partitions):

@@ -78,6 +78,7 @@ def test_attack_deeply_nested_manifest_is_a_format_error_and_the_process_survive
     """100k nested brackets: BlobFormatError in a process where web3 raised the recursion limit (no segfault)."""
     code = (
         "import sys\n"
+        "import web3  # as in a node process: web3 raises the recursion limit to 100,000\n"
         "from fl_chain.protocol.manifest import parse_manifest\n"
         "from fl_chain.errors import BlobFormatError\n"
         "assert sys.getrecursionlimit() >= 100_000, sys.getrecursionlimit()\n"

@@ -176,23 +176,29 @@ def multiaddr(i: int) -> str:
 #: Tests that each take minutes (whole federations of node processes): started first, so parallel
 #: workers (pytest -n) overlap them with the many short tests instead of waiting for them at the end.
 _LONG_FIRST = ("integration", "kubo", "long")
-#: Test files whose tests run networks of ``flchain node`` processes with round deadlines: one worker runs
-#: them one after another, as a serial run does, so two such networks never compete for the 2 cores
-#: (four at once made nodes miss 40 s deadlines and rounds retry).
-_NODE_NETWORK_FILES = ("test_integration_network.py", "test_faults.py", "test_attack_hostile_network.py")
+#: Test files whose tests run networks of ``flchain node`` processes, in two groups: each group's
+#: tests run one after another in one worker, so at most two such networks (plus test_bad_input's)
+#: share the 2 cores. Their phases end when everyone committed and their deadlines are long enough
+#: for a loaded machine, so a busy core slows them down without making rounds fail.
+_NODE_NETWORK_GROUPS = {
+    "test_integration_network.py": "node-networks-a",
+    "test_attack_hostile_network.py": "node-networks-a",
+    "test_faults.py": "node-networks-b",
+    "test_stop_signals.py": "node-networks-b",
+}
 #: Module-scoped fixtures that start a network: the tests using one share a worker, so it starts once.
 _SHARED_NETWORK_FIXTURES = ("stopped_node",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the long tests first, keeping the collection order within each group (sorting is stable);
-    with ``--dist loadgroup``, run the node-process networks in one worker, and keep each module's tests
+    with ``--dist loadgroup``, run the node-process networks in two workers, and keep each module's tests
     on one chain backend in one worker, so that worker starts that ganache or anvil once, as a serial
     run does."""
     items.sort(key=lambda item: 0 if any(item.get_closest_marker(m) for m in _LONG_FIRST) else 1)
     for item in items:
-        if item.path.name in _NODE_NETWORK_FILES:
-            item.add_marker(pytest.mark.xdist_group("node-process-networks"))
+        if item.path.name in _NODE_NETWORK_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_NODE_NETWORK_GROUPS[item.path.name]))
             continue
         shared = [name for name in _SHARED_NETWORK_FIXTURES if name in getattr(item, "fixturenames", ())]
         if shared:

@@ -136,9 +136,7 @@ def _parse(data: bytes) -> Manifest:
         raise BlobFormatError(f"manifest lacks field {exc.args[0]!r}") from None
     if body.get("dtype") != "float32":
         raise BlobFormatError(f"manifest dtype {str(body.get('dtype'))[:80]!r} is not supported")
-    if manifest.kind == "update" and not (
-        isinstance(manifest.contributor, str) and is_address(manifest.contributor)
-    ):
+    if manifest.kind == "update" and not (isinstance(manifest.contributor, str) and is_address(manifest.contributor)):
         raise BlobFormatError("update manifest lacks a valid contributor address")
     if manifest.dimension < len(manifest.partitions):
         raise BlobFormatError("manifest dimension is smaller than its partition count")

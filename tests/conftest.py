@@ -190,20 +190,23 @@ _NODE_NETWORK_GROUPS = {
 _SHARED_NETWORK_FIXTURES = ("stopped_node",)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns xdist_group marks into worker groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the long tests first, keeping the collection order within each group (sorting is stable);
     with ``--dist loadgroup``, run the node-process networks in two workers, and keep each module's tests
     on one chain backend in one worker, so that worker starts that ganache or anvil once, as a serial
     run does."""
     items.sort(key=lambda item: 0 if any(item.get_closest_marker(m) for m in _LONG_FIRST) else 1)
+    # Group names never end in "]": xdist's loadgroup ignores a group when the node id's last "]"
+    # comes after its "@" (so "module[anvil]" would put every test of a group on any worker).
     for item in items:
         if item.path.name in _NODE_NETWORK_GROUPS:
             item.add_marker(pytest.mark.xdist_group(_NODE_NETWORK_GROUPS[item.path.name]))
             continue
         shared = [name for name in _SHARED_NETWORK_FIXTURES if name in getattr(item, "fixturenames", ())]
         if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}[{shared[0]}]"))
+            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}:{shared[0]}"))
             continue
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "chain" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}[{callspec.params['chain']}]"))
+            item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}:{callspec.params['chain']}"))

@@ -40,13 +40,12 @@ class Interrupted(KeyboardInterrupt):
 def stop_on_signals() -> None:
     """Make SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (a no-op elsewhere).
 
-    A SIGINT the process was started to ignore (``nohup``, a background job) stays ignored.
+    Also when the process inherited SIGINT as ignored (a shell starts background jobs so): a node
+    or chain started from a script must still stop when it, or its supervisor, is sent SIGINT.
     """
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in STOP_SIGNALS:
-        if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
-            continue
         signal.signal(signum, _first_signal)
 
 

@@ -10,7 +10,7 @@ prefix of the exclusion list, longest first (usually there is no exclusion and o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,10 @@ class RoundAudit:
     actual: np.ndarray
     expected: np.ndarray
     excluded: list[str]
+    #: Excluded contributors whose update no connected peer served, where a partition matched no set
+    #: this audit could fetch: it may have finalized before the exclusion with that update in it, so
+    #: when ``ok`` is False and this is not empty the round is unverifiable here, not proven wrong.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -68,7 +72,8 @@ def audit_round(
     Raises
     ------
     BlobNotFoundError
-        If a blob the check needs is not served within ``timeout``.
+        If a blob the check needs is not served within ``timeout`` (an excluded update that is not
+        served is recorded in ``unchecked`` instead).
     ConfigError
         If the round is not finalized, or its base is needed but unknown (``initial`` missing).
     """
@@ -93,12 +98,14 @@ def audit_round(
         return fetched[key]
 
     gone: set[str] = set()  # excluded contributors whose content is not served (not fetched twice)
+    unchecked: list[str] = []
     expected = np.empty_like(actual)
     for bounds in partition_bounds(actual.size, config.partitions):
         window = slice(bounds.offset, bounds.offset + bounds.length)
         # Unknown base (no bound to check): the actual values stand in, so only an empty set goes unchecked.
         partition_base = base[window] if base is not None else actual[window]
         candidates = []
+        unfetched: list[str] = []  # excluded contributors a skipped candidate set needed
         for keep in range(len(excluded), -1, -1):  # all exclusions first, then shorter prefixes
             left_out = set(excluded[:keep])
             chosen = []
@@ -113,12 +120,15 @@ def audit_round(
                     if commit.contributor not in excluded:
                         raise
                     gone.add(commit.contributor)
-                    break  # this set includes an update nobody serves: no final partition can use it
+                    unfetched.append(commit.contributor)
+                    break  # a set with an update nobody serves now: it cannot be checked here
             else:
                 candidates.append(rule.aggregate(partition_base, chosen).values)
         matching = [c for c in candidates if c.tobytes() == actual[window].tobytes()]
+        if not matching:
+            unchecked.extend(c for c in unfetched if c not in unchecked)
         expected[window] = (matching or candidates or [actual[window]])[0]
-    return RoundAudit(actual=actual, expected=expected, excluded=excluded)
+    return RoundAudit(actual=actual, expected=expected, excluded=excluded, unchecked=unchecked)
 
 
 def _base_model(

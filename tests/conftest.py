@@ -176,16 +176,15 @@ def multiaddr(i: int) -> str:
 #: Tests that each take minutes (whole federations of node processes): started first, so parallel
 #: workers (pytest -n) overlap them with the many short tests instead of waiting for them at the end.
 _LONG_FIRST = ("integration", "kubo", "long")
-#: Test files whose tests run networks of ``flchain node`` processes, in three groups: each group's
-#: tests run one after another in one worker, so at most three such networks (plus test_bad_input's)
+#: Test files whose tests run networks of ``flchain node`` processes, in two groups: each group's
+#: tests run one after another in one worker, so at most two such networks (plus test_bad_input's)
 #: share the 2 cores. Their phases end when everyone committed and their deadlines are long enough
-#: for a loaded machine, so a busy core slows them down without making rounds fail. (Two groups made
-#: the faults + stop-signals worker the CI's critical path: ~11 of its 16 minutes.)
+#: for a loaded machine, so a busy core slows them down without making rounds fail.
 _NODE_NETWORK_GROUPS = {
     "test_integration_network.py": "node-networks-a",
     "test_attack_hostile_network.py": "node-networks-a",
     "test_faults.py": "node-networks-b",
-    "test_stop_signals.py": "node-networks-c",
+    "test_stop_signals.py": "node-networks-b",
 }
 #: Module-scoped fixtures that start a network: the tests using one share a worker, so it starts once.
 _SHARED_NETWORK_FIXTURES = ("stopped_node",)

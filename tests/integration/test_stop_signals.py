@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,37 +146,25 @@ def _dimension(net: LocalNetwork) -> int:
     return int(np.load(net.nodes[0].state_dir / f"task-{net.task_id}" / "final-model.npy").size)
 
 
-def signal_when(
-    command: list[str], cwd: Path, signum: signal.Signals, ready: Callable[[str], bool]
-) -> tuple[int, str, list[str]]:
-    """Run ``command``, read its stdout until a line makes ``ready`` true, send ``signum``; its exit
-    status, its stderr and the stdout lines read (the process is killed by pid if anything fails)."""
+def test_simulate_with_kubo_peers_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """``flchain simulate --storage kubo`` (in-process kubo peers, started in the main thread) exits
+    130 on Ctrl-C after a round, with its interrupted line and no traceback."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=cwd
-    )
-    lines: list[str] = []
+        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "2", "--rounds", "50", "--storage", "kubo",
+         "--model", "logreg", "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
     try:
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
         for line in process.stdout:
-            lines.append(line.decode())
-            if ready(lines[-1]):
+            if line.startswith(b"round "):
                 break
-        status, _ = stop(process, signum)
-        return status, process.stderr.read().decode(), lines
+        status, _ = stop(process, signal.SIGINT)
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def test_simulate_with_kubo_peers_stops_on_ctrl_c(tmp_path: Path) -> None:
-    """``flchain simulate --storage kubo`` (in-process kubo peers, started in the main thread) exits
-    130 on Ctrl-C after a round, with its interrupted line and no traceback."""
-    status, stderr, _ = signal_when(
-        [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", "2", "--rounds", "50", "--storage", "kubo",
-         "--model", "logreg", "--out", str(tmp_path / "run")],
-        tmp_path, signal.SIGINT, lambda line: line.startswith("round "),
-    )  # fmt: skip
     assert status == 130, stderr
     assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr, stderr
 
@@ -186,12 +173,19 @@ def test_chain_start_stops_on_sigterm_and_frees_its_port(tmp_path: Path) -> None
     """``flchain chain start anvil`` stops its chain process on SIGTERM, exits 143, frees the port."""
     require_backend("anvil")
     port = free_port()
-    status, stderr, lines = signal_when(
+    process = subprocess.Popen(
         [sys.executable, "-m", "fl_chain.cli", "chain", "start", "anvil", "--port", str(port), "--log-dir", "logs"],
-        tmp_path, signal.SIGTERM, lambda line: "listening on" in line,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path,
     )  # fmt: skip
-    assert "listening on" in lines[-1]
-    assert status == 143, stderr
+    try:
+        assert process.stdout is not None
+        assert "listening on" in process.stdout.readline().decode()
+        status, _ = stop(process, signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert status == 143
     assert not port_in_use(port)
 
 
@@ -200,12 +194,25 @@ def test_local_network_script_stops_every_process_on_sigterm(tmp_path: Path) -> 
     its chain, then exits 143."""
     require_backend("ganache")
     out = tmp_path / "run"
-    status, stderr, lines = signal_when(
+    process = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "local_network.py"), "--nodes", "2", "--out", str(out)],
-        tmp_path, signal.SIGTERM, lambda line: "nodes joined" in line,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path,
     )  # fmt: skip
-    rpc = re.search(r"at http://127\.0\.0\.1:(\d+)", "".join(lines))
-    assert rpc, "the script never printed its chain"
+    try:
+        assert process.stdout is not None
+        rpc = None
+        for line in process.stdout:
+            text = line.decode()
+            rpc = rpc or re.search(r"at http://127\.0\.0\.1:(\d+)", text)
+            if "nodes joined" in text:
+                break
+        assert rpc, "the script never printed its chain"
+        status, _ = stop(process, signal.SIGTERM)
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert status == 143, stderr
     for node in (0, 1):
         assert "interrupted by SIGTERM" in (out / f"node-{node}" / "stderr.log").read_text()

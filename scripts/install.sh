@@ -8,10 +8,12 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# torch first, pinned: its CPU build comes from local disk; anything unpinned would pull CUDA. The torch
-# extra (torch>=2.2) that follows is then already satisfied, so pip never fetches another build.
-.venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,torch]"
+# torch first, pinned, with pip (so the machine's pip configuration picks its CPU build; anything
+# unpinned would pull CUDA), and uv, which installs the rest from PyPI: it downloads and unpacks in
+# parallel (17 s instead of 75 s for pip on this machine). The torch extra (torch>=2.2) that follows
+# is then already satisfied, so no other torch build is fetched.
+.venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0" "uv>=0.5"
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[test,torch]"
 # Pinned Solidity compiler (solcjs) and local chains (ganache 7.9.2, anvil) from the lock files.
 npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 npm ci --prefix ganache --no-audit --no-fund --loglevel=error

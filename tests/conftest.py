@@ -20,12 +20,36 @@ TEST_ACCOUNTS = 12
 CHAIN_BACKENDS = ("embedded", "ganache", "anvil")
 
 
-def _backend_params() -> list[Any]:
+#: The backend a contract test runs on when it checks the contract's own rules (marked
+#: ``chain_backends(CONTRACT_RULES_BACKEND)``): the same bytecode runs on every EVM, so those rules are
+#: checked once, on the fastest real chain process; the tests of the task lifecycle, the reverts,
+#: events, chain time and the operator still run on every backend, which is what can differ.
+CONTRACT_RULES_BACKEND = "anvil"
+
+
+def _backend_params(names: tuple[str, ...]) -> list[Any]:
     params: list[Any] = []
-    for name in CHAIN_BACKENDS:
+    for name in names:
         marks = [] if name == "embedded" else [pytest.mark.process_chain]
         params.append(pytest.param(name, marks=marks, id=name))
     return params
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses the ``chain`` fixture on every backend, or on those its
+    ``chain_backends`` mark names; a test that parametrizes ``chain`` itself keeps its own values."""
+    if "chain" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "chain" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    mark = metafunc.definition.get_closest_marker("chain_backends")
+    backends = tuple(mark.args) if mark else CHAIN_BACKENDS
+    unknown = set(backends) - set(CHAIN_BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"chain_backends names unknown backends {sorted(unknown)}; use {CHAIN_BACKENDS}")
+    metafunc.parametrize("chain", _backend_params(backends), indirect=True, scope="module")
 
 
 def require_backend(name: str) -> None:
@@ -36,9 +60,10 @@ def require_backend(name: str) -> None:
         pytest.fail(f"anvil is not installed at {ANVIL_BINARY}; run npm ci --prefix ganache")
 
 
-@pytest.fixture(scope="module", params=_backend_params())
+@pytest.fixture(scope="module")
 def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    """A chain of each backend, started once per test module and stopped after it."""
+    """A chain of each backend (see :func:`pytest_generate_tests`), started once per test module and
+    stopped after it."""
     require_backend(request.param)
     log_dir = tmp_path_factory.mktemp(f"{request.param}-logs")
     opened = open_chain(request.param, accounts=TEST_ACCOUNTS, log_dir=log_dir)

@@ -29,7 +29,7 @@ from fl_chain.chain.coordinator import FailureReason
 from fl_chain.errors import ContractRevertError
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.capture import capture_probability, window_capture
-from tests.conftest import digest, multiaddr
+from tests.conftest import CONTRACT_RULES_BACKEND, digest, multiaddr
 from tests.helpers.contracts import (
     Task,
     commit_updates,
@@ -38,6 +38,8 @@ from tests.helpers.contracts import (
     pass_deadline,
     running_task,
 )
+
+pytestmark = pytest.mark.chain_backends(CONTRACT_RULES_BACKEND)
 
 P, R, Q = 4, 3, 2
 

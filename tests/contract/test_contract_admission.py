@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from fl_chain.chain import ChainClient, Coordinator, FailureReason, RoundStatus, TaskStatus
 from fl_chain.chain import coordinator as coordinator_module
 from fl_chain.errors import ContractRevertError
-from tests.conftest import multiaddr, task_config
+from tests.conftest import CONTRACT_RULES_BACKEND, multiaddr, task_config
 from tests.helpers.contracts import (
     block_timestamp,
     commit_updates,
@@ -20,6 +20,8 @@ from tests.helpers.contracts import (
     running_task,
     update_digest,
 )
+
+pytestmark = pytest.mark.chain_backends(CONTRACT_RULES_BACKEND)
 
 #: The contract's registration bounds (MAX_MULTIADDRS, MAX_MULTIADDR_LENGTH, MAX_PUBLIC_KEY_LENGTH).
 MAX_MULTIADDRS = 4

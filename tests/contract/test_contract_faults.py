@@ -7,6 +7,7 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, FailureReason, RoundStatus
 from fl_chain.errors import ContractRevertError
+from tests.conftest import CONTRACT_RULES_BACKEND
 from tests.helpers.contracts import (
     Task,
     block_timestamp,
@@ -25,6 +26,8 @@ from tests.helpers.contracts import (
     update_digest,
     update_samples,
 )
+
+pytestmark = pytest.mark.chain_backends(CONTRACT_RULES_BACKEND)
 
 # -- too few contributors -------------------------------------------------------------------------
 

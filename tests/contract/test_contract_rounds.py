@@ -8,7 +8,7 @@ from eth_account.signers.local import LocalAccount
 from fl_chain.chain import Chain, ChainClient, Coordinator, RoundStatus, TaskStatus
 from fl_chain.errors import ContractRevertError
 from fl_chain.protocol.assignment import aggregator_slot, aggregators_of, assigned_partitions, assignment_position
-from tests.conftest import digest, multiaddr, task_config
+from tests.conftest import CONTRACT_RULES_BACKEND, digest, multiaddr, task_config
 from tests.helpers.contracts import (
     ZERO_DIGEST,
     block_timestamp,
@@ -414,6 +414,7 @@ def test_first_aggregate_commit_draws_the_assignment(
     assert coordinator.get_votes(task.task_id, 0, 3, honest_digest(0, 3)) == (1, 1)
 
 
+@pytest.mark.chain_backends(CONTRACT_RULES_BACKEND)
 @pytest.mark.parametrize(
     ("contributors", "partitions", "replication", "quorum"),
     [

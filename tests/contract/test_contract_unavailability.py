@@ -7,8 +7,10 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, FailureReason, RoundStatus
 from fl_chain.errors import ContractRevertError
-from tests.conftest import digest
+from tests.conftest import CONTRACT_RULES_BACKEND, digest
 from tests.helpers.contracts import Task, commit_updates, events, frozen_task, pass_deadline, running_task
+
+pytestmark = pytest.mark.chain_backends(CONTRACT_RULES_BACKEND)
 
 
 def _fallback_task(

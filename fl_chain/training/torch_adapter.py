@@ -14,7 +14,47 @@ from torch.nn import functional as F
 from fl_chain.errors import ConfigError
 from fl_chain.training.datasets import ArrayDataset
 
-__all__ = ["TorchAdapter"]
+__all__ = ["PlainSGD", "TorchAdapter"]
+
+
+class PlainSGD:
+    """SGD with momentum and weight decay, the update ``torch.optim.SGD`` makes on CPU tensors (its
+    single-tensor path: no dampening, no Nesterov), byte for byte (``tests/unit/test_training.py``).
+
+    Not ``torch.optim.SGD`` itself: constructing any ``torch.optim`` optimizer imports ``torch._dynamo``,
+    about 1.5 s of CPU in every process that trains (each node process).
+    """
+
+    def __init__(self, params: Iterator[nn.Parameter], *, lr: float, momentum: float, weight_decay: float) -> None:
+        self.params = list(params)
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self._momentum_buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        """Drop every parameter's gradient (``set_to_none=True``)."""
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        for i, param in enumerate(self.params):
+            if param.grad is None:
+                continue
+            grad = param.grad
+            if self.weight_decay != 0:
+                grad = grad.add(param, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buffer = self._momentum_buffers[i]
+                if buffer is None:
+                    buffer = grad.detach().clone()
+                    self._momentum_buffers[i] = buffer
+                else:
+                    buffer.mul_(self.momentum).add_(grad, alpha=1)
+                grad = buffer
+            param.add_(grad, alpha=-self.lr)
 
 
 class TorchAdapter:
@@ -111,7 +151,7 @@ class TorchAdapter:
             )
         features, labels = _as_tensors(dataset)
         generator = torch.Generator().manual_seed(seed)
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        optimizer = PlainSGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         with self._thread_scope():
             self.model.train()
             for epoch in range(epochs):
@@ -122,7 +162,7 @@ class TorchAdapter:
                     if epoch == 0 and start == 0:
                         self._check_labels(logits, labels)
                     loss = F.cross_entropy(logits, labels[batch])
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
         return n

@@ -24,6 +24,7 @@ from fl_chain.training import (
     load_dataset,
     shard,
 )
+from fl_chain.training.torch_adapter import PlainSGD
 from tests.helpers.names import ruff_sorted
 
 NODES = 8
@@ -352,3 +353,44 @@ def test_unknown_shard_scheme_raises_config_error_listing_the_schemes(
     with pytest.raises(ConfigError) as info:
         shard(digits[0], 0, 2, seed=0, scheme="pathological")
     assert all(name in str(info.value) for name in SHARD_SCHEMES)
+
+
+@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.0, 0.0), (0.9, 0.0), (0.0, 1e-3), (0.9, 1e-4)])
+def test_plain_sgd_updates_parameters_byte_for_byte_as_torch_optim_sgd(
+    digits: tuple[ArrayDataset, ArrayDataset], momentum: float, weight_decay: float
+) -> None:
+    """TorchAdapter trains with PlainSGD (no torch._dynamo import); its steps equal torch.optim.SGD's."""
+    features = torch.from_numpy(digits[0].features[:96]).float()
+    labels = torch.from_numpy(digits[0].labels[:96])
+    models = [build_model("cnn", input_shape=(64,), num_classes=10, seed=5) for _ in range(2)]
+    ours = PlainSGD(models[0].parameters(), lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    reference = torch.optim.SGD(models[1].parameters(), lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    for model, optimizer in ((models[0], ours), (models[1], reference)):
+        model.train()
+        for start in range(0, 96, 16):
+            loss = nn.functional.cross_entropy(model(features[start : start + 16]), labels[start : start + 16])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    vectors = [TorchAdapter(model).get_vector() for model in models]
+    assert not np.array_equal(
+        vectors[0], TorchAdapter(build_model("cnn", input_shape=(64,), num_classes=10, seed=5)).get_vector()
+    )
+    assert vectors[0].tobytes() == vectors[1].tobytes()
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer"])
+def test_bundled_datasets_are_read_as_scikit_learn_loads_them(name: str) -> None:
+    """digits and breast_cancer are read from scikit-learn's data files without importing
+    sklearn.datasets; the arrays equal what its loaders give, byte for byte."""
+    from sklearn import datasets as sklearn_datasets
+
+    from fl_chain.training.datasets import _SKLEARN_LOADERS, _sklearn_data_file
+
+    assert _sklearn_data_file({"digits": "digits.csv.gz", "breast_cancer": "breast_cancer.csv"}[name]) is not None
+    features, labels = _SKLEARN_LOADERS[name]()
+    bunch = getattr(sklearn_datasets, f"load_{name}")()
+    expected = bunch.data.astype(np.float64) / (16.0 if name == "digits" else 1.0)
+    assert features.dtype == np.float64 and labels.dtype == np.int64
+    assert features.tobytes() == expected.tobytes()
+    assert labels.tobytes() == bunch.target.astype(np.int64).tobytes()

@@ -21,7 +21,10 @@ Prints one line per run, a table and totals; writes ``bench/results/faults.json`
 (so an interrupted benchmark keeps what it measured). Hangs, wrong global models and failed stops
 (a SIGTERM / SIGINT the node did not answer with a clean exit) must be 0.
 ``touch WORKDIR/STOP`` ends a benchmark after the runs in progress (later seeds are recorded as
-skipped and left out of the totals); ``--summarize FILE`` prints the table of a results file again.
+skipped and left out of the totals); ``--resume`` then keeps the runs already in the results file
+(same chain and configuration) and runs only the seeds it lacks, so 100 runs can be measured in
+several sittings (each run records the commit it ran); ``--summarize FILE`` prints the table of a
+results file again.
 Before signal stops and sub-second blocks, one run took 1.3 to 4 minutes (mean 1.8) on 2 cores,
 mostly starting the node processes; bench/results/faults.json has the latest figures.
 """
@@ -62,6 +65,17 @@ def skipped(seed: int) -> dict[str, Any]:
         "unverified_rounds": 0, "verified_rounds": 0, "kills": [], "restarts": 0, "stuck_nodes": [],
         "unexpected_exits": [], "exit_codes": [], "error": None, "seconds": 0.0, "task_seconds": None,
     }  # fmt: skip
+
+
+def current_commit() -> str:
+    """The repository's HEAD (short), with ``+dirty`` when tracked files differ from it."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True)
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD"], check=False, capture_output=True).returncode
+    return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
 def one_run(seed: int, base: FaultConfig, workdir: str, keep: bool) -> dict[str, Any]:
@@ -152,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the directories of runs that passed")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     parser.add_argument("--summarize", type=Path, default=None, help="print the table of a results file and exit")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --output (same chain and configuration); run only the seeds it lacks",
+    )
     args = parser.parse_args(argv)
     if args.summarize is not None:
         return summarize(args.summarize)
@@ -166,14 +185,27 @@ def main(argv: list[str] | None = None) -> int:
         update_duration=args.update_duration,
         aggregation_duration=args.aggregation_duration,
     )
+    config = json.loads(json.dumps({**base.__dict__, "nodes": "4 for even seeds, 5 for odd"}))
+    runs: list[dict[str, Any]] = []
+    earlier_seconds = 0.0
+    if args.resume and args.output.exists():
+        earlier = json.loads(args.output.read_text())
+        if earlier.get("chain") != args.chain or earlier.get("config") != config:
+            parser.error(f"--resume: {args.output} was measured on another chain or configuration; give --output")
+        runs = [r for r in earlier["runs"] if not r.get("skipped") and r["seed"] in seeds]
+        earlier_seconds = float(earlier.get("seconds", 0.0))
+    done = {r["seed"] for r in runs}
+    todo = [seed for seed in seeds if seed not in done]
+    commit = current_commit()
     workdir = args.workdir or tempfile.mkdtemp(prefix="flchain-faults-")
     print(
-        f"{len(seeds)} runs, {args.jobs} at a time, on {args.chain}; run directories under {workdir}", file=sys.stderr
+        f"{len(todo)} runs ({len(done)} kept from {args.output}), {args.jobs} at a time, on {args.chain}, "
+        f"commit {commit}; run directories under {workdir}",
+        file=sys.stderr,
     )
     print(HEADER, flush=True)
 
     started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
 
     def save() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -181,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "chain": args.chain,
-                    "config": {**base.__dict__, "nodes": "4 for even seeds, 5 for odd"},
+                    "config": config,
                     "seeds": seeds,
-                    "seconds": round(time.perf_counter() - started, 1),
+                    "seconds": round(earlier_seconds + time.perf_counter() - started, 1),
                     "totals": totals(runs),
                     "runs": sorted(runs, key=lambda r: r["seed"]),
                 },
@@ -194,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(one_run, seed, base, workdir, args.keep) for seed in seeds]
+        futures = [pool.submit(one_run, seed, base, workdir, args.keep) for seed in todo]
         try:
             for future in as_completed(futures):
-                data = future.result()
+                data = {**future.result(), "commit": commit}
                 runs.append(data)
                 if not data.get("skipped"):
                     print(line(data), flush=True)
@@ -207,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted; reporting the runs that finished", file=sys.stderr)
             pool.shutdown(wait=True, cancel_futures=True)
     save()
-    print_summary(runs, time.perf_counter() - started, args.output)
+    print_summary(runs, earlier_seconds + time.perf_counter() - started, args.output)
     summary = totals(runs)
     bad = summary["hangs"] + summary["wrong_global_models"] + summary["errors"] + summary["failed_stops"]
     return 1 if bad else 0
@@ -229,6 +261,8 @@ def print_summary(runs: list[dict[str, Any]], elapsed: float, output: Path | Non
     summary = totals(runs)
     print()
     print(f"runs                     {summary['runs']} ({summary['completed']} completed) in {elapsed / 60:.1f} min")
+    commits = Counter(r.get("commit", "unrecorded") for r in runs if not r.get("skipped"))
+    print(f"commits                  {dict(commits)}")
     print(
         f"rounds finalized         {summary['rounds_finalized']} "
         f"({summary['verified_rounds']} recomputed from IPFS and equal)"

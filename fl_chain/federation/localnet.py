@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
@@ -31,12 +31,15 @@ from fl_chain.chain.ganache import Ganache
 from fl_chain.chain.keys import dev_accounts
 from fl_chain.errors import ConfigError, NodeStopError
 from fl_chain.federation.operator import create_task
+from fl_chain.node.state import final_model_file
 from fl_chain.protocol.task import TaskSpec
 
 #: Seconds to wait for every node to join before starting the task.
 JOIN_TIMEOUT = 180.0
 #: Seconds a node process gets to exit after SIGTERM.
 NODE_STOP_TIMEOUT = 15.0
+#: The exit status of a node stopped (SIGTERM) while it served blobs after the task: see end_nodes.
+LINGER_STOPPED = 128 + signal.SIGTERM
 
 
 @dataclass
@@ -239,6 +242,29 @@ class LocalNetwork:
             time.sleep(0.5)
         return self.coordinator.get_task(self.task_id)[1].status
 
+    def end_nodes(self, timeout: float, *, awaited: Iterable[int] | None = None) -> list[int | None]:
+        """After the task ended: wait until every running node of ``awaited`` (default: all) saved the
+        final model or exited, then stop every node still running (those with the final model are
+        serving blobs to slower peers), instead of waiting out their linger.
+
+        No node is stopped while an awaited one still runs without the final model (it may be fetching
+        it from them). Returns the exit codes: 0 for a node that ended by itself, :data:`LINGER_STOPPED`
+        (143) for one stopped here, None for all that still run after ``timeout`` seconds (then none
+        was stopped).
+        """
+        indices = list(range(len(self.nodes)) if awaited is None else awaited)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.has_final_model(i) for i in indices if self.nodes[i].running):
+                self._stop_nodes([node.index for node in self.nodes if node.running])
+                break
+            time.sleep(0.2)
+        return [n.process.poll() if n.process else None for n in self.nodes]
+
+    def has_final_model(self, index: int) -> bool:
+        """Whether node ``index`` saved the task's final model."""
+        return final_model_file(self.nodes[index].state_dir, self.task_id).is_file()
+
     def wait_nodes(self, timeout: float) -> list[int | None]:
         """Wait for every node process to exit by itself; returns their exit codes (None: still running)."""
         deadline = time.monotonic() + timeout
@@ -267,4 +293,4 @@ class LocalNetwork:
             )
 
 
-__all__ = ["LocalNetwork", "NodeProcess"]
+__all__ = ["LINGER_STOPPED", "LocalNetwork", "NodeProcess"]

@@ -28,7 +28,7 @@ from fl_chain.federation.inprocess import DevChain, InProcessFederation, Storage
 from fl_chain.federation.records import RoundRecord, RoundRecorder
 from fl_chain.federation.run_folder import save_final_model, write_run_folder
 from fl_chain.node.logs import RoundLogs
-from fl_chain.node.state import NodeState
+from fl_chain.node.state import FINAL_MODEL, NodeState
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
 from fl_chain.training.trainer import Trainer
@@ -144,7 +144,7 @@ def run_simulation(
         recorder = RoundRecorder(chain, coordinator, task_id, members, display, partitions=spec.protocol["partitions"])
         InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=recorder.sweep)
         recorder.sweep()
-        final = members[0].state.load_vector(task_id, "final-model")
+        final = members[0].state.load_vector(task_id, FINAL_MODEL)
         if final is None:
             raise FederationStalledError(f"task {task_id} ended without a final model; see the logs in {out}")
         participants = [m.address for m in members]

@@ -63,7 +63,7 @@ from fl_chain.exchange.transfer import publish_vector
 from fl_chain.exchange.updates import RoundUpdates
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
-from fl_chain.node.state import NodeState, RoundProgress
+from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
@@ -256,7 +256,7 @@ class Node:
                     f"node again or use `flchain model get` when a peer that has it is up"
                 )
                 return Step.STOPPED
-            self.state.save_vector(self.task_id, "final-model", final)
+            self.state.save_vector(self.task_id, FINAL_MODEL, final)
             self.report(f"task {self.task_id} completed after {task.finalized_rounds} rounds; final model saved")
         else:
             self.report(f"task {self.task_id} was cancelled")

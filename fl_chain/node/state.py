@@ -59,6 +59,20 @@ class RoundProgress:
     disputed: bool = False  # this node disputed the round's global model
 
 
+#: The vector name (``<name>.npy`` in the task directory) of a completed task's final global model.
+FINAL_MODEL = "final-model"
+
+
+def task_directory(root: str | os.PathLike[str], task_id: int) -> Path:
+    """The directory of ``task_id``'s files in the state directory ``root``."""
+    return Path(root) / f"task-{task_id}"
+
+
+def final_model_file(root: str | os.PathLike[str], task_id: int) -> Path:
+    """The file a node with state directory ``root`` saves ``task_id``'s final model in."""
+    return task_directory(root, task_id) / f"{FINAL_MODEL}.npy"
+
+
 class NodeState:
     """The state directory of one node (one account on one coordinator)."""
 
@@ -105,7 +119,7 @@ class NodeState:
 
     def task_dir(self, task_id: int) -> Path:
         """Directory of ``task_id``'s files (created on demand)."""
-        path = self.root / f"task-{task_id}"
+        path = task_directory(self.root, task_id)
         path.mkdir(exist_ok=True)
         return path
 

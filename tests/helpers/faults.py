@@ -56,7 +56,7 @@ from pathlib import Path
 
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.exchange.audit import audit_round
-from fl_chain.federation.localnet import NODE_STOP_TIMEOUT, LocalNetwork
+from fl_chain.federation.localnet import LINGER_STOPPED, NODE_STOP_TIMEOUT, LocalNetwork
 from fl_chain.node.hooks import Phase
 from fl_chain.node.runtime import NodeOptions
 from fl_chain.node.state import PhaseFile, PhaseRecord
@@ -75,6 +75,9 @@ EXIT_GRACE = 45.0
 #: A node that cannot fetch the final model of an ended task gives up after this long (then exits 1);
 #: a node restarted just before the task ended first boots (up to ~90 s on a loaded machine).
 FINAL_MODEL_GRACE = NodeOptions.final_model_timeout + 90
+#: Exit codes of a node that ended normally after the task: by itself at the end of its linger, or
+#: stopped during it by ``LocalNetwork.end_nodes`` once every node had the final model.
+ENDED = (0, LINGER_STOPPED)
 #: Times the chain-restart run restarts one crashed node.
 MAX_SUPERVISOR_RESTARTS = 3
 #: Seconds the harness's verifier waits for one blob.
@@ -508,8 +511,8 @@ def run_faults(
         result.checks = dict(checker.outcome)
         for note in checker.notes():
             report(f"seed {seed}: {note}")
-        if not result.hung:
-            codes = net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
+        if not result.hung:  # every finalized round is checked: stop the nodes once all have the final model
+            codes = net.end_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
         else:
             codes = [n.process.poll() if n.process else None for n in net.nodes]
         result.exit_codes = codes
@@ -522,7 +525,7 @@ def run_faults(
             | {
                 i
                 for i, code in enumerate(codes)
-                if code not in (None, 0) and not (i in killed_by_us and code == -9) and i not in result.came_back_late
+                if code not in ENDED and not (i in killed_by_us and code == -9) and i not in result.came_back_late
             }
         )
     except Exception as exc:  # noqa: BLE001 - a harness run reports, it does not raise
@@ -674,13 +677,13 @@ def run_chain_restart(
         for note in checker.notes():
             report(note)
         codes = (
-            net.wait_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
+            net.end_nodes(timeout=max(EXIT_GRACE, config.linger + 30, FINAL_MODEL_GRACE))
             if not result.hung
             else [n.process.poll() if n.process else None for n in net.nodes]
         )
         result.exit_codes = codes
         for node in net.nodes:
-            if node.process is not None and node.process.poll() not in (None, 0):
+            if node.process is not None and node.process.poll() not in (None, *ENDED):
                 result.node_errors.setdefault(node.index, _last_error(node.state_dir / "stderr.log"))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         result.error = f"{exc.__class__.__name__}: {exc}"
@@ -695,6 +698,7 @@ def run_chain_restart(
 
 
 __all__ = [
+    "ENDED",
     "PHASES",
     "STOP_SIGNALS",
     "ChainRestartResult",

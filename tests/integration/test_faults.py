@@ -3,7 +3,7 @@ and the chain process itself stopped and restarted on its data directory (SIGTER
 test_stop_signals.py here, and every fault kind in ``bench/faults.py``).
 
 Each test is one run of :mod:`tests.helpers.faults` (anvil or ganache, 4 node processes with
-kubo peers, logistic regression on digits, P = 4, r = 2, q = 2, 3 rounds); every finalized global
+kubo peers, logistic regression on digits, P = 4, r = 2, q = 2, 2 or 3 rounds); every finalized global
 model is recomputed from the blobs in IPFS and compared byte for byte with the committed updates'
 FedAvg. ``bench/faults.py`` runs the same harness over 100 seeds.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_backend
-from tests.helpers.faults import FaultConfig, plan_faults, run_chain_restart, run_faults
+from tests.helpers.faults import ENDED, FaultConfig, plan_faults, run_chain_restart, run_faults
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
 
@@ -42,10 +42,11 @@ def test_plan_faults_is_seeded_and_kills_at_most_a_minority() -> None:
 
 @pytest.mark.parametrize("seed", [6, 26], ids=["committed-restarted", "aggregating-stays-down"])
 def test_seeded_crash_run_completes_without_hang_or_wrong_model(tmp_path: Path, seed: int) -> None:
-    """Seed 6 kills a node right after its UpdateCommitted in round 0 and restarts it 5.5 s later;
-    seed 26 kills a node during round 2's aggregation and leaves it down."""
+    """Seed 6 kills a node right after its UpdateCommitted in round 0 and restarts it 5.5 s later (2
+    rounds: the restarted node has round 1 to finish); seed 26 kills a node during the last round's
+    (round 2's) aggregation and leaves it down."""
     require_backend("anvil")
-    config = FaultConfig(nodes=4)
+    config = FaultConfig(nodes=4, rounds=2 if seed == 6 else 3)
     crashes = plan_faults(seed, config, signals=("SIGKILL",))  # SIGTERM and SIGINT: test_stop_signals.py
     assert [f.phase for f in crashes] == ["committed" if seed == 6 else "aggregating"]
 
@@ -60,21 +61,21 @@ def test_seeded_crash_run_completes_without_hang_or_wrong_model(tmp_path: Path, 
     assert not result.stuck_nodes and not result.unexpected_exits, result.exit_codes
     victim = result.kills[0]
     if victim.restarted_at is not None:
-        assert result.exit_codes[victim.node] == 0
+        assert result.exit_codes[victim.node] in ENDED
     else:
         assert result.exit_codes[victim.node] == -9
 
 
 def test_ganache_restart_on_its_data_dir_task_completes_with_correct_models(tmp_path: Path) -> None:
-    """ganache is stopped (SIGTERM) during round 1's aggregation phase and started again 5 s later
-    on the same port and database: the chain keeps its blocks, the task completes and every global
-    model equals the FedAvg of its updates.
+    """ganache is stopped (SIGTERM) during round 1's aggregation phase (the last round's) and started
+    again 5 s later on the same port and database: the chain keeps its blocks, the task completes and
+    every global model equals the FedAvg of its updates.
 
     No node process dies while the chain is away: every chain read and transaction turns a refused
     connection into ``ChainUnreachableError``, which the node waits out and retries.
     """
     require_backend("ganache")
-    config = FaultConfig(nodes=4, chain="ganache", update_duration=15, aggregation_duration=10)
+    config = FaultConfig(nodes=4, chain="ganache", rounds=2, update_duration=15, aggregation_duration=10)
 
     result = run_chain_restart(tmp_path, config, stop_in_round=1, stop_in_phase="aggregation", down_seconds=5)
 
@@ -86,5 +87,5 @@ def test_ganache_restart_on_its_data_dir_task_completes_with_correct_models(tmp_
     assert result.rounds_finalized == config.rounds
     assert result.wrong_models == 0 and result.unverified_rounds == 0
     assert result.verified_rounds == config.rounds
-    assert all(code == 0 for code in result.exit_codes), result.exit_codes
+    assert all(code in ENDED for code in result.exit_codes), result.exit_codes
     assert not result.node_errors, f"node processes died while the chain was away: {result.node_errors}"

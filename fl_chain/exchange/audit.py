@@ -90,14 +90,29 @@ def audit_round(
         storage, task_id=task_id, round_=round_, partitions=config.partitions, dimension=actual.size, timeout=timeout
     )
     fetched: dict[tuple[str, int], Submission] = {}
+    # What was not served, not asked for twice: (contributor, None) for a manifest, (contributor,
+    # partition) for one partition's blob. Per partition: an excluded update's blob of a partition
+    # finalized before its exclusion is still held by that partition's aggregators, while the blob of
+    # a partition finalized after it may be held by nobody.
+    gone: set[tuple[str, int | None]] = set()
 
     def submission(commit: UpdateCommit, partition: int) -> Submission:
         key = (commit.contributor, partition)
+        if key in gone or (commit.contributor, None) in gone:
+            raise BlobNotFoundError(f"{commit.contributor}'s update for partition {partition} is not served")
         if key not in fetched:
-            fetched[key] = updates.submission(commit, partition)
+            try:
+                updates.manifest(commit)
+            except BlobNotFoundError:
+                gone.add((commit.contributor, None))
+                raise
+            try:
+                fetched[key] = updates.submission(commit, partition)
+            except BlobNotFoundError:
+                gone.add(key)
+                raise
         return fetched[key]
 
-    gone: set[str] = set()  # excluded contributors whose content is not served (not fetched twice)
     unchecked: list[str] = []
     expected = np.empty_like(actual)
     for bounds in partition_bounds(actual.size, config.partitions):
@@ -113,13 +128,10 @@ def audit_round(
                 if commit.contributor in left_out:
                     continue
                 try:
-                    if commit.contributor in gone:
-                        raise BlobNotFoundError(commit.contributor)
                     chosen.append(submission(commit, bounds.index))
                 except BlobNotFoundError:
                     if commit.contributor not in excluded:
                         raise
-                    gone.add(commit.contributor)
                     unfetched.append(commit.contributor)
                     break  # a set with an update nobody serves now: it cannot be checked here
             else:

@@ -520,12 +520,20 @@ def run_faults(
         result.came_back_late = [
             i for i, code in enumerate(codes) if code == 1 and i in killed_by_us and _missed_final_model(net, i)
         ]
+        # A node we stopped and did not restart (the task ended first) ends as our stop left it:
+        # -9 after SIGKILL, 128 + signal after SIGTERM / SIGINT.
+        left_down = {k.node: -9 if k.exit_status is None else k.exit_status for k in result.kills if k.at is not None}
+        left_down = {
+            node: status
+            for node, status in left_down.items()
+            if all(k.restarted_at is None for k in result.kills if k.node == node)
+        }
         result.unexpected_exits = sorted(
             set(result.unexpected_exits)
             | {
                 i
                 for i, code in enumerate(codes)
-                if code not in ENDED and not (i in killed_by_us and code == -9) and i not in result.came_back_late
+                if code not in ENDED and left_down.get(i) != code and i not in result.came_back_late
             }
         )
     except Exception as exc:  # noqa: BLE001 - a harness run reports, it does not raise

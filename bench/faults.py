@@ -3,7 +3,7 @@
 
 Usage::
 
-    python -m bench.faults                    # 100 seeds (0..99), anvil, one run at a time
+    python -m bench.faults --jobs 2           # 100 seeds (0..99), anvil, two runs at a time
     python -m bench.faults --runs 10 --jobs 2 --chain ganache
     python -m bench.faults --seeds 7,8        # just these seeds
 
@@ -25,8 +25,10 @@ skipped and left out of the totals); ``--resume`` then keeps the runs already in
 (same chain and configuration) and runs only the seeds it lacks, so 100 runs can be measured in
 several sittings (each run records the commit it ran); ``--summarize FILE`` prints the table of a
 results file again.
-Before signal stops and sub-second blocks, one run took 1.3 to 4 minutes (mean 1.8) on 2 cores,
-mostly starting the node processes; bench/results/faults.json has the latest figures.
+With 0.2 s blocks and nodes stopped once all have the final model, one run takes 21 to 127 s (mean
+43 s) with ``--jobs 2`` on 2 cores, the longest where a node stays down and rounds wait out their
+deadlines (2026-12-02: 100 runs in 41.5 min; docs/protocol.md has the figures); it took 1.3 to 4
+minutes before. bench/results/faults.json has the latest run's records.
 """
 
 from __future__ import annotations

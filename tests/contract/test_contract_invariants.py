@@ -980,7 +980,7 @@ def test_invariants_hold_through_exclusion_fallback_majority_and_dispute(
     machine.teardown()
 
 
-#: The state machine's runs are split into shards so parallel test workers share them (27 runs in all).
+#: The state machine's runs are split into shards so parallel test workers share them (18 runs in all).
 INVARIANT_SHARDS = 3
 #: The first shard's seed; shard k draws from INVARIANT_SEED + k.
 INVARIANT_SEED = 20261202
@@ -998,7 +998,7 @@ def test_coordinator_invariants(embedded_chain: Chain, embedded_deployment: Depl
             lambda: CoordinatorMachine(embedded_chain, embedded_deployment.client, embedded_deployment)
         ),
         settings=settings(
-            max_examples=9,
+            max_examples=6,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

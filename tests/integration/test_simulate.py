@@ -106,9 +106,11 @@ def test_simulate_refuses_a_run_folder_that_is_not_empty(tmp_path: Path, run_cli
 
 @pytest.mark.process_chain
 @pytest.mark.kubo
-@pytest.mark.parametrize("chain", ["ganache", "anvil"])
+@pytest.mark.parametrize("chain", ["anvil"])
 def test_simulate_on_a_chain_process_with_kubo_peers_gives_the_embedded_runs_model(tmp_path: Path, chain: str) -> None:
-    """Same task on ganache/anvil + real IPFS peers and on the embedded chain + memory: same bytes."""
+    """Same task on anvil + real IPFS peers and on the embedded chain + memory: same bytes (ganache
+    runs the same client code; its own behaviour is checked by the contract tests and the ganache
+    restart fault test, and this run took 40 s on it against 7 s on anvil)."""
     from fl_chain.cli import build_parser
     from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from fl_chain import __version__
 from fl_chain.cli import chain, demo, deploy, members, model, node, simulate, status, task
-from fl_chain.cli.stopping import Interrupted, stop_on_signals
+from fl_chain.cli.stopping import Interrupted, ignore_stop_signals, stop_on_signals
 from fl_chain.errors import FLChainError
 
 EXIT_USAGE_OR_INPUT = 2
@@ -68,12 +68,15 @@ def run() -> None:
 
     Before the interpreter exits, every object left is frozen out of the garbage collector: its
     final full collection over torch's and web3's objects would otherwise add seconds to the exit
-    of every command, also after Ctrl-C or SIGTERM (files are still flushed and closed).
+    of every command, also after Ctrl-C or SIGTERM (files are still flushed and closed). Once
+    :func:`main` returned, its status stands: a stop signal during the interpreter's exit is ignored
+    (see :func:`~fl_chain.cli.stopping.ignore_stop_signals`).
     """
     try:
         status = main()
     finally:
         gc.freeze()
+    ignore_stop_signals()
     sys.exit(status)
 
 

@@ -49,6 +49,18 @@ def stop_on_signals() -> None:
         signal.signal(signum, _first_signal)
 
 
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (main thread only): for a process whose command is done
+    and whose exit status is decided, so that a stop arriving while the interpreter exits leaves
+    that status alone. A Python handler would not do: the interpreter resets such handlers to the
+    default (die of the signal: exit status -15) part-way through its exit, but keeps SIG_IGN.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _first_signal(signum: int, frame: FrameType | None) -> None:
     for other in STOP_SIGNALS:
         if signal.getsignal(other) == _first_signal:
@@ -61,4 +73,4 @@ def _second_signal(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "ignore_stop_signals", "stop_on_signals"]

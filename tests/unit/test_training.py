@@ -29,11 +29,12 @@ from tests.helpers.names import ruff_sorted
 
 NODES = 8
 
-# Run in one fresh child process (one torch import for both tests): prints the sha256 of the model
-# vector as built, then after training.
+# Run in one fresh child process (one torch import for the tests that use it): prints the sha256 of
+# the model vector as built, then after training, then which slow modules loading digits and
+# training imported (none should: they cost ~1.5 s of CPU each in every node process).
 _CHILD = textwrap.dedent(
     """
-    import hashlib
+    import hashlib, sys
     from fl_chain.training import TorchAdapter, build_model, load_dataset, shard
 
     adapter = TorchAdapter(build_model("mlp", input_shape=(64,), num_classes=10, seed=7), threads=1)
@@ -41,6 +42,7 @@ _CHILD = textwrap.dedent(
     data = shard(load_dataset("digits")[0], 1, 4, seed=0)
     adapter.train(data, epochs=2, batch_size=16, lr=0.05, seed=3, momentum=0.9, weight_decay=1e-4)
     print(hashlib.sha256(adapter.get_vector().tobytes()).hexdigest())
+    print(",".join(m for m in ("torch._dynamo", "sklearn.datasets") if m in sys.modules) or "-")
     """
 )
 
@@ -56,11 +58,12 @@ def _vector_digest(adapter: TorchAdapter) -> str:
 
 @pytest.fixture(scope="module")
 def child_digests() -> dict[str, str]:
-    """The digests ``_CHILD`` printed in a fresh process: ``init`` (as built) and ``train`` (after training)."""
+    """What ``_CHILD`` printed in a fresh process: the digests ``init`` (as built) and ``train`` (after
+    training), and ``imported``: the slow modules it loaded, or "-"."""
     command = [sys.executable, "-c", _CHILD]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    init, train = result.stdout.split()
-    return {"init": init, "train": train}
+    init, train, imported = result.stdout.split()
+    return {"init": init, "train": train, "imported": imported}
 
 
 def _label_skew(dataset: ArrayDataset, scheme: str) -> float:
@@ -377,6 +380,13 @@ def test_plain_sgd_updates_parameters_byte_for_byte_as_torch_optim_sgd(
         vectors[0], TorchAdapter(build_model("cnn", input_shape=(64,), num_classes=10, seed=5)).get_vector()
     )
     assert vectors[0].tobytes() == vectors[1].tobytes()
+
+
+def test_loading_digits_and_training_import_neither_torch_dynamo_nor_sklearn_datasets(
+    child_digests: dict[str, str],
+) -> None:
+    """A training process (a node) never imports torch._dynamo (torch.optim does) or sklearn.datasets."""
+    assert child_digests["imported"] == "-"
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer"])

@@ -83,6 +83,17 @@ class Event:
         return self.end - self.start
 
 
+def busy_seconds(events: list[Event]) -> float:
+    """Wall time covered by ``events``: overlapping calls (gets run concurrently) count once."""
+    total = 0.0
+    reach = float("-inf")
+    for event in sorted(events, key=lambda e: e.start):
+        if event.end > reach:
+            total += event.end - max(event.start, reach)
+            reach = event.end
+    return total
+
+
 @dataclass
 class Recorder:
     """Every timed call of every node, plus round ends and per-transaction gas."""
@@ -202,7 +213,7 @@ class PhaseTimer(NodeObserver):
         end = time.perf_counter()
         with self._rec.lock:
             inner = [e for e in self._rec.events[first:] if e.category in self.NESTED and e.node in (self._node, -1)]
-        own = max(0.0, (end - start) - sum(e.seconds for e in inner))
+        own = max(0.0, (end - start) - busy_seconds(inner))
         self._rec.record(self._node, "aggregate", start, start + own)
 
     def transaction_sent(
@@ -457,7 +468,7 @@ def summarize(
         # Nodes run one step at a time, so a round is a window of wall time: every call that started
         # after the previous round ended and before this one ended.
         events = [e for e in rec.events if previous_end <= e.start < end]
-        split = {c: sum(e.seconds for e in events if e.category == c) for c in CATEGORIES}
+        split = {c: busy_seconds([e for e in events if e.category == c]) for c in CATEGORIES}
         round_wall = end - previous_end
         waits = []
         for i in range(n):

@@ -8,14 +8,17 @@ known every fetch is bounded by the partition's exact blob size.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from fl_chain.chain.coordinator import Coordinator
-from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError
+from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ConfigError, StorageError
 from fl_chain.protocol.blob import BlobHeader, BlobKind, blob_size, decode_header, decode_partition
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.partitioning import join_partitions, partition_bounds
 from fl_chain.storage.base import Storage
+from fl_chain.storage.concurrent import run_gets
 
 
 def final_digests(coordinator: Coordinator, task_id: int, round_: int) -> list[bytes] | None:
@@ -53,14 +56,25 @@ def gather_partitions(
     """
     partitions = len(digests)
     bounds = partition_bounds(dimension, partitions) if dimension is not None else None
+    lengths = [bound.length for bound in bounds] if bounds is not None else [None] * partitions
+    fetched = run_gets(
+        [
+            partial(
+                storage.get,
+                cid_from_digest(digest),
+                timeout=timeout,
+                max_size=blob_size(length) if length is not None else None,
+            )
+            for digest, length in zip(digests, lengths)
+        ],
+        parallel=storage.parallel_gets,
+    )
     parts = []
     offset = 0
-    for index, digest in enumerate(digests):
-        length = bounds[index].length if bounds is not None else None
+    for index, (blob, length) in enumerate(zip(fetched, lengths)):
         try:
-            blob = storage.get(
-                cid_from_digest(digest), timeout=timeout, max_size=blob_size(length) if length is not None else None
-            )
+            if isinstance(blob, StorageError):
+                raise blob
             if length is None:
                 length = decode_header(blob).length  # checked against the chain's view next, with the rest
             expected = BlobHeader(BlobKind.AGGREGATE, task_id, round_, index, partitions, offset, length)

@@ -8,13 +8,17 @@ caller waits, or the chain excludes it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 from fl_chain.aggregation.contribution import Submission
 from fl_chain.chain.coordinator import UpdateCommit
-from fl_chain.errors import BlobInvalidError
+from fl_chain.errors import BlobInvalidError, BlobNotFoundError, StorageError
 from fl_chain.exchange.transfer import fetch_manifest, fetch_partition
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.manifest import Manifest
 from fl_chain.storage.base import Storage
+from fl_chain.storage.concurrent import run_gets
 
 
 class RoundUpdates:
@@ -42,6 +46,31 @@ class RoundUpdates:
         self.dimension = dimension
         self.timeout = timeout
         self._manifests: dict[str, Manifest | str] = {}  # contributor -> manifest, or why it is invalid
+        # (contributor, partition) -> what the last prefetch got: taken by the next submission() of it
+        self._prefetched: dict[tuple[str, int], Submission | StorageError] = {}
+
+    def prefetch(self, commits: Sequence[UpdateCommit], partitions: Sequence[int]) -> None:
+        """Fetch the manifests, then the slices of ``partitions``, of ``commits`` at once.
+
+        Up to the storage's ``parallel_gets`` fetches run together, so a round's blobs cost about
+        their largest latency instead of the sum; :meth:`submission` then hands out what arrived
+        (each result once) and fetches anything else itself. Does nothing for a storage that runs
+        one get at a time. A result not taken is dropped by the next prefetch.
+        """
+        self._prefetched = {}
+        parallel = self.storage.parallel_gets
+        if parallel <= 1:
+            return
+        missing = [c for c in commits if c.contributor not in self._manifests]
+        run_gets([partial(self.manifest, commit) for commit in missing], parallel=parallel)
+        pairs = [
+            (commit, p)
+            for commit in commits
+            for p in partitions
+            if isinstance(self._manifests.get(commit.contributor), Manifest)
+        ]
+        results = run_gets([partial(self._fetch_submission, commit, p) for commit, p in pairs], parallel=parallel)
+        self._prefetched = {(commit.contributor, p): result for (commit, p), result in zip(pairs, results)}
 
     def manifest(self, commit: UpdateCommit) -> Manifest | str:
         """The contributor's verified update manifest, or why it is invalid.
@@ -76,6 +105,14 @@ class RoundUpdates:
         BlobNotFoundError
             If the manifest or the partition's blob is not served within the timeout.
         """
+        ready = self._prefetched.pop((commit.contributor, partition), None)
+        if isinstance(ready, Submission):
+            return ready
+        if isinstance(ready, BlobNotFoundError):
+            raise ready
+        return self._fetch_submission(commit, partition)
+
+    def _fetch_submission(self, commit: UpdateCommit, partition: int) -> Submission:
         manifest = self.manifest(commit)
         if isinstance(manifest, str):
             return Submission(commit.contributor, commit.samples, None, manifest)

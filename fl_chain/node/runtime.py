@@ -456,6 +456,10 @@ class Node:
             still_in = seen_unavailable & {c.contributor for c in commits}  # not excluded yet
             reported = fallback and bool(still_in) and self._report_unavailable(round_, still_in, progress)
             unavailable: set[str] = set()
+            self._round_updates(round_, base.size).prefetch(
+                sorted(commits, key=lambda c: c.contributor.lower()),
+                [p for p in todo if str(p) not in progress.aggregates],
+            )
             for partition in todo:
                 known = progress.aggregates.get(str(partition))
                 if known is None:

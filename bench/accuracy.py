@@ -1,15 +1,20 @@
 """Accuracy of fl-chain federations against centralized training, as ``flchain simulate`` runs them.
 
-Two jobs, each a full simulation (embedded chain, memory storage, the real contract and node runtime)
+Each job is a full simulation (embedded chain, memory storage, the real contract and node runtime)
 with ``--compare``, which also replays the same clients with central FedAvg (the global models must
-be byte-identical) and trains one model on the pooled data for as many epochs:
+be byte-identical) and trains one model on the pooled data for as many epochs; then the same clients
+run under Flower's own round loop (``flwr.server.Server`` with FedAvg, in-process, see
+``bench/flower_compare.py``), whose accuracy is reported beside fl-chain's:
 
+* ``quickstart``: the README's quick start (``flchain simulate --nodes 4 --rounds 5 --dataset
+  digits``) with simulate's default training options: time to accuracy;
+* ``breast_cancer``: the same defaults on scikit-learn's breast cancer data;
 * ``digits``: scikit-learn digits, an MLP, 8 nodes, Dirichlet(0.5) label skew, 20 rounds;
 * ``fashion``: Fashion-MNIST (Debian's dataset-fashion-mnist, 60k/10k), a small CNN, 8 nodes
   (IID), 10 rounds.
 
 Prints one line per job and writes ``bench/results/accuracy.json`` (and each run folder under
-``bench/results/accuracy-runs/``). Run: ``.venv/bin/python -m bench.accuracy [--jobs digits fashion]``.
+``bench/results/accuracy-runs/``). Run: ``.venv/bin/python -m bench.accuracy [--jobs quickstart digits ...]``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import shutil
 import time
 from pathlib import Path
 
+from bench.flower_compare import flower_inprocess
 from fl_chain.cli import build_parser
 from fl_chain.federation.display import SimulationDisplay
 from fl_chain.federation.simulate import SimulationOptions, run_simulation, simulate_spec
@@ -30,6 +36,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: ``flchain simulate`` arguments of each job.
 JOBS: dict[str, list[str]] = {
+    # The README's quick start, with simulate's default training options (time to accuracy).
+    "quickstart": ["--nodes", "4", "--rounds", "5", "--dataset", "digits"],
+    # The same defaults on the other built-in tabular dataset.
+    "breast_cancer": ["--nodes", "4", "--rounds", "5", "--dataset", "breast_cancer"],
     "digits": [
         "--nodes",
         "8",
@@ -100,6 +110,7 @@ def run_job(
         SimulationDisplay(quiet=not verbose),
     )
     wall = time.monotonic() - started
+    flower = flower_inprocess(args.nodes, 0, args.rounds, spec=simulate_spec(args))
     reference = summary["reference"]
     finalized = [r for r in summary["rounds"] if r["status"] == "finalized"]
     return {
@@ -115,6 +126,8 @@ def run_job(
         "seconds_per_round": summary["wall_seconds"] / max(len(summary["rounds"]), 1),
         "total_seconds_with_baselines": wall,
         "accuracy_per_round": [r["test_accuracy"] for r in finalized],
+        "flower_accuracy": flower["accuracy_per_round"][-1],
+        "flower_accuracy_per_round": flower["accuracy_per_round"],
     }
 
 
@@ -142,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(figures)
         print(
             f"  final accuracy {figures['final_accuracy']:.4f} after {figures['rounds_finalized']} rounds; "
+            f"Flower FedAvg {figures['flower_accuracy']:.4f}; "
             f"pooled centralized {figures['pooled_accuracy']:.4f} ({figures['pooled_epochs']} epochs); "
             f"central FedAvg byte-identical: {figures['central_fedavg_identical']} "
             f"({figures['central_fedavg_rounds_identical']} rounds); "

@@ -122,19 +122,30 @@ def make_numpy_client(spec: Any, index: int, nodes: int) -> Any:
 
 
 def make_strategy(
-    nodes: int, initial: np.ndarray, round_ends: dict[int, float], round_cpu: dict[int, float] | None = None
+    nodes: int,
+    initial: np.ndarray,
+    round_ends: dict[int, float],
+    round_cpu: dict[int, float] | None = None,
+    accuracy: dict[int, float] | None = None,
 ) -> Any:
-    """Flower's FedAvg, every client fits and evaluates every round; records when each round ends."""
+    """Flower's FedAvg, every client fits and evaluates every round; records when each round ends
+    and (into ``accuracy``) the sample-weighted mean of the clients' test accuracy."""
     from flwr.common import ndarrays_to_parameters
     from flwr.server.strategy import FedAvg
 
     round_cpu = round_cpu if round_cpu is not None else {}
+    accuracy = accuracy if accuracy is not None else {}
+
+    def weighted_accuracy(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        total = sum(n for n, _ in results)
+        return {"accuracy": sum(n * float(m["accuracy"]) for n, m in results) / total if total else 0.0}
 
     class TimedFedAvg(FedAvg):  # type: ignore[misc]
         def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> Any:
             out = super().aggregate_evaluate(server_round, results, failures)
             round_ends[server_round] = time.perf_counter()
             round_cpu[server_round] = time.process_time()
+            accuracy[server_round] = float(out[1].get("accuracy", float("nan")))
             return out
 
     return TimedFedAvg(
@@ -146,6 +157,7 @@ def make_strategy(
         initial_parameters=ndarrays_to_parameters([initial]),
         on_fit_config_fn=lambda r: {"round": r},
         on_evaluate_config_fn=lambda r: {"round": r},
+        evaluate_metrics_aggregation_fn=weighted_accuracy,
     )
 
 
@@ -155,8 +167,9 @@ def _steady(round_ends: dict[int, float], started: float) -> list[float]:
     return walls[1:] or walls
 
 
-def flower_inprocess(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
-    """Flower's Server and FedAvg with N NumPyClients in this process (no transport)."""
+def flower_inprocess(nodes: int, parameters: int, rounds: int, *, spec: Any = None) -> dict[str, Any]:
+    """Flower's Server and FedAvg with N NumPyClients in this process (no transport); the job of
+    ``spec`` if given (``parameters`` is then unused), else the benchmark's MLP job."""
     from flwr.common import Code, DisconnectRes, GetPropertiesRes, Status
     from flwr.server import Server, SimpleClientManager
     from flwr.server.client_proxy import ClientProxy
@@ -181,14 +194,16 @@ def flower_inprocess(nodes: int, parameters: int, rounds: int) -> dict[str, Any]
         def reconnect(self, ins: Any, timeout: Any, group_id: Any) -> Any:
             return DisconnectRes(reason="")
 
-    spec = _job_spec(nodes, parameters, rounds)
+    spec = spec if spec is not None else _job_spec(nodes, parameters, rounds)
     clients = [make_numpy_client(spec, i, nodes) for i in range(nodes)]
     round_ends: dict[int, float] = {}
     round_cpu: dict[int, float] = {}
+    accuracy: dict[int, float] = {}
     manager = SimpleClientManager()
     for i, (client, _) in enumerate(clients):
         manager.register(InProcessClientProxy(str(i), client))
-    server = Server(client_manager=manager, strategy=make_strategy(nodes, clients[0][1], round_ends, round_cpu))
+    strategy = make_strategy(nodes, clients[0][1], round_ends, round_cpu, accuracy)
+    server = Server(client_manager=manager, strategy=strategy)
     cpu_started = time.process_time()
     started = time.perf_counter()
     # Flower's fit() asks one client for the initial parameters unless the strategy has them: it has.
@@ -200,6 +215,7 @@ def flower_inprocess(nodes: int, parameters: int, rounds: int) -> dict[str, Any]
         "round_seconds": walls,
         "mean_round_seconds": float(np.mean(walls)),
         "cpu_seconds_per_round": float(np.mean(cpus)),
+        "accuracy_per_round": [accuracy[r] for r in sorted(accuracy)],
     }
 
 

@@ -30,9 +30,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.add_argument("--strategy", default="fedavg", help="fedavg, median or trimmed_mean")
     sim.add_argument("--split", default="iid", help="iid, dirichlet or quantity")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration for skewed splits")
-    sim.add_argument("--epochs", type=int, default=1)
+    # Defaults: 0.93-0.96 test accuracy on digits after 5 rounds of 4 nodes (seeds 0-3; bench/accuracy.py).
+    sim.add_argument("--epochs", type=int, default=2, help="local epochs per round")
     sim.add_argument("--batch-size", type=int, default=16)
-    sim.add_argument("--lr", type=float, default=0.1)
+    sim.add_argument("--lr", type=float, default=0.05)
+    sim.add_argument(
+        "--momentum", type=float, default=0.9, help="SGD momentum of local training (0 for plain SGD; per round)"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--chain", default="embedded", help="embedded (in-process py-evm), ganache or anvil")
     sim.add_argument(

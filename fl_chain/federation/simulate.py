@@ -64,7 +64,12 @@ def simulate_spec(args: Any) -> TaskSpec:
                 "seed": args.seed,
                 **_dataset_options(args),
             },
-            "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr},
+            "training": {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                **({"momentum": args.momentum} if args.momentum else {}),
+            },
             "strategy": {"name": args.strategy},
         },
         origin="simulate options",

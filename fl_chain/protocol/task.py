@@ -239,6 +239,12 @@ class TaskSpec:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")
         if not isinstance(self.training.get("lr"), (int, float)) or self.training["lr"] <= 0:
             raise ConfigError(f"{origin}: training.lr must be a positive number")
+        momentum = self.training.get("momentum", 0.0)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise ConfigError(f"{origin}: training.momentum must be a number in [0, 1), got {momentum!r}")
+        decay = self.training.get("weight_decay", 0.0)
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < math.inf:
+            raise ConfigError(f"{origin}: training.weight_decay must be a non-negative number, got {decay!r}")
 
     def _validate_security(self, origin: str) -> None:
         unknown = set(self.security) - set(_SECURITY_DEFAULTS)

@@ -702,3 +702,20 @@ def test_task_rejects_dataset_and_model_class_counts_that_differ() -> None:
     # Execute / Assert
     with pytest.raises(ConfigError, match=r"dataset.num_classes \(3\) and model.num_classes \(4\) differ"):
         TaskSpec.from_dict({"model": {"name": "mlp", "num_classes": 4}, "dataset": {"name": "csv", "num_classes": 3}})
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"lr": 0}, "training.lr must be a positive number"),
+        ({"momentum": 1.0}, r"training.momentum must be a number in \[0, 1\), got 1.0"),
+        ({"momentum": -0.1}, r"training.momentum must be a number in \[0, 1\)"),
+        ({"momentum": True}, r"training.momentum must be a number in \[0, 1\)"),
+        ({"weight_decay": -1}, "training.weight_decay must be a non-negative number, got -1"),
+        ({"weight_decay": float("nan")}, "training.weight_decay must be a non-negative number"),
+    ],
+)
+def test_task_rejects_bad_training_sections_naming_what_to_fix(training: dict[str, object], expected: str) -> None:
+    """Optimizer settings are checked when the task is read, not when a node's training breaks."""
+    with pytest.raises(ConfigError, match=expected):
+        TaskSpec.from_dict({"model": {"name": "mlp"}, "dataset": {"name": "digits"}, "training": training})

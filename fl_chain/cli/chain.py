@@ -20,6 +20,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start.add_argument("--chain-id", type=int)
     start.add_argument("--data-dir", help="persist chain state here across restarts")
     start.add_argument("--log-dir", default="runs/chain-logs")
+    start.add_argument(
+        "--block-time",
+        type=float,
+        help="seconds between blocks (fractions allowed, e.g. 0.2); default: a block per transaction",
+    )
     start.set_defaults(func=chain_start_command)
 
     dev_key = commands.add_parser("dev-key", help="write a development account's private key to a file")
@@ -36,9 +41,16 @@ def chain_start_command(args: argparse.Namespace) -> int:
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
+    if args.block_time is not None and not 0.1 <= args.block_time <= 3600:
+        raise ConfigError(f"--block-time must be between 0.1 and 3600 seconds, got {args.block_time:g}")
     cls = Ganache if args.backend == "ganache" else Anvil
     process = cls(
-        port=args.port, chain_id=args.chain_id, accounts=args.accounts, data_dir=args.data_dir, log_dir=args.log_dir
+        port=args.port,
+        chain_id=args.chain_id,
+        accounts=args.accounts,
+        data_dir=args.data_dir,
+        log_dir=args.log_dir,
+        block_time=args.block_time,
     )
     process.start()
     try:

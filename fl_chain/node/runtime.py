@@ -53,6 +53,7 @@ from fl_chain.chain.coordinator import (
 from fl_chain.errors import (
     BlobInvalidError,
     BlobNotFoundError,
+    ChainError,
     ChainUnreachableError,
     ContractRevertError,
     TransactionFailedError,
@@ -103,7 +104,11 @@ class Step(Enum):
 class NodeOptions:
     """Timing of a node."""
 
+    #: Longest wait between two steps while there is nothing to do (deadlines pass by wall time).
     poll_interval: float = 0.5
+    #: While waiting, how often to look for a new block; a new block ends the wait at once, so a
+    #: node reacts within a block of a change. ``None``: just wait ``poll_interval``.
+    block_poll_interval: float | None = 0.05
     fetch_timeout: float = 20.0
     clock: Callable[[], float] = time.time
     #: Seconds ``run`` keeps serving blobs after the task ended, so slower nodes can still fetch the
@@ -213,8 +218,34 @@ class Node:
             if result is Step.STOPPED:
                 return result
             if result is Step.IDLE:
-                time.sleep(self.options.poll_interval)
+                self._wait_for_next_block(should_stop)
         return Step.IDLE
+
+    def _wait_for_next_block(self, should_stop: Callable[[], bool]) -> None:
+        """Sleep until the chain has a new block or ``poll_interval`` passed, whichever comes first.
+
+        The chain's state changes only with a block, so an idle node steps again as soon as one
+        arrives; with no new block it still steps every ``poll_interval`` (a deadline passing is
+        wall time, not a block). A chain that does not answer just makes this a plain wait.
+        """
+        deadline = time.monotonic() + self.options.poll_interval
+        look = self.options.block_poll_interval
+        if look is None or look >= self.options.poll_interval:
+            time.sleep(self.options.poll_interval)
+            return
+        try:
+            start = self.coordinator.client.block_number()
+        except ChainError:
+            start = None
+        while (left := deadline - time.monotonic()) > 0 and not should_stop():
+            time.sleep(min(look, left))
+            if start is None:
+                continue
+            try:
+                if self.coordinator.client.block_number() != start:
+                    return
+            except ChainError:
+                start = None
 
     def step(self) -> Step:
         """Do the next piece of work the chain state calls for."""

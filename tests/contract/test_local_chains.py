@@ -80,3 +80,32 @@ def test_data_dir_persists_the_contract_across_restarts(launcher: type[LocalChai
         assert again.is_admitted(dev_account(1).address)
     finally:
         second.close()
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_sub_second_block_time_mines_blocks_on_wall_time(launcher: type[LocalChainProcess], tmp_path: Path) -> None:
+    """A 0.2 s block time (``flchain chain start --block-time 0.2``) gives several blocks per second
+    whose timestamps stay on wall time (they do not run ahead by a second per block)."""
+    import time
+
+    require_backend(launcher.name)
+    with launcher(accounts=1, log_dir=tmp_path, block_time=0.2) as process:
+        client = ChainClient(_w3(process))
+        first = client.block_number()
+        while client.block_number() < first + 10:  # progress, not a wall-time assumption
+            time.sleep(0.05)
+        assert client.block_timestamp() <= time.time() + 1
+        # A node waiting for work wakes on the next block instead of at its poll interval.
+        from types import SimpleNamespace
+
+        from fl_chain.node.runtime import Node, NodeOptions
+
+        waiter = SimpleNamespace(
+            options=NodeOptions(poll_interval=60.0, block_poll_interval=0.02),
+            coordinator=SimpleNamespace(client=client),
+        )
+        before = client.block_number()
+        started = time.monotonic()
+        Node._wait_for_next_block(waiter, lambda: False)  # type: ignore[arg-type]
+        assert client.block_number() > before
+        assert time.monotonic() - started < 60.0  # it returned on the block, not at the poll interval

@@ -234,6 +234,8 @@ def test_chain_start_port_in_use_or_out_of_range(tmp_path: Path, run_cli: InProc
     assert_one_line_error(taken, f"port {port}", "in use", "--port")
     outside = run_cli("chain", "start", "ganache", "--port", "70000", "--log-dir", "logs", cwd=tmp_path)
     assert_one_line_error(outside, "--port", "1..65535")
+    too_fast = run_cli("chain", "start", "anvil", "--block-time", "0.01", "--log-dir", "logs", cwd=tmp_path)
+    assert_one_line_error(too_fast, "--block-time", "between 0.1 and 3600")
 
 
 def test_node_ipfs_port_out_of_range(tmp_path: Path, run_cli: InProcessCli) -> None:

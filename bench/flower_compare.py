@@ -23,9 +23,10 @@ when they fetch it). Two pairs are run in the same invocation:
   against Flower's deployment engine: ``flwr.server.start_server`` in one process and N
   ``flwr.client.start_client`` processes (gRPC, 127.0.0.1 only).
 * ``processes``: both sides as N OS processes: fl-chain's local network (``fl_chain.federation.localnet``:
-  anvil with a block every second, N ``flchain node`` processes with kubo peers, the same task as
-  a task file) against the same Flower deployment as ``loopback``. fl-chain's round ends are seen
-  by polling the chain every 0.5 s, and its rounds include waiting for 1-second blocks.
+  anvil with a block every ``--block-time`` seconds (0.2 by default), N ``flchain node`` processes
+  with kubo peers, the same task as a task file) against the same Flower deployment as
+  ``loopback``. Nodes wake on each new block; every transaction waits for the next block, so the
+  issue's target for this pair is Flower's round plus two block intervals.
 
 Every process this script starts is ended by its pid.
 
@@ -73,6 +74,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "flower_compare.json"
 TARGET_RATIO = 1.2
 #: fl-chain's task id on a fresh chain (the training seeds depend on it).
 TASK_ID = 1
+#: Seconds between anvil's blocks in the ``processes`` pair (``--block-time``).
+BLOCK_TIME = 0.2
 #: Seconds the loopback Flower run may take.
 LOOPBACK_TIMEOUT = 1800
 
@@ -335,6 +338,7 @@ def measure(
     rounds: int | None = None,
     pairs: list[str] | None = None,
     progress: Any = None,
+    block_time: float = BLOCK_TIME,
 ) -> dict[str, Any]:
     nodes = nodes or (4 if quick else 8)
     parameters = parameters or (10_000 if quick else 1_000_000)
@@ -349,7 +353,7 @@ def measure(
                 f"N={nodes} D={parameters:.0e}"
             )
         if pair == "processes":
-            ours = fl_chain_processes(nodes, parameters, rounds)
+            ours = fl_chain_processes(nodes, parameters, rounds, block_time)
         else:
             ours = run_job_in_child(
                 FederationJob(nodes=nodes, parameters=parameters, rounds=rounds, chain=chain, storage=storage)
@@ -414,8 +418,9 @@ def task_file_text(*, nodes: int, rounds: int, hidden: int, update_duration: int
     )
 
 
-def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, Any]:
-    """The job on fl-chain's local network: anvil and N ``flchain node`` processes with kubo peers."""
+def fl_chain_processes(nodes: int, parameters: int, rounds: int, block_time: float = BLOCK_TIME) -> dict[str, Any]:
+    """The job on fl-chain's local network: anvil (a block every ``block_time`` s) and N ``flchain
+    node`` processes with kubo peers."""
 
     from fl_chain.federation.localnet import LocalNetwork
 
@@ -430,7 +435,13 @@ def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, An
             task_file_text(nodes=nodes, rounds=rounds, hidden=hidden, update_duration=600, aggregation_duration=600)
         )
         network = LocalNetwork(
-            Path(tmp) / "net", nodes=nodes, task_file=task_file, chain="anvil", linger=0.0, report=lambda message: None
+            Path(tmp) / "net",
+            nodes=nodes,
+            task_file=task_file,
+            chain="anvil",
+            linger=0.0,
+            block_time=block_time,
+            report=lambda message: None,
         )
         try:
             network.start()
@@ -443,7 +454,8 @@ def fl_chain_processes(nodes: int, parameters: int, rounds: int) -> dict[str, An
     walls = [b - a for a, b in zip([started, *ends], ends)]
     steady = walls[1:] or walls
     return {
-        "backend": "anvil (1 s blocks) + N flchain node processes + kubo",
+        "backend": f"anvil ({block_time:g} s blocks) + N flchain node processes + kubo",
+        "block_time": block_time,
         "parameters": mlp_parameters(hidden),
         "rounds": [{"wall_seconds": w} for w in walls],
         "mean_round_seconds": float(np.mean(steady)),
@@ -501,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameters", type=float)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--pairs", help="comma-separated: inprocess, loopback, processes")
+    parser.add_argument("--block-time", type=float, default=BLOCK_TIME, help="anvil's block interval, processes pair")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--role", choices=("server", "client", "inprocess"), help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
@@ -523,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         pairs=args.pairs.split(",") if args.pairs else None,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
+        block_time=args.block_time,
     )
     print(format_table(result))
     args.output.parent.mkdir(parents=True, exist_ok=True)

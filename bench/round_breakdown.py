@@ -42,7 +42,13 @@ from bench import child_env, module_command
 from bench._federation import CATEGORIES, FederationJob, run_federation, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "round_breakdown.json"
-BACKENDS = {"embedded-memory": ("embedded", "memory"), "anvil-kubo": ("anvil", "kubo")}
+BACKENDS = {
+    "embedded-memory": ("embedded", "memory"),
+    "anvil-memory": ("anvil", "memory"),
+    "anvil-kubo": ("anvil", "kubo"),
+}
+#: Run unless ``--backends`` says otherwise (anvil-memory: ``flchain simulate --chain anvil``).
+DEFAULT_BACKENDS = ["embedded-memory", "anvil-kubo"]
 FULL = {"nodes": [4, 8, 16], "parameters": [10_000, 1_000_000, 10_000_000], "rounds": 3}
 QUICK = {"nodes": [4], "parameters": [10_000], "rounds": 2}
 #: Seconds one job may take before it is stopped and recorded as timed out.
@@ -96,7 +102,7 @@ def measure(
     sizes = QUICK if quick else FULL
     nodes = nodes or sizes["nodes"]
     parameters = parameters or sizes["parameters"]
-    backends = backends or list(BACKENDS)
+    backends = backends or DEFAULT_BACKENDS
     rounds = rounds or sizes["rounds"]
     jobs = []
     for backend in backends:

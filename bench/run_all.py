@@ -216,7 +216,7 @@ def targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
                 f"(train {_fmt(split['train'])}, all nodes, one at a time)"
             )
         else:
-            limit += f"; {r['fl_chain']['backend']}: rounds wait for 1 s blocks and 0.5 s polling"
+            limit += f"; {r['fl_chain']['backend']}: every transaction waits for a block"
         if r.get("cpu_ratio") is not None:
             limit += f"; CPU-time ratio {r['cpu_ratio']:.2f}"
         rows.append(

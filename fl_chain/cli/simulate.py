@@ -13,7 +13,9 @@ CLIENT_HELP = "a Flower-style NumPyClient factory module:callable(spec, train, t
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``simulate``."""
-    sim = commands.add_parser("simulate", help="simulate a federation in one process (embedded chain, memory storage)")
+    sim = commands.add_parser(
+        "simulate", help="simulate a federation in one process (a local anvil or the embedded chain, memory storage)"
+    )
     sim.add_argument("--nodes", type=int, default=4)
     sim.add_argument("--rounds", type=int, default=5)
     sim.add_argument("--dataset", default="digits", help="digits, breast_cancer, fashion_mnist or csv (with --data)")
@@ -38,7 +40,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--momentum", type=float, default=0.9, help="SGD momentum of local training (0 for plain SGD; per round)"
     )
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--chain", default="embedded", help="embedded (in-process py-evm), ganache or anvil")
+    sim.add_argument(
+        "--chain",
+        default="auto",
+        help="auto (anvil when installed, else embedded), embedded (in-process py-evm), ganache or anvil",
+    )
     sim.add_argument(
         "--storage", default="memory", help="memory (in-process) or kubo (one embedded IPFS peer per node)"
     )

@@ -34,7 +34,7 @@ from fl_chain.storage.base import Storage
 from fl_chain.training.trainer import Trainer
 
 #: Chains ``flchain simulate`` can run on.
-SIM_CHAINS = ("embedded", "ganache", "anvil")
+SIM_CHAINS = ("auto", "embedded", "ganache", "anvil")
 #: Storage backends ``flchain simulate`` can use.
 SIM_STORAGES = ("memory", "kubo")
 
@@ -88,7 +88,9 @@ class SimulationOptions:
     trainer_factory: Callable[..., Trainer] | None = None
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad option."""
+        """Raise ConfigError naming the first bad option; resolve ``chain="auto"``."""
+        if self.chain == "auto":
+            self.chain = default_chain()
         if self.nodes < 1:
             raise ConfigError(f"--nodes must be at least 1, got {self.nodes}")
         if self.chain not in SIM_CHAINS:
@@ -97,6 +99,15 @@ class SimulationOptions:
             raise ConfigError(f"unknown --storage {self.storage!r}; use one of {', '.join(SIM_STORAGES)}")
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise ConfigError(f"run folder {self.out} already exists and is not empty; choose another --out")
+
+
+def default_chain() -> str:
+    """The chain of ``--chain auto``: anvil when its binary is installed (``scripts/install.sh``), else
+    the embedded py-evm chain. Both give the same models and CIDs; anvil executes and signs-checks
+    transactions natively, so rounds are faster (bench/round_breakdown.py, backend anvil-memory)."""
+    from fl_chain.chain.anvil import ANVIL_BINARY
+
+    return "anvil" if ANVIL_BINARY.is_file() else "embedded"
 
 
 def _dataset_options(args: Any) -> dict[str, Any]:

@@ -147,8 +147,10 @@ def test_node_stopped_by_sigterm_and_sigint_closes_its_peer_keeps_its_state_and_
 
 
 def _dimension(net: LocalNetwork) -> int:
+    """The model's size, from node 0's final model (saved after the task completed: waited for)."""
     import numpy as np
 
+    wait_for(lambda: net.has_final_model(0), "node 0's final model")
     return int(np.load(net.nodes[0].state_dir / f"task-{net.task_id}" / "final-model.npy").size)
 
 

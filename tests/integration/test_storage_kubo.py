@@ -104,6 +104,9 @@ def test_peer_config_on_disk_has_no_bootstrap_and_only_loopback(peers: list[Peer
         assert config["Swarm"]["RelayClient"]["Enabled"] is False
         assert sorted(config["Swarm"]["AddrFilters"]) == sorted(NON_LOOPBACK_RANGES)
         assert all(a.startswith("/ip4/127.0.0.1/tcp/") for a in peer.multiaddrs)
+        # Blocks are written without an fsync each, and the repo (running) still opens with it.
+        flatfs = [m["child"] for m in config["Datastore"]["Spec"]["mounts"] if m["child"]["type"] == "flatfs"]
+        assert flatfs and all(child["sync"] is False for child in flatfs)
 
 
 def test_peer_processes_have_only_loopback_sockets(peers: list[PeerProcess]) -> None:

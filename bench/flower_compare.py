@@ -13,7 +13,8 @@ one epoch of SGD (batch 16, lr 0.1) per round on each client's IID shard with th
 FedAvg, every client evaluating each new global model on the test split (fl-chain nodes do that
 when they fetch it). Two pairs are run in the same invocation:
 
-* ``inprocess``: fl-chain as ``flchain simulate`` runs it (embedded chain, memory store, N nodes
+* ``inprocess``: fl-chain as ``flchain simulate`` runs it (its default chain: anvil where installed,
+  else the embedded py-evm chain; memory store, N nodes
   stepping in one thread, P = N, r = 2, q = 2) against Flower's own round loop
   (``flwr.server.Server`` with FedAvg) driving N ``NumPyClient`` objects in this process through
   an in-process ``ClientProxy`` (Flower's simulation engine needs ray, which is not installed;
@@ -68,6 +69,7 @@ import numpy as np
 from bench import child_env, module_command
 from bench._federation import FederationJob, make_spec, mlp_hidden_for, mlp_parameters, stop_on_sigterm
 from bench.round_breakdown import run_job_in_child
+from fl_chain.federation.simulate import default_chain
 from tests.helpers.task_files import task_toml
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flower_compare.json"
@@ -346,7 +348,7 @@ def measure(
     pairs = pairs or (["inprocess", "loopback"] if quick else ["inprocess", "loopback", "processes"])
     rows = []
     for pair in pairs:
-        chain, storage = ("embedded", "memory") if pair == "inprocess" else ("anvil", "kubo")
+        chain, storage = (default_chain(), "memory") if pair == "inprocess" else ("anvil", "kubo")
         if progress:
             progress(
                 f"flower_compare: fl-chain {chain}+{storage}{' processes' if pair == 'processes' else ''} "

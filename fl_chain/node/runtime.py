@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -66,18 +67,21 @@ from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
 from fl_chain.protocol.assignment import assigned_partitions
-from fl_chain.protocol.blob import BlobKind, encode_partition
+from fl_chain.protocol.blob import BlobKind, blob_size, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
 from fl_chain.protocol.manifest import Manifest
 from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
+from fl_chain.storage.concurrent import run_gets
 from fl_chain.training.trainer import Trainer, training_seed
 
 log = logging.getLogger("fl_chain.node")
 
 #: Consecutive failed steps (transactions or chain access) after which a node gives up.
 MAX_CONSECUTIVE_FAILURES = 120
+#: Seconds a fetch ahead of the all-gather may take (it is only a head start: the all-gather retries).
+PREFETCH_TIMEOUT = 2.0
 
 #: Revert names that only mean another node got there first or the round moved on.
 _BENIGN_REVERTS = {
@@ -166,6 +170,7 @@ class Node:
         self._key_missing_since: dict[int, float] = {}
         self._finishing = False
         self._unavailable: dict[int, set[str]] = {}
+        self._prefetched: set[bytes] = set()  # final partition digests fetched ahead of the all-gather
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._updates: dict[int, RoundUpdates] = {}  # the current round's, manifests fetched once
         self._joined = False
@@ -477,6 +482,7 @@ class Node:
         todo = [p for p in todo if final[p] is None and p not in progress.aggregates_committed]
         if not todo:
             self.observers.wait(self.task_id, round_)
+            self._prefetch_final_partitions(final, base.size)
             return Step.IDLE
         with self.observers.phase(self.task_id, round_, Phase.AGGREGATE):
             self._connect_all()
@@ -518,6 +524,30 @@ class Node:
             return Step.PROGRESS if reported else Step.IDLE
         with self.observers.phase(self.task_id, round_, Phase.COMMIT_AGGREGATES):
             return self._commit_aggregates(round_, ready, progress, fallback)
+
+    def _prefetch_final_partitions(self, final: list[bytes | None], dimension: int) -> None:
+        """While waiting for the round to finalize, fetch its partitions that are final already.
+
+        The bytes land in this node's storage peer, so the all-gather of the round's global model
+        (which still fetches and verifies every partition, :func:`gather_partitions`) finds them
+        locally and waits only for the partitions finalized last. Each digest is fetched once, with a
+        short timeout, and nothing here fails: what does not arrive is fetched by the all-gather.
+        """
+        bounds = partition_bounds(dimension, len(final))
+        wanted = [
+            (digest, bounds[p].length) for p, digest in enumerate(final) if digest and digest not in self._prefetched
+        ]
+        if not wanted:
+            return
+        self._prefetched.update(digest for digest, _ in wanted)
+        timeout = min(self.options.fetch_timeout, PREFETCH_TIMEOUT)
+        run_gets(
+            [
+                partial(self.storage.get, cid_from_digest(digest), timeout=timeout, max_size=blob_size(length))
+                for digest, length in wanted
+            ],
+            parallel=self.storage.parallel_gets,
+        )
 
     def _without_excluded(
         self, round_: int, commits: list[UpdateCommit], progress: RoundProgress

@@ -11,6 +11,7 @@ from fl_chain.chain.coordinator import RoundStatus, TaskStatus
 from fl_chain.errors import ConfigError
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node, Step
+from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.training.trainer import TorchTrainer
 from tests.helpers.federation_checks import check_every_finalized_round
@@ -178,3 +179,36 @@ def test_node_whose_final_model_nobody_serves_stops_instead_of_waiting_forever(t
     assert any("no peer served its final model" in m for m in messages)
     assert state.load_vector(task_id, "final-model") is None
     assert task_id not in state.finished_tasks
+
+
+def test_waiting_nodes_fetch_final_partitions_before_the_round_is_final(tmp_path: Path) -> None:
+    """A node with nothing left to aggregate fetches the round's partitions that are final already,
+    so the all-gather after the round only waits for the last ones; the models are unchanged."""
+    from fl_chain.storage.memory import MemoryNetwork, MemoryStorage
+
+    network = MemoryNetwork()
+    early: list[tuple[int, str]] = []  # (round, cid) fetched while that round was not final yet
+    holder: dict[str, object] = {}
+
+    class WatchedStorage(MemoryStorage):
+        def _fetch(self, cid: str, timeout: float, max_size: int | None) -> bytes:
+            coordinator, task_id = holder["coordinator"], holder["task_id"]
+            _, task = coordinator.get_task(task_id)  # type: ignore[attr-defined]
+            if task.status == TaskStatus.RUNNING:
+                finals = coordinator.get_final_digests(task_id, task.current_round)  # type: ignore[attr-defined]
+                if cid in {cid_from_digest(d) for d in finals if d}:
+                    early.append((task.current_round, cid))
+            return super()._fetch(cid, timeout, max_size)
+
+    chain, coordinator, task_id, nodes = build_federation(
+        spec(rounds=3), nodes=4, state_root=tmp_path, storage_factory=lambda i, state: WatchedStorage(network)
+    )
+    holder.update(coordinator=coordinator, task_id=task_id)
+    # Node 0 steps between every other node's steps, as a node process polls while its peers work
+    # (in a plain round-robin sweep nobody is idle while only some partitions are final).
+    order = [nodes[0], nodes[1], nodes[0], nodes[2], nodes[0], nodes[3]]
+    assert InProcessFederation(chain, coordinator, task_id, order).run() == TaskStatus.COMPLETED
+    assert {r for r, _ in early} == {0, 1, 2}, early  # every round: some final partition fetched ahead
+    globals_ = check_every_finalized_round(nodes[0].storage, coordinator, task_id, nodes[0]._initial.size)
+    finals = [np.load(tmp_path / f"node-{i}" / f"task-{task_id}" / "final-model.npy") for i in range(4)]
+    assert all(f.tobytes() == globals_[2].tobytes() for f in finals)

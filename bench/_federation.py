@@ -417,6 +417,7 @@ def run_federation(job: FederationJob, workdir: str | os.PathLike[str] | None = 
             trainer_factory=trainer_factory,
         )
         setup_seconds = time.perf_counter() - setup_started
+        coordinator.client.assume_sole_writer()  # as flchain simulate does: the chain is this run's
         for i, node in enumerate(members):
             node.observers.add(PhaseTimer(i, recorder, coordinator))
         chain.w3.middleware_onion.add(request_timer(recorder), name="bench-request-timer")

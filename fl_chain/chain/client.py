@@ -8,6 +8,7 @@ No node-side unlocked account is ever used.
 from __future__ import annotations
 
 import ast
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -150,6 +151,8 @@ class ChainClient:
         self.receipt_timeout = receipt_timeout
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        #: View results kept while the chain cannot have moved (see :meth:`assume_sole_writer`).
+        self._views: dict[tuple[Any, ...], Any] | None = None
         try:
             self.chain_id = int(w3.eth.chain_id)
         except Exception as exc:  # noqa: BLE001 - any transport failure means unreachable
@@ -162,10 +165,33 @@ class ChainClient:
 
     def call(self, fn: ContractFunction, *, decoder: RevertDecoder | None = None, sender: str | None = None) -> Any:
         """Execute a view (or simulate a write) and return its value."""
+        key = None
+        if self._views is not None:
+            key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs), sender)
+            if key in self._views:
+                return copy.deepcopy(self._views[key])
         try:
-            return fn.call({"from": sender} if sender else {})
+            result = fn.call({"from": sender} if sender else {})
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, decoder) from None
+        if key is not None and self._views is not None:
+            self._views[key] = copy.deepcopy(result)
+        return result
+
+    def assume_sole_writer(self) -> None:
+        """Keep view results until this client sends a transaction or :meth:`chain_moved` is called.
+
+        Only for a chain that this process alone writes to and mines (a simulation's own anvil or
+        embedded chain, whose blocks come only from transactions and the runner's time jumps):
+        there a view's result cannot change in between, and a simulation's nodes read the same
+        views many times per block. Never for a chain other processes use.
+        """
+        self._views = {}
+
+    def chain_moved(self) -> None:
+        """A block was made without a transaction of this client (a time jump): drop kept views."""
+        if self._views is not None:
+            self._views = {}
 
     def read(self, request: Callable[[], T], *, decoder: RevertDecoder | None = None) -> T:
         """Run a read against the chain; a lost connection becomes ChainUnreachableError (which
@@ -219,7 +245,10 @@ class ChainClient:
             except Exception as exc:  # noqa: BLE001
                 raise self._translate(exc, decoder) from None
             tx = dict(fn.build_transaction(cast(Any, self._fill(account, tx_params, gas))))
-            return self._send(account, tx, decoder, fn)
+            try:
+                return self._send(account, tx, decoder, fn)
+            finally:
+                self.chain_moved()
 
     def deploy(self, account: LocalAccount, abi: list[dict[str, Any]], bytecode: str) -> dict[str, Any]:
         """Deploy a contract from ``account``; returns the receipt (``contractAddress`` set)."""
@@ -232,7 +261,10 @@ class ChainClient:
             except Exception as exc:  # noqa: BLE001
                 raise self._translate(exc, RevertDecoder(abi)) from None
             tx = constructor.build_transaction(self._fill(account, tx_params, gas))
-            receipt = self._send(account, tx, RevertDecoder(abi), None)
+            try:
+                receipt = self._send(account, tx, RevertDecoder(abi), None)
+            finally:
+                self.chain_moved()
         if not receipt.get("contractAddress"):
             raise TransactionFailedError("deployment receipt has no contract address")
         return receipt

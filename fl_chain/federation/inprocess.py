@@ -87,6 +87,7 @@ class InProcessFederation:
         now = int(chain_clock(self.chain)())
         if task.status != TaskStatus.RUNNING:
             self.chain.mine()
+            self.coordinator.client.chain_moved()
             return
         info = self.coordinator.get_round(self.task_id, task.current_round)
         if info.status == RoundStatus.UPDATE:
@@ -96,6 +97,7 @@ class InProcessFederation:
         else:
             target = now + 1
         self.chain.increase_time(max(1, int(target - now)))
+        self.coordinator.client.chain_moved()
         self.time_jumps += 1
 
 

@@ -156,6 +156,9 @@ def run_simulation(
         )
         for member in members:
             member.logs = logs
+        # The simulation's chain is its own: every block comes from its nodes' transactions and
+        # the runner's time jumps, so views can be kept between them.
+        coordinator.client.assume_sole_writer()
         # Created after setup (deploy, admit, create, join, start): that gas is no round's.
         recorder = RoundRecorder(chain, coordinator, task_id, members, display, partitions=spec.protocol["partitions"])
         InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=recorder.sweep)

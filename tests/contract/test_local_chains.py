@@ -109,3 +109,29 @@ def test_sub_second_block_time_mines_blocks_on_wall_time(launcher: type[LocalCha
         Node._wait_for_next_block(waiter, lambda: False)  # type: ignore[arg-type]
         assert client.block_number() > before
         assert time.monotonic() - started < 60.0  # it returned on the block, not at the poll interval
+
+
+def test_a_chain_connection_asks_for_the_chain_id_once(tmp_path: Path) -> None:
+    """web3 checks the chain id of every call it builds; the connection keeps the one answer, so
+    only the first calls cost an ``eth_chainId`` request on the wire."""
+    import json
+
+    require_backend("anvil")
+    chain = ProcessChain(Anvil(accounts=2, log_dir=tmp_path))
+    try:
+        sent: list[str] = []
+        manager = chain.w3.provider._request_session_manager  # type: ignore[attr-defined]
+        post = manager.make_post_request
+
+        def counting(uri, data, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append(json.loads(data)["method"])
+            return post(uri, data, **kwargs)
+
+        manager.make_post_request = counting
+        coordinator = Coordinator.deploy(ChainClient(chain.w3), dev_account(0))
+        for _ in range(5):
+            coordinator.is_admitted(dev_account(1).address)
+        assert sent.count("eth_call") >= 5
+        assert sent.count("eth_chainId") <= 2, sent  # web3 asks in two forms; then never again
+    finally:
+        chain.close()

@@ -65,3 +65,44 @@ def test_error_answers_until_the_timeout_fail_with_the_last_answer() -> None:
     with pytest.raises(TransactionFailedError, match=expected):
         client.deploy(dev_account(1), [], RETURNS_42)
     assert calls[0] >= 2
+
+
+def test_a_sole_writer_keeps_views_until_it_writes_or_the_chain_moves() -> None:
+    """With ``assume_sole_writer`` a view is read once per chain state: this client's transactions
+    and ``chain_moved`` (a time jump) drop what was kept; another writer's change is not seen until
+    then, which is why only a simulation's own chain uses it."""
+    from fl_chain.chain.coordinator import Coordinator
+
+    chain = EmbeddedChain(accounts=3)
+    operator, member, outsider = (dev_account(i) for i in range(3))
+    coordinator = Coordinator.deploy(ChainClient(chain.w3), operator)
+    coordinator.client.assume_sole_writer()
+    calls = count_requests(chain.w3, "eth_call")
+    assert not coordinator.is_admitted(member.address)
+    assert not coordinator.is_admitted(member.address)
+    assert calls[0] == 1  # the second read was kept
+    coordinator.admit(operator, [member.address])  # this client's write drops the kept views
+    assert coordinator.is_admitted(member.address)
+    assert not coordinator.is_admitted(outsider.address)
+    other = Coordinator.at(ChainClient(chain.w3), coordinator.address)
+    other.admit(operator, [outsider.address])
+    assert not coordinator.is_admitted(outsider.address)  # kept: another writer is not expected
+    coordinator.client.chain_moved()
+    assert coordinator.is_admitted(outsider.address)
+
+
+def count_requests(w3: Web3, method: str) -> list[int]:
+    """Count the ``method`` requests that reach the provider of ``w3`` from now on."""
+    calls = [0]
+
+    class Counter(Web3Middleware):
+        def wrap_make_request(self, make_request: Callable[..., Any]) -> Callable[..., Any]:
+            def middleware(name: str, params: Any) -> Any:
+                if name == method:
+                    calls[0] += 1
+                return make_request(name, params)
+
+            return middleware
+
+    w3.middleware_onion.inject(Counter, layer=0)
+    return calls

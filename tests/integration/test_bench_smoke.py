@@ -89,3 +89,41 @@ def test_largest_federation_memory_bound_extrapolates_the_two_largest_rungs() ->
     assert bound == int(16 + (MEMORY_SHARE * 20_000.0 - 8000.0) / 500.0)
     assert memory_bound_nodes(rungs[:1], available_mib=20_000.0) is None  # one rung: no slope
     assert memory_bound_nodes(rungs, available_mib=float("nan")) is None
+
+
+def test_p2pfl_compare_without_its_venv_is_not_measured_and_says_how_to_install(tmp_path: Path) -> None:
+    # Prepare
+    from bench import p2pfl_compare
+
+    venv = tmp_path / "no-such-venv"
+
+    # Execute
+    result = p2pfl_compare.measure(nodes=2, parameters=2_000, rounds=2, venv=venv, sides=["p2pfl"])
+    table = p2pfl_compare.format_table(result)
+
+    # Assert
+    assert result["p2pfl"]["not_measured"].startswith(f"no p2pfl venv at {venv}")
+    assert result["verdict"] == "not measured"
+    assert "not measured" in table and f'{venv}/bin/pip install "p2pfl[flax,dp]==0.4.4"' in table
+
+
+@pytest.mark.skipif(
+    not (Path("/tmp/p2pfl-venv") / "bin" / "python").exists(), reason="no p2pfl venv (see bench/p2pfl_compare.py)"
+)
+def test_p2pfl_compare_two_p2pfl_nodes_train_on_loopback_and_count_bytes(tmp_path: Path) -> None:
+    # Prepare
+    from bench import p2pfl_compare
+
+    if problem := p2pfl_compare.venv_problem(p2pfl_compare.DEFAULT_VENV):
+        pytest.skip(problem)
+    job = p2pfl_compare.export_job(2, 2_000, 2, tmp_path)
+
+    # Execute
+    figures = p2pfl_compare.p2pfl_run(2, 2, p2pfl_compare.DEFAULT_VENV, tmp_path, timeout=120)
+
+    # Assert
+    assert figures["sockets"]["listening"] and figures["sockets"]["outside_loopback"] == []
+    assert len(figures["round_seconds"]) == 2 and figures["mean_round_seconds"] > 0
+    # each node gets the other's model (or a partial aggregate holding it) once per round, at least
+    assert figures["mean_received_bytes_per_node"] >= job["model_bytes"]
+    assert figures["accuracy_after_rounds"][-1] > figures["accuracy_after_rounds"][0]

@@ -105,9 +105,16 @@ def venv_problem(venv: Path) -> str | None:
         "import importlib.metadata as m, p2pfl.node, flax, datasets; print(m.version('p2pfl'))"
     )
     try:
-        done = subprocess.run(
-            [str(python), "-c", probe], capture_output=True, text=True, timeout=180, env=_p2pfl_env(), check=False
-        )
+        with tempfile.TemporaryDirectory(prefix="flchain-p2pfl-probe-") as cwd:  # p2pfl's logger writes ./logs
+            done = subprocess.run(
+                [str(python), "-c", probe],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=_p2pfl_env(),
+                check=False,
+                cwd=cwd,
+            )
     except subprocess.TimeoutExpired:
         return f"{python}: importing p2pfl took more than 180 s"
     if done.returncode != 0:

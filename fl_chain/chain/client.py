@@ -29,6 +29,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
+from fl_chain.chain.views import abi_type
 from fl_chain.errors import (
     ChainError,
     ChainUnreachableError,
@@ -57,15 +58,6 @@ class _ErrorSpec:
     arg_types: tuple[str, ...]
 
 
-def _abi_type(param: dict[str, Any]) -> str:
-    """Canonical ABI type of a parameter, expanding tuples."""
-    kind = param["type"]
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param["components"])
-        return f"({inner}){kind[5:]}"
-    return kind
-
-
 class RevertDecoder:
     """Maps revert data to the contract's custom errors by their 4-byte selector."""
 
@@ -78,7 +70,7 @@ class RevertDecoder:
             self._errors[selector] = _ErrorSpec(
                 name=item["name"],
                 arg_names=tuple(i["name"] for i in item["inputs"]),
-                arg_types=tuple(_abi_type(i) for i in item["inputs"]),
+                arg_types=tuple(abi_type(i) for i in item["inputs"]),
             )
 
     def decode(self, data: bytes | str | None) -> ContractRevertError | None:
@@ -146,13 +138,14 @@ def _revert_data_from_dict(error: dict[str, Any]) -> str | None:
 class ChainClient:
     """One connection to an Ethereum node, used by every part of fl-chain that touches the chain."""
 
+    #: Results kept while the chain cannot have moved (see :meth:`assume_sole_writer`); None: none kept.
+    _views: dict[tuple[Any, ...], Any] | None = None
+
     def __init__(self, w3: Web3, *, receipt_timeout: float = RECEIPT_TIMEOUT) -> None:
         self.w3 = w3
         self.receipt_timeout = receipt_timeout
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        #: View results kept while the chain cannot have moved (see :meth:`assume_sole_writer`).
-        self._views: dict[tuple[Any, ...], Any] | None = None
         try:
             self.chain_id = int(w3.eth.chain_id)
         except Exception as exc:  # noqa: BLE001 - any transport failure means unreachable
@@ -178,6 +171,22 @@ class ChainClient:
             self._views[key] = copy.deepcopy(result)
         return result
 
+    def call_data(
+        self, to: str, data: bytes, *, decoder: RevertDecoder | None = None, sender: str | None = None
+    ) -> bytes:
+        """``eth_call`` of raw call ``data`` to contract ``to`` at the latest block; the returned bytes."""
+        key = ("call", to, data, sender)
+        if self._views is not None and key in self._views:
+            return bytes(self._views[key])
+        request: dict[str, Any] = {"to": to, "data": data, **({"from": sender} if sender else {})}
+        try:
+            result = bytes(self.w3.eth.call(cast(Any, request)))
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, decoder) from None
+        if self._views is not None:
+            self._views[key] = result
+        return result
+
     def assume_sole_writer(self) -> None:
         """Keep view results until this client sends a transaction or :meth:`chain_moved` is called.
 
@@ -193,13 +202,24 @@ class ChainClient:
         if self._views is not None:
             self._views = {}
 
-    def read(self, request: Callable[[], T], *, decoder: RevertDecoder | None = None) -> T:
+    def read(
+        self, request: Callable[[], T], *, decoder: RevertDecoder | None = None, keep: tuple[Any, ...] | None = None
+    ) -> T:
         """Run a read against the chain; a lost connection becomes ChainUnreachableError (which
-        callers retry), any other failure one of our ChainErrors, never a raw transport error."""
+        callers retry), any other failure one of our ChainErrors, never a raw transport error.
+
+        ``keep``: a key naming what is read; a sole writer (:meth:`assume_sole_writer`) keeps the
+        answer under it until the chain moves.
+        """
+        if keep is not None and self._views is not None and keep in self._views:
+            return cast(T, copy.deepcopy(self._views[keep]))
         try:
-            return request()
+            result = request()
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, decoder) from None
+        if keep is not None and self._views is not None:
+            self._views[keep] = copy.deepcopy(result)
+        return result
 
     def balance(self, address: str) -> int:
         """Balance of ``address`` in wei."""
@@ -215,7 +235,7 @@ class ChainClient:
 
     def block_timestamp(self) -> int:
         """Timestamp of the latest block."""
-        return int(self.read(lambda: self.w3.eth.get_block("latest")["timestamp"]))
+        return int(self.read(lambda: self.w3.eth.get_block("latest")["timestamp"], keep=("block_timestamp",)))
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from web3.contract.contract import Contract
 
 from fl_chain.chain.artifacts import Artifact, load_artifact
 from fl_chain.chain.client import ChainClient, RevertDecoder
+from fl_chain.chain.views import ViewFunctions
 from fl_chain.errors import ConfigError, ContractNotFoundError
 from fl_chain.protocol.task import TaskConfig
 
@@ -131,6 +132,8 @@ class Coordinator:
         self.decoder = RevertDecoder(artifact.abi)
         self.deploy_block = deploy_block
         self._frozen_commits: dict[tuple[int, int], list[UpdateCommit]] = {}
+        #: The contract's views, encoded and decoded without web3's per-call ABI search.
+        self.views = ViewFunctions(artifact.abi)
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -170,7 +173,10 @@ class Coordinator:
         return self.client.transact(account, getattr(self.contract.functions, name)(*args), decoder=self.decoder)
 
     def _call(self, name: str, *args: Any) -> Any:
-        return self.client.call(getattr(self.contract.functions, name)(*args), decoder=self.decoder)
+        view = self.views.get(name)
+        if view is None:
+            return self.client.call(getattr(self.contract.functions, name)(*args), decoder=self.decoder)
+        return view.decode(self.client.call_data(self.address, view.encode(args), decoder=self.decoder))
 
     # -- operator -------------------------------------------------------------------------------
 
@@ -372,7 +378,8 @@ class Coordinator:
         start = self.deploy_block if from_block is None else from_block
         end = "latest" if to_block is None else to_block
         return self.client.read(
-            lambda: list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None))
+            lambda: list(event.get_logs(from_block=start, to_block=end, argument_filters=filters or None)),
+            keep=("events", self.address, name, start, end, tuple(sorted(filters.items()))),
         )
 
     def task_anchor(self, task_id: int) -> str:

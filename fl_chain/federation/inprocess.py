@@ -17,6 +17,7 @@ from typing import Protocol
 
 from web3 import Web3
 
+from fl_chain.chain.client import ChainClient
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.embedded import EmbeddedChain
 from fl_chain.errors import FederationStalledError
@@ -41,10 +42,13 @@ class DevChain(Protocol):
 StorageFactory = Callable[[int, NodeState], Storage]
 
 
-def chain_clock(chain: DevChain) -> Callable[[], float]:
-    """A clock that reads the chain's latest block timestamp."""
+def chain_clock(chain: DevChain, client: ChainClient | None = None) -> Callable[[], float]:
+    """A clock that reads the chain's latest block timestamp (through ``client`` if given, which
+    keeps it between blocks when it is the chain's sole writer)."""
     if isinstance(chain, EmbeddedChain):
         return lambda: float(chain.tester.get_block_by_number("latest")["timestamp"])
+    if client is not None:
+        return lambda: float(client.block_timestamp())
     return lambda: float(chain.w3.eth.get_block("latest")["timestamp"])
 
 
@@ -115,7 +119,6 @@ def build_federation(
     a deployed coordinator, a started task and ``nodes`` joined nodes with their own state
     directories under ``state_root`` and storage from ``storage_factory`` (default: one shared
     in-process memory network). Account 0 is the operator, account ``i + 1`` is node ``i``."""
-    from fl_chain.chain.client import ChainClient
     from fl_chain.chain.keys import dev_accounts
     from fl_chain.federation.operator import create_task
     from fl_chain.node.runtime import NodeOptions
@@ -135,7 +138,7 @@ def build_federation(
     task_id, _ = create_task(coordinator, operator, spec, initial=trainers[0].initial_vector())  # type: ignore[attr-defined]
     network = MemoryNetwork()
     make_storage: StorageFactory = storage_factory or (lambda i, state: MemoryStorage(network))
-    clock = chain_clock(chain)
+    clock = chain_clock(chain, client)
     members = []
     for i, (account, trainer) in enumerate(zip(accounts, trainers)):
         state = NodeState(

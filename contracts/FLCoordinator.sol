@@ -113,20 +113,24 @@ contract FLCoordinator {
         bool isFinal;
     }
 
+    /// @dev Packed into two slots (plus seed and key): the first holds everything the update phase
+    /// reads and writes, so an update commit touches one round slot. Times and block numbers fit
+    /// uint48; the sample total fits uint96 (at most 2^32 contributors of at most 2^64 samples).
     struct Round {
+        // slot 0: the update phase
         RoundStatus status;
         FailureReason failure;
-        uint64 startTime;
-        uint64 updateDeadline;
-        uint64 aggregationDeadline; // set when the contributor set freezes
         uint32 contributors;
+        uint32 departed; // contributors removed from the task after committing in this round
+        uint48 updateDeadline; // the start time is updateDeadline - updateDuration
+        uint96 totalSamples;
+        // slot 1: aggregation and after
+        uint48 aggregationDeadline; // set when the contributor set freezes
+        uint48 freezeBlock; // block whose hash keys the assignment (re-anchored if it got too old)
+        uint48 finalizedAt; // timestamp of finalization (0 unless finalized)
         uint32 finalizedPartitions;
         uint32 disputes;
-        uint32 departed; // contributors removed from the task after committing in this round
-        uint64 freezeBlock; // block whose hash keys the assignment (re-anchored if it got too old)
-        uint64 finalizedAt; // timestamp of finalization (0 unless finalized)
         uint32 previousFinal; // latest finalized round + 1 when this round finalized (0: initial model)
-        uint128 totalSamples;
         bytes32 seed;
         bytes32 assignmentKey; // zero until drawn
         mapping(uint256 partition => Partition) partitions;
@@ -681,7 +685,9 @@ contract FLCoordinator {
         Task storage task = _runningTask(taskId);
         Round storage r = _aggregationRound(taskId, task, round);
         bytes32 key = _requireKey(taskId, round, r);
-        _commitAggregate(taskId, task, round, r, key, partition, digest);
+        _checkAggregate(task, partition, digest);
+        uint256 position = _voterPosition(taskId, task, round, r, key);
+        _commitAggregate(taskId, task, round, r, position, partition, digest);
     }
 
     /// @notice Commits several aggregate digests of `round` in one transaction.
@@ -701,8 +707,12 @@ contract FLCoordinator {
         Task storage task = _runningTask(taskId);
         Round storage r = _aggregationRound(taskId, task, round);
         bytes32 key = _requireKey(taskId, round, r);
+        uint256 position;
         for (uint256 i = 0; i < digests.length; ++i) {
-            _commitAggregate(taskId, task, round, r, key, partitionIndices[i], digests[i]);
+            _checkAggregate(task, partitionIndices[i], digests[i]);
+            // The caller's ring position is the same for every entry: checked and computed once.
+            if (i == 0) position = _voterPosition(taskId, task, round, r, key);
+            _commitAggregate(taskId, task, round, r, position, partitionIndices[i], digests[i]);
             // The last commit may have finalized the round; later entries would be stale.
             if (r.status != RoundStatus.Aggregation) break;
         }
@@ -866,7 +876,7 @@ contract FLCoordinator {
             round: uint32(round),
             status: r.status,
             failure: r.failure,
-            startTime: r.startTime,
+            startTime: r.updateDeadline == 0 ? 0 : r.updateDeadline - task.config.updateDuration,
             updateDeadline: r.updateDeadline,
             aggregationDeadline: r.aggregationDeadline,
             fallbackDeadline: _fallbackDeadline(task, r),
@@ -967,7 +977,15 @@ contract FLCoordinator {
             uint256 left = x >> half;
             uint256 right = x & mask;
             for (uint256 i = 0; i < 8; ++i) {
-                uint256 f = uint256(keccak256(abi.encode(key, i, right))) & mask;
+                // keccak256(abi.encode(key, i, right)), hashed in scratch memory past the free pointer
+                uint256 f;
+                assembly ("memory-safe") {
+                    let ptr := mload(0x40)
+                    mstore(ptr, key)
+                    mstore(add(ptr, 0x20), i)
+                    mstore(add(ptr, 0x40), right)
+                    f := and(keccak256(ptr, 0x60), mask)
+                }
                 (left, right) = (right, left ^ f);
             }
             x = (left << half) | right;
@@ -1067,7 +1085,7 @@ contract FLCoordinator {
         return r.contributors - r.departed >= task.state.participantCount;
     }
 
-    function _fallbackDeadline(Task storage task, Round storage r) private view returns (uint64) {
+    function _fallbackDeadline(Task storage task, Round storage r) private view returns (uint48) {
         if (r.aggregationDeadline == 0) return 0;
         return r.aggregationDeadline + task.config.aggregationDuration;
     }
@@ -1087,7 +1105,7 @@ contract FLCoordinator {
         if (key != bytes32(0) || block.number <= r.freezeBlock) return key;
         key = _readKey(r);
         if (key == bytes32(0)) {
-            r.freezeBlock = uint64(block.number);
+            r.freezeBlock = uint48(block.number);
             return key;
         }
         r.assignmentKey = key;
@@ -1117,9 +1135,8 @@ contract FLCoordinator {
         task.state.currentRound = round;
         Round storage r = _rounds[taskId][round];
         bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), block.chainid, address(this), taskId, round));
-        uint64 deadline = uint64(block.timestamp) + task.config.updateDuration;
+        uint48 deadline = uint48(block.timestamp) + task.config.updateDuration;
         r.status = RoundStatus.Update;
-        r.startTime = uint64(block.timestamp);
         r.updateDeadline = deadline;
         r.seed = seed;
         emit RoundStarted(taskId, round, seed, deadline);
@@ -1133,9 +1150,9 @@ contract FLCoordinator {
         }
         // The assignment key is this block's hash, which no transaction in this block can read: it
         // is known only once the block is sealed, after the contributor set is fixed.
-        uint64 aggregationDeadline = uint64(block.timestamp) + task.config.aggregationDuration;
+        uint48 aggregationDeadline = uint48(block.timestamp) + task.config.aggregationDuration;
         r.status = RoundStatus.Aggregation;
-        r.freezeBlock = uint64(block.number);
+        r.freezeBlock = uint48(block.number);
         r.aggregationDeadline = aggregationDeadline;
         emit UpdatePhaseClosed(taskId, round, n, r.totalSamples, aggregationDeadline);
     }
@@ -1149,24 +1166,38 @@ contract FLCoordinator {
         _startRound(taskId, task, uint32(round + 1));
     }
 
+    function _checkAggregate(Task storage task, uint256 partition, bytes32 digest) private view {
+        uint256 partitions = task.config.partitions;
+        if (partition >= partitions) revert FLCoordinatorPartitionOutOfRange(partition, partitions);
+        if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
+    }
+
+    /// @dev Only the round's non-excluded contributors aggregate: members who did not contribute have
+    /// no vote. Returns the caller's ring position under `key`.
+    function _voterPosition(uint256 taskId, Task storage task, uint256 round, Round storage r, bytes32 key)
+        private
+        view
+        returns (uint256)
+    {
+        Participant storage participant = _requireVoter(taskId, task, round, r);
+        return assignmentPosition(key, participant.index, r.contributors);
+    }
+
+    /// @dev `partition` and `digest` passed `_checkAggregate`; the caller passed `_voterPosition`,
+    /// which gave `position`.
     function _commitAggregate(
         uint256 taskId,
         Task storage task,
         uint256 round,
         Round storage r,
-        bytes32 key,
+        uint256 position,
         uint256 partition,
         bytes32 digest
     ) private {
         uint256 partitions = task.config.partitions;
-        if (partition >= partitions) revert FLCoordinatorPartitionOutOfRange(partition, partitions);
-        if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
-        // Only the round's non-excluded contributors aggregate: members who did not contribute have no vote.
-        Participant storage participant = _requireVoter(taskId, task, round, r);
         Partition storage part = r.partitions[partition];
 
-        (bool assigned, uint256 slot) =
-            _slot(task, r.contributors, partition, assignmentPosition(key, participant.index, r.contributors));
+        (bool assigned, uint256 slot) = _slot(task, r.contributors, partition, position);
         if (assigned) {
             if (part.committedSlots & (uint64(1) << slot) != 0) {
                 revert FLCoordinatorAggregateAlreadyCommitted(taskId, round, partition, msg.sender);
@@ -1227,7 +1258,7 @@ contract FLCoordinator {
 
         TaskState storage state = task.state;
         r.status = RoundStatus.Finalized;
-        r.finalizedAt = uint64(block.timestamp);
+        r.finalizedAt = uint48(block.timestamp);
         r.previousFinal = state.finalizedRounds == 0 ? 0 : state.latestFinalizedRound + 1;
         state.finalizedRounds += 1;
         state.latestFinalizedRound = uint32(round);

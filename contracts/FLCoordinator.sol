@@ -105,11 +105,17 @@ contract FLCoordinator {
         bytes publicKey;
     }
 
-    struct Partition {
-        bytes32 digest; // the first digest committed (the candidate) until final, then the final digest
+    /// @dev Vote state of one partition in the current round, kept per task and partition and
+    /// rewritten round after round (rewriting a used slot costs a quarter of filling a fresh one).
+    /// `round` tags the round it belongs to: a state tagged with any other round is an earlier
+    /// round's and reads as empty (no candidate, no committed slot, no vote, not final). Rounds keep
+    /// their final digests in `Round.finalDigests`; the vote history is in `AggregateCommitted` events.
+    struct PartitionVotes {
+        bytes32 candidate; // the first digest committed in `round` until final, then the final digest
+        uint32 round; // round + 1 of the state (0: never used)
         uint64 committedSlots; // bit j set once assigned slot j committed
-        uint32 candidateAssigned; // assigned commits that matched `digest`
-        uint32 candidateVotes; // all commits (assigned and fallback) that matched `digest`
+        uint32 candidateAssigned; // assigned commits that matched `candidate`
+        uint32 candidateVotes; // all commits (assigned and fallback) that matched `candidate`
         bool isFinal;
     }
 
@@ -133,7 +139,8 @@ contract FLCoordinator {
         uint32 previousFinal; // latest finalized round + 1 when this round finalized (0: initial model)
         bytes32 seed;
         bytes32 assignmentKey; // zero until drawn
-        mapping(uint256 partition => Partition) partitions;
+        // Written once, when the partition finalizes: non-zero exactly for the final partitions.
+        mapping(uint256 partition => bytes32) finalDigests;
         // Votes for digests other than the partition's candidate: assigned << 128 | all.
         mapping(uint256 partition => mapping(bytes32 digest => uint256 packed)) otherVotes;
         mapping(uint256 partition => mapping(address aggregator => bool)) fallbackCommitted;
@@ -307,6 +314,11 @@ contract FLCoordinator {
     error FLCoordinatorAggregateAlreadyCommitted(
         uint256 taskId, uint256 round, uint256 partition, address account
     );
+    /// @dev A later round reused the vote state of `partition`: the votes of `round` are in its events.
+    /// @param taskId The task.
+    /// @param round The round asked about.
+    /// @param partition The partition.
+    error FLCoordinatorVotesReused(uint256 taskId, uint256 round, uint256 partition);
     /// @dev Batch arrays differ in length.
     /// @param partitions Partition indices given.
     /// @param digests Digests given.
@@ -449,6 +461,7 @@ contract FLCoordinator {
     mapping(uint256 taskId => Task) private _tasks;
     mapping(uint256 taskId => mapping(address account => Participant)) private _participants;
     mapping(uint256 taskId => mapping(uint256 round => Round)) private _rounds;
+    mapping(uint256 taskId => mapping(uint256 partition => PartitionVotes)) private _partitionVotes;
 
     // ---------------------------------------------------------------------------------------------
     // Constructor and modifiers
@@ -895,9 +908,9 @@ contract FLCoordinator {
         Task storage task = _task(taskId);
         uint256 partitions = task.config.partitions;
         digests = new bytes32[](partitions);
+        Round storage r = _rounds[taskId][round];
         for (uint256 p = 0; p < partitions; ++p) {
-            Partition storage part = _rounds[taskId][round].partitions[p];
-            if (part.isFinal) digests[p] = part.digest;
+            digests[p] = r.finalDigests[p];
         }
     }
 
@@ -908,14 +921,21 @@ contract FLCoordinator {
     }
 
     /// @notice How many aggregators committed `digest` for `partition` of `round`: assigned ones and all.
+    /// @dev Reverts with `FLCoordinatorVotesReused` once a later round committed an aggregate for
+    /// `partition` (its vote state is reused round after round): count that round's
+    /// `AggregateCommitted` events instead (`isFallback` false: assigned), as `Coordinator.get_votes` does.
     function getVotes(uint256 taskId, uint256 round, uint256 partition, bytes32 digest)
         external
         view
         returns (uint256 assigned, uint256 total)
     {
         Round storage r = _rounds[taskId][round];
-        Partition storage part = r.partitions[partition];
-        if (digest != bytes32(0) && digest == part.digest) return (part.candidateAssigned, part.candidateVotes);
+        PartitionVotes storage part = _partitionVotes[taskId][partition];
+        uint256 tag = part.round;
+        if (tag > round + 1) revert FLCoordinatorVotesReused(taskId, round, partition);
+        if (tag == round + 1 && digest != bytes32(0) && digest == part.candidate) {
+            return (part.candidateAssigned, part.candidateVotes);
+        }
         uint256 packed = r.otherVotes[partition][digest];
         return (packed >> 128, packed & type(uint128).max);
     }
@@ -1166,6 +1186,22 @@ contract FLCoordinator {
         _startRound(taskId, task, uint32(round + 1));
     }
 
+    /// @dev Writes a partition's vote state of round `tag - 1` (one storage word).
+    function _storeVotes(
+        PartitionVotes storage part,
+        uint32 tag,
+        uint64 committedSlots,
+        uint256 candidateAssigned,
+        uint256 candidateVotes,
+        bool isFinal
+    ) private {
+        part.round = tag;
+        part.committedSlots = committedSlots;
+        part.candidateAssigned = uint32(candidateAssigned);
+        part.candidateVotes = uint32(candidateVotes);
+        part.isFinal = isFinal;
+    }
+
     function _checkAggregate(Task storage task, uint256 partition, bytes32 digest) private view {
         uint256 partitions = task.config.partitions;
         if (partition >= partitions) revert FLCoordinatorPartitionOutOfRange(partition, partitions);
@@ -1195,14 +1231,23 @@ contract FLCoordinator {
         bytes32 digest
     ) private {
         uint256 partitions = task.config.partitions;
-        Partition storage part = r.partitions[partition];
+        PartitionVotes storage part = _partitionVotes[taskId][partition];
+        // The stored state counts only if it is this round's; an earlier round's reads as empty, so
+        // no stale candidate, vote, committed slot or finality ever carries into this round.
+        uint32 tag = uint32(round + 1);
+        bool current = part.round == tag;
+        bytes32 candidate = current ? part.candidate : bytes32(0);
+        uint64 committedSlots = current ? part.committedSlots : 0;
+        uint256 candidateAssigned = current ? part.candidateAssigned : 0;
+        uint256 candidateVotes = current ? part.candidateVotes : 0;
+        bool isFinal = current && part.isFinal;
 
         (bool assigned, uint256 slot) = _slot(task, r.contributors, partition, position);
         if (assigned) {
-            if (part.committedSlots & (uint64(1) << slot) != 0) {
+            if (committedSlots & (uint64(1) << slot) != 0) {
                 revert FLCoordinatorAggregateAlreadyCommitted(taskId, round, partition, msg.sender);
             }
-            part.committedSlots |= uint64(1) << slot;
+            committedSlots |= uint64(1) << slot;
         } else {
             if (block.timestamp < r.aggregationDeadline) {
                 revert FLCoordinatorNotAssigned(taskId, round, partition, msg.sender);
@@ -1214,43 +1259,50 @@ contract FLCoordinator {
         }
         emit AggregateCommitted(taskId, round, partition, msg.sender, digest, !assigned);
 
-        // The first digest is stored as the candidate and counted in the partition's own slot, so the
+        // The first digest is stored as the candidate and counted in the partition's own state, so the
         // common case (every aggregator agrees) writes no vote mapping at all.
-        bytes32 candidate = part.digest;
+        bytes32 stored = candidate;
         uint256 assignedVotes;
         uint256 votes;
         uint256 addAssigned = assigned ? 1 : 0;
         if (candidate == bytes32(0) || digest == candidate) {
-            if (candidate == bytes32(0)) part.digest = digest;
-            assignedVotes = part.candidateAssigned + addAssigned;
-            votes = part.candidateVotes + 1;
-            part.candidateAssigned = uint32(assignedVotes);
-            part.candidateVotes = uint32(votes);
+            if (candidate == bytes32(0)) {
+                part.candidate = digest;
+                stored = digest;
+            }
+            assignedVotes = candidateAssigned + addAssigned;
+            votes = candidateVotes + 1;
+            candidateAssigned = assignedVotes;
+            candidateVotes = votes;
         } else {
             uint256 packed = r.otherVotes[partition][digest];
             assignedVotes = (packed >> 128) + addAssigned;
             votes = (packed & type(uint128).max) + 1;
             r.otherVotes[partition][digest] = (assignedVotes << 128) | votes;
         }
-        if (part.isFinal) {
+        if (isFinal) {
             // Late commit for a final partition: counted, and recorded when it contradicts the result.
-            if (digest != part.digest) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, part.digest);
+            _storeVotes(part, tag, committedSlots, candidateAssigned, candidateVotes, true);
+            if (digest != stored) emit AggregateDisputed(taskId, round, partition, msg.sender, digest, stored);
             return;
         }
         bool quorum = assignedVotes >= task.config.quorum;
         bool majority = block.timestamp >= r.aggregationDeadline && _isMajority(votes, r.contributors);
-        if (!quorum && !majority) return;
-
-        part.isFinal = true;
-        if (digest != candidate && candidate != bytes32(0)) {
-            // keep getVotes exact: the old candidate moves to the map, the final digest to the slot
-            r.otherVotes[partition][candidate] =
-                (uint256(part.candidateAssigned) << 128) | uint256(part.candidateVotes);
-            delete r.otherVotes[partition][digest];
-            part.digest = digest;
-            part.candidateAssigned = uint32(assignedVotes);
-            part.candidateVotes = uint32(votes);
+        if (!quorum && !majority) {
+            _storeVotes(part, tag, committedSlots, candidateAssigned, candidateVotes, false);
+            return;
         }
+
+        if (digest != candidate && candidate != bytes32(0)) {
+            // keep getVotes exact: the old candidate moves to the map, the final digest to the state
+            r.otherVotes[partition][candidate] = (candidateAssigned << 128) | candidateVotes;
+            delete r.otherVotes[partition][digest];
+            part.candidate = digest;
+            candidateAssigned = assignedVotes;
+            candidateVotes = votes;
+        }
+        _storeVotes(part, tag, committedSlots, candidateAssigned, candidateVotes, true);
+        r.finalDigests[partition] = digest;
         uint32 finalized = r.finalizedPartitions + 1;
         r.finalizedPartitions = finalized;
         emit PartitionFinalized(taskId, round, partition, digest);

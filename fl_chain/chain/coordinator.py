@@ -14,7 +14,7 @@ from web3.contract.contract import Contract
 from fl_chain.chain.artifacts import Artifact, load_artifact
 from fl_chain.chain.client import ChainClient, RevertDecoder
 from fl_chain.chain.views import ViewFunctions
-from fl_chain.errors import ConfigError, ContractNotFoundError
+from fl_chain.errors import ConfigError, ContractNotFoundError, ContractRevertError
 from fl_chain.protocol.task import TaskConfig
 
 ZERO_DIGEST = b"\x00" * 32
@@ -353,8 +353,20 @@ class Coordinator:
         return [Web3.to_checksum_address(a) for a in self._call("getExcluded", task_id, round_)]
 
     def get_votes(self, task_id: int, round_: int, partition: int, digest: bytes) -> tuple[int, int]:
-        """Aggregators that committed ``digest`` for ``partition``: ``(assigned, all)``."""
-        assigned, total = self._call("getVotes", task_id, round_, partition, digest)
+        """Aggregators that committed ``digest`` for ``partition``: ``(assigned, all)``.
+
+        The contract reuses a partition's vote state round after round; once a later round committed
+        an aggregate for ``partition``, ``getVotes`` refuses (``FLCoordinatorVotesReused``) and the
+        counts come from the round's ``AggregateCommitted`` events (one per accepted commit).
+        """
+        try:
+            assigned, total = self._call("getVotes", task_id, round_, partition, digest)
+        except ContractRevertError as exc:
+            if exc.name != "FLCoordinatorVotesReused":
+                raise
+            events = self.find_events("AggregateCommitted", taskId=task_id, round=round_, partition=partition)
+            matching = [e for e in events if bytes(e["args"]["digest"]) == bytes(digest)]
+            return sum(not e["args"]["isFallback"] for e in matching), len(matching)
         return int(assigned), int(total)
 
     def is_assigned(self, task_id: int, round_: int, partition: int, account: str) -> bool:

@@ -33,6 +33,8 @@ from tests.conftest import CONTRACT_RULES_BACKEND, digest, multiaddr
 from tests.helpers.contracts import (
     Task,
     commit_updates,
+    draw_assignment,
+    finalize_round,
     forged_digest,
     honest_digest,
     pass_deadline,
@@ -219,6 +221,70 @@ def test_attack_colluders_committing_last_are_no_longer_adjacent() -> None:
     )
     assert rate <= bound
     assert window_capture(n, 2, R, Q) < rate  # more than one window's chance, as the union bound says
+
+
+# -- 4b. partition vote state reused across rounds ---------------------------------------------------
+
+
+def test_attack_stale_votes_of_a_failed_round_never_count_in_the_next(
+    chain: Chain, client: ChainClient, coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+) -> None:
+    """A partition's vote state is rewritten round after round. A colluder's assigned vote left in a
+    failed round (one of q = 2) must not complete a quorum in the next round with one more colluder
+    vote, and the committed-slot bits of the earlier round must not lock out this round's aggregators."""
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members, partitions=2, replication=2, quorum=2)
+    co, tid, p = task.coordinator, task.task_id, 0
+    forged = forged_digest(1, p)
+    commit_updates(task, 0, members)
+    draw_assignment(task, 0)
+    first, _ = task.aggregators(0, p)
+    co.commit_aggregate(first, tid, 0, p, forged)
+    assert co.get_votes(tid, 0, p, forged) == (1, 1)
+    pass_deadline(chain, client, task.round(0).fallback_deadline)
+    co.advance(members[0], tid)
+    assert task.round(0).status == RoundStatus.FAILED
+
+    commit_updates(task, 1, members)
+    draw_assignment(task, 1)
+    assert co.get_votes(tid, 1, p, forged) == (0, 0)
+    colluder, honest = task.aggregators(1, p)
+    co.commit_aggregate(colluder, tid, 1, p, forged)
+    assert co.get_votes(tid, 1, p, forged) == (1, 1), "a vote of the failed round counted in this one"
+    assert co.get_final_digests(tid, 1)[p] is None, "one assigned vote of this round finalized a forgery"
+    reverts("FLCoordinatorAggregateAlreadyCommitted", lambda: co.commit_aggregate(colluder, tid, 1, p, forged))
+    co.commit_aggregate(honest, tid, 1, p, honest_digest(1, p))  # its slot is free whatever round 0 set
+    assert co.get_final_digests(tid, 1)[p] is None
+    # The failed round's history stays exact: its votes come from its events, nothing of it became final.
+    assert co.get_votes(tid, 0, p, forged) == (1, 1)
+    assert co.get_votes(tid, 0, p, honest_digest(1, p)) == (0, 0)
+    assert co.get_final_digests(tid, 0) == [None, None]
+
+
+def test_attack_final_state_of_a_round_never_carries_into_the_next(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+) -> None:
+    """Round 0 finalizes every partition with q assigned votes. In round 1 the reused state must read
+    as empty: one assigned vote for round 0's final digest is one vote (no quorum), the partition is
+    not final, and round 0's final digests never change when round 1 finalizes other ones."""
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members, partitions=2, replication=2, quorum=2)
+    co, tid, p = task.coordinator, task.task_id, 1
+    finalize_round(task, 0)
+    final0 = [honest_digest(0, q) for q in range(2)]
+    assert co.get_final_digests(tid, 0) == final0
+
+    commit_updates(task, 1, members)
+    draw_assignment(task, 1)
+    stale, other = task.aggregators(1, p)
+    receipt = co.commit_aggregate(stale, tid, 1, p, final0[p])
+    assert co.get_votes(tid, 1, p, final0[p]) == (1, 1)
+    assert co.get_final_digests(tid, 1) == [None, None], "round 0's final state carried into round 1"
+    assert not co.contract.events.AggregateDisputed().process_receipt(receipt, errors=DISCARD)
+    co.commit_aggregate(other, tid, 1, p, honest_digest(1, p))
+    assert co.get_final_digests(tid, 1) == [None, None]  # 1 vs 1: no quorum
+    assert co.get_final_digests(tid, 0) == final0
+    assert co.get_votes(tid, 0, p, final0[p]) == (2, 2)
 
 
 # -- 5. a final round that cannot be fetched or validated ---------------------------------------------

@@ -130,6 +130,7 @@ contract FLCoordinator {
         uint32 departed; // contributors removed from the task after committing in this round
         uint48 updateDeadline; // the start time is updateDeadline - updateDuration
         uint96 totalSamples;
+        uint32 excludedCount; // length of `excluded`, here so that voters skip the exclusion lookup while it is 0
         // slot 1: aggregation and after
         uint48 aggregationDeadline; // set when the contributor set freezes
         uint48 freezeBlock; // block whose hash keys the assignment (re-anchored if it got too old)
@@ -761,8 +762,9 @@ contract FLCoordinator {
 
         r.isExcluded[contributor] = true;
         r.excluded.push(contributor);
+        r.excludedCount += 1;
         emit ContributionExcluded(taskId, round, contributor);
-        if (r.contributors - r.excluded.length < task.config.minContributors) {
+        if (r.contributors - r.excludedCount < task.config.minContributors) {
             _failRound(taskId, task, round, r, FailureReason.TooFewContributors);
         }
     }
@@ -895,7 +897,7 @@ contract FLCoordinator {
             fallbackDeadline: _fallbackDeadline(task, r),
             contributors: r.contributors,
             finalizedPartitions: r.finalizedPartitions,
-            excludedCount: uint32(r.excluded.length),
+            excludedCount: r.excludedCount,
             disputes: r.disputes,
             totalSamples: r.totalSamples,
             seed: r.seed,
@@ -1089,7 +1091,7 @@ contract FLCoordinator {
     {
         _requireAdmitted(taskId, task);
         participant = _joinedParticipant(taskId, msg.sender);
-        if (participant.updateRound != round + 1 || r.isExcluded[msg.sender]) {
+        if (participant.updateRound != round + 1 || (r.excludedCount != 0 && r.isExcluded[msg.sender])) {
             revert FLCoordinatorNotAContributor(taskId, round, msg.sender);
         }
     }

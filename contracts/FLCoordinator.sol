@@ -105,13 +105,12 @@ contract FLCoordinator {
         bytes publicKey;
     }
 
-    /// @dev Vote state of one partition in the current round, kept per task and partition and
-    /// rewritten round after round (rewriting a used slot costs a quarter of filling a fresh one).
+    /// @dev Vote state of one partition in the current round (one word), kept per task and partition
+    /// and rewritten round after round (rewriting a used slot costs a quarter of filling a fresh one).
     /// `round` tags the round it belongs to: a state tagged with any other round is an earlier
-    /// round's and reads as empty (no candidate, no committed slot, no vote, not final). Rounds keep
-    /// their final digests in `Round.finalDigests`; the vote history is in `AggregateCommitted` events.
+    /// round's and reads as empty (no committed slot, no vote, not final). The candidate digest is
+    /// `Round.digests`; the vote history is in `AggregateCommitted` events.
     struct PartitionVotes {
-        bytes32 candidate; // the first digest committed in `round` until final, then the final digest
         uint32 round; // round + 1 of the state (0: never used)
         uint64 committedSlots; // bit j set once assigned slot j committed
         uint32 candidateAssigned; // assigned commits that matched `candidate`
@@ -140,8 +139,10 @@ contract FLCoordinator {
         uint32 previousFinal; // latest finalized round + 1 when this round finalized (0: initial model)
         bytes32 seed;
         bytes32 assignmentKey; // zero until drawn
-        // Written once, when the partition finalizes: non-zero exactly for the final partitions.
-        mapping(uint256 partition => bytes32) finalDigests;
+        // The first digest committed for the partition (the candidate) until final, then the final
+        // digest. A later round that reuses the partition's vote state deletes a candidate that never
+        // became final, so once the state is reused the digest is non-zero exactly when final.
+        mapping(uint256 partition => bytes32) digests;
         // Votes for digests other than the partition's candidate: assigned << 128 | all.
         mapping(uint256 partition => mapping(bytes32 digest => uint256 packed)) otherVotes;
         mapping(uint256 partition => mapping(address aggregator => bool)) fallbackCommitted;
@@ -912,7 +913,11 @@ contract FLCoordinator {
         digests = new bytes32[](partitions);
         Round storage r = _rounds[taskId][round];
         for (uint256 p = 0; p < partitions; ++p) {
-            digests[p] = r.finalDigests[p];
+            bytes32 d = r.digests[p];
+            if (d == bytes32(0)) continue;
+            // This round's own state says whether it is final; a reused state left only final digests.
+            PartitionVotes storage part = _partitionVotes[taskId][p];
+            if (part.round != round + 1 || part.isFinal) digests[p] = d;
         }
     }
 
@@ -935,7 +940,7 @@ contract FLCoordinator {
         PartitionVotes storage part = _partitionVotes[taskId][partition];
         uint256 tag = part.round;
         if (tag > round + 1) revert FLCoordinatorVotesReused(taskId, round, partition);
-        if (tag == round + 1 && digest != bytes32(0) && digest == part.candidate) {
+        if (tag == round + 1 && digest != bytes32(0) && digest == r.digests[partition]) {
             return (part.candidateAssigned, part.candidateVotes);
         }
         uint256 packed = r.otherVotes[partition][digest];
@@ -1237,8 +1242,14 @@ contract FLCoordinator {
         // The stored state counts only if it is this round's; an earlier round's reads as empty, so
         // no stale candidate, vote, committed slot or finality ever carries into this round.
         uint32 tag = uint32(round + 1);
-        bool current = part.round == tag;
-        bytes32 candidate = current ? part.candidate : bytes32(0);
+        uint32 stateRound = part.round;
+        bool current = stateRound == tag;
+        if (!current && stateRound != 0 && !part.isFinal) {
+            // An earlier round left a candidate that never became final: delete it, so that the
+            // earlier round's digest reads non-zero only where final once its state is gone.
+            delete _rounds[taskId][stateRound - 1].digests[partition];
+        }
+        bytes32 candidate = current ? r.digests[partition] : bytes32(0);
         uint64 committedSlots = current ? part.committedSlots : 0;
         uint256 candidateAssigned = current ? part.candidateAssigned : 0;
         uint256 candidateVotes = current ? part.candidateVotes : 0;
@@ -1269,7 +1280,7 @@ contract FLCoordinator {
         uint256 addAssigned = assigned ? 1 : 0;
         if (candidate == bytes32(0) || digest == candidate) {
             if (candidate == bytes32(0)) {
-                part.candidate = digest;
+                r.digests[partition] = digest;
                 stored = digest;
             }
             assignedVotes = candidateAssigned + addAssigned;
@@ -1296,15 +1307,14 @@ contract FLCoordinator {
         }
 
         if (digest != candidate && candidate != bytes32(0)) {
-            // keep getVotes exact: the old candidate moves to the map, the final digest to the state
+            // keep getVotes exact: the old candidate moves to the map, the final digest takes its place
             r.otherVotes[partition][candidate] = (candidateAssigned << 128) | candidateVotes;
             delete r.otherVotes[partition][digest];
-            part.candidate = digest;
+            r.digests[partition] = digest;
             candidateAssigned = assignedVotes;
             candidateVotes = votes;
         }
         _storeVotes(part, tag, committedSlots, candidateAssigned, candidateVotes, true);
-        r.finalDigests[partition] = digest;
         uint32 finalized = r.finalizedPartitions + 1;
         r.finalizedPartitions = finalized;
         emit PartitionFinalized(taskId, round, partition, digest);

@@ -287,6 +287,38 @@ def test_attack_final_state_of_a_round_never_carries_into_the_next(
     assert co.get_votes(tid, 0, p, final0[p]) == (2, 2)
 
 
+def test_attack_candidate_of_a_failed_round_never_reads_as_final_after_reuse(
+    chain: Chain, client: ChainClient, coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+) -> None:
+    """A failed round keeps the partitions it did finalize and nothing else. A colluder's candidate
+    that never reached quorum must read as not final before and after a later round reuses the
+    partition's vote state (which deletes that candidate), and the final partition must keep its
+    digest through the reuse."""
+    members = accounts[1:5]
+    task = running_task(coordinator, operator, members, partitions=2, replication=2, quorum=2)
+    co, tid = task.coordinator, task.task_id
+    commit_updates(task, 0, members)
+    draw_assignment(task, 0)
+    for aggregator in task.aggregators(0, 0):
+        co.commit_aggregate(aggregator, tid, 0, 0, honest_digest(0, 0))
+    colluder = task.aggregators(0, 1)[0]
+    co.commit_aggregate(colluder, tid, 0, 1, forged_digest(0, 1))
+    expected = [honest_digest(0, 0), None]
+    assert co.get_final_digests(tid, 0) == expected
+    pass_deadline(chain, client, task.round(0).fallback_deadline)
+    co.advance(members[0], tid)
+    assert task.round(0).status == RoundStatus.FAILED
+    assert co.get_final_digests(tid, 0) == expected, "the failed round's final digests changed"
+
+    commit_updates(task, 1, members)
+    draw_assignment(task, 1)
+    for p in range(2):
+        co.commit_aggregate(task.aggregators(1, p)[0], tid, 1, p, forged_digest(0, 1))
+        assert co.get_final_digests(tid, 0) == expected, "reusing the vote state changed an earlier round"
+    assert co.get_final_digests(tid, 1) == [None, None]
+    assert co.get_votes(tid, 0, 1, forged_digest(0, 1)) == (1, 1)
+
+
 # -- 5. a final round that cannot be fetched or validated ---------------------------------------------
 
 

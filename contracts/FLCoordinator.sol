@@ -56,6 +56,21 @@ contract FLCoordinator {
         bool openAdmission; // anyone may join, not only accounts admitted by the operator
     }
 
+    /// @dev `TaskConfig` as stored: everything an update or aggregate commit reads in one slot.
+    struct StoredConfig {
+        bytes32 manifestDigest;
+        uint16 partitions;
+        uint16 replication;
+        uint16 quorum;
+        uint32 minContributors;
+        uint32 updateDuration;
+        uint32 aggregationDuration;
+        uint64 maxSamples;
+        bool openAdmission;
+        uint32 rounds;
+        uint32 maxParticipants;
+    }
+
     enum TaskStatus {
         None,
         Open,
@@ -90,7 +105,7 @@ contract FLCoordinator {
     }
 
     struct Task {
-        TaskConfig config;
+        StoredConfig config;
         TaskState state;
         address[] participants;
     }
@@ -528,7 +543,19 @@ contract FLCoordinator {
         _validateConfig(config);
         taskId = ++_taskCount;
         Task storage task = _tasks[taskId];
-        task.config = config;
+        task.config = StoredConfig({
+            manifestDigest: config.manifestDigest,
+            partitions: config.partitions,
+            replication: config.replication,
+            quorum: config.quorum,
+            minContributors: config.minContributors,
+            updateDuration: config.updateDuration,
+            aggregationDuration: config.aggregationDuration,
+            maxSamples: config.maxSamples,
+            openAdmission: config.openAdmission,
+            rounds: config.rounds,
+            maxParticipants: config.maxParticipants
+        });
         task.state.status = TaskStatus.Open;
         task.state.creator = msg.sender;
         emit TaskCreated(taskId, msg.sender, config);
@@ -857,7 +884,21 @@ contract FLCoordinator {
     /// @notice A task's configuration and state.
     function getTask(uint256 taskId) external view returns (TaskConfig memory config, TaskState memory state) {
         Task storage task = _task(taskId);
-        return (task.config, task.state);
+        StoredConfig storage c = task.config;
+        config = TaskConfig({
+            manifestDigest: c.manifestDigest,
+            partitions: c.partitions,
+            replication: c.replication,
+            quorum: c.quorum,
+            minContributors: c.minContributors,
+            updateDuration: c.updateDuration,
+            aggregationDuration: c.aggregationDuration,
+            rounds: c.rounds,
+            maxParticipants: c.maxParticipants,
+            maxSamples: c.maxSamples,
+            openAdmission: c.openAdmission
+        });
+        state = task.state;
     }
 
     /// @notice Up to `count` participants of `taskId` from position `start`, with their peer addresses.

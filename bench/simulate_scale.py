@@ -7,9 +7,10 @@ Usage::
     python -m bench.simulate_scale --nodes 8,16,32,64,100 # one run per N, each in its own process
     python -m bench.simulate_scale --nodes 100 --partitions 4 --replication 2
 
-Each run is :func:`fl_chain.federation.simulate.run_simulation` exactly as ``flchain simulate`` calls it: the
-embedded py-evm chain and memory storage in this process, N real nodes (real contract, real node
-runtime, real torch training on their own shard of the dataset). The script prints and records:
+Each run is :func:`fl_chain.federation.simulate.run_simulation` exactly as ``flchain simulate`` calls
+it: its default chain (anvil where installed, else the embedded py-evm chain; ``--chain``) and
+memory storage, N real nodes (real contract, real node runtime, real torch training on their own
+shard of the dataset). The script prints and records:
 
 * wall time in total, for setup (deploy, admit, create the task, load every node's data and
   model, join, start) and for each round, and the process's CPU time, which other load on the
@@ -132,15 +133,16 @@ def _simulate_args(args: argparse.Namespace, nodes: int) -> argparse.Namespace:
         epochs=1,
         batch_size=16,
         lr=0.1,
+        momentum=0.0,
         seed=args.seed,
     )
 
 
-def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path) -> dict[str, Any]:
-    """``run_simulation`` as ``flchain simulate`` calls it (embedded chain, memory storage)."""
+def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path, chain: str = "auto") -> dict[str, Any]:
+    """``run_simulation`` as ``flchain simulate`` calls it (its default chain unless ``chain``, memory storage)."""
     from fl_chain.federation.display import SimulationDisplay
 
-    options = simulate.SimulationOptions(nodes=nodes, out=out, chain="embedded", storage="memory")
+    options = simulate.SimulationOptions(nodes=nodes, out=out, chain=chain, storage="memory")
     return simulate.run_simulation(spec, options, SimulationDisplay())  # type: ignore[no-any-return]
 
 
@@ -172,7 +174,7 @@ def run_one(args: argparse.Namespace, nodes: int, out: Path) -> dict[str, Any]:
     try:
         with RssSampler() as sampler:
             started = time.monotonic()
-            summary = _run_simulation(simulate, spec, nodes, out)
+            summary = _run_simulation(simulate, spec, nodes, out, args.chain)
             wall = time.monotonic() - started
         cpu = _cpu_seconds() - cpu_before
     finally:
@@ -282,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--hidden", type=int, default=32, help="hidden units of the mlp")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--chain", default="auto", help="as flchain simulate: auto (anvil if installed), embedded, anvil"
+    )
     parser.add_argument("--out", type=Path, help="run folders go under here (default: a temporary directory)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     parser.add_argument(
@@ -308,7 +313,17 @@ def main(argv: list[str] | None = None) -> int:
             command = module_command(
                 "simulate_scale", "--child-result", str(child), "--nodes", str(n), "--out", str(base)
             )
-            for name in ("rounds", "partitions", "replication", "quorum", "dataset", "model", "hidden", "seed"):
+            for name in (
+                "rounds",
+                "partitions",
+                "replication",
+                "quorum",
+                "dataset",
+                "model",
+                "hidden",
+                "seed",
+                "chain",
+            ):
                 value = getattr(args, name)
                 if value is not None:
                     command += [f"--{name}", str(value)]

@@ -7,10 +7,13 @@ in child processes starts them with :func:`module_command` and :func:`child_env`
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO, Any
 
 #: The repository root (``bench`` and ``tests`` are imported from it).
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,4 +32,26 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-__all__ = ["ROOT", "child_env", "module_command"]
+def end_processes(processes: Iterable[subprocess.Popen[Any]], logs: Iterable[IO[Any]] = ()) -> None:
+    """End the still-running ``processes`` this benchmark started (SIGTERM, then SIGKILL after 10 s),
+    by their pids, and close their ``logs``."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+    for log in logs:
+        log.close()
+
+
+def save_result(result: Any, output: Path) -> None:
+    """Write a benchmark's ``result`` as JSON to ``output`` (its folder made) and say where."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
+    print(f"wrote {output}")
+
+
+__all__ = ["ROOT", "child_env", "end_processes", "module_command", "save_result"]

@@ -38,11 +38,11 @@ Writes ``bench/results/bytes_per_node.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from bench import save_result
 from bench._federation import FederationJob, stop_on_sigterm
 from bench.round_breakdown import run_job_in_child
 
@@ -175,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    save_result(result, args.output)
     return 0
 
 

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import child_env, module_command
+from bench import child_env, end_processes, module_command, save_result
 from bench._federation import FederationJob, make_spec, mlp_hidden_for, mlp_parameters, stop_on_sigterm
 from bench.round_breakdown import run_job_in_child
 from fl_chain.federation.simulate import default_chain
@@ -268,16 +268,7 @@ def flower_loopback(nodes: int, parameters: int, rounds: int, workdir: Path) -> 
             raise RuntimeError(f"the Flower server wrote no result; see {workdir}/server.log")
         figures = json.loads(result.read_text())
     finally:
-        for process in processes:  # only the processes started here, by pid
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
-        for log in logs:
-            log.close()
+        end_processes(processes, logs)  # only the processes started here, by pid
     walls = figures["round_seconds"]
     return {
         "engine": "flwr.server.start_server + N flwr.client.start_client processes, gRPC on 127.0.0.1",
@@ -541,9 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         block_time=args.block_time,
     )
     print(format_table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    save_result(result, args.output)
     return 0
 
 

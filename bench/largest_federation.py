@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-from bench import child_env, module_command
+from bench import child_env, module_command, save_result
 from bench._federation import stop_on_sigterm
 from tests.helpers.task_files import task_toml
 
@@ -380,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    save_result(result, args.output)
     return 0
 
 

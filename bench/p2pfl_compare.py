@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import end_processes, save_result
 from bench._federation import FederationJob, mlp_parameters, stop_on_sigterm
 from bench.flower_compare import BLOCK_TIME, TASK_ID, _free_port, _job_spec, fl_chain_processes
 from bench.round_breakdown import run_job_in_child
@@ -304,16 +305,7 @@ def p2pfl_run(
             peers.update(talked)
             time.sleep(SOCKET_SAMPLE_PERIOD)
     finally:
-        for process in processes:  # only the processes started here, by pid
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
-        for log in logs:
-            log.close()
+        end_processes(processes, logs)  # only the processes started here, by pid
     outside = sorted(a for a in listening | peers if not _loopback(a))
     results = []
     for i in range(nodes):
@@ -542,9 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    save_result(result, args.output)
     return 0
 
 

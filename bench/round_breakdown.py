@@ -38,7 +38,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import child_env, module_command
+from bench import child_env, module_command, save_result
 from bench._federation import CATEGORIES, FederationJob, run_federation, stop_on_sigterm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "round_breakdown.json"
@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_table(result))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.output}")
+    save_result(result, args.output)
     return 0
 
 

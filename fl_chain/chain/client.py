@@ -42,8 +42,11 @@ T = TypeVar("T")
 
 #: Seconds to wait for a transaction receipt before giving up.
 RECEIPT_TIMEOUT = 120.0
-#: Seconds between two receipt polls (web3's own ``wait_for_transaction_receipt`` uses 0.1 s).
+#: Longest wait between two receipt polls (web3's own ``wait_for_transaction_receipt`` uses 0.1 s).
 RECEIPT_POLL_INTERVAL = 0.1
+#: First wait between receipt polls, doubled after each miss up to RECEIPT_POLL_INTERVAL: a chain that
+#: mines on every transaction (anvil, ganache) has the receipt a few milliseconds after the send.
+RECEIPT_FIRST_POLL = 0.005
 #: Gas limit = estimate * GAS_MARGIN + GAS_HEADROOM. The state can change between estimate and
 #: execution (the commit that finalizes a round also starts the next one), and unused gas is not
 #: charged, so the limit is generous.
@@ -326,7 +329,9 @@ class ChainClient:
         return receipt
 
     def _wait_for_receipt(self, tx_hash: bytes, decoder: RevertDecoder | None) -> dict[str, Any]:
-        """Poll for the receipt of an accepted transaction until ``receipt_timeout``.
+        """Poll for the receipt of an accepted transaction until ``receipt_timeout``: first after
+        5 ms, then at doubling intervals up to 0.1 s (an instamine chain answers within milliseconds,
+        a chain with a block time at its next block).
 
         An error answer while polling does not mean the transaction failed: ganache 7 answers
         ``eth_getTransactionReceipt`` with an internal error ("reading 'toJSON'") when asked between
@@ -335,6 +340,7 @@ class ChainClient:
         """
         deadline = time.monotonic() + self.receipt_timeout
         last_error = ""
+        delay = RECEIPT_FIRST_POLL
         while True:
             try:
                 return dict(self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
@@ -349,7 +355,8 @@ class ChainClient:
                 raise TransactionFailedError(
                     f"transaction {tx_hash.hex()} was not mined within {self.receipt_timeout:g} s{detail}"
                 )
-            time.sleep(RECEIPT_POLL_INTERVAL)
+            time.sleep(delay)
+            delay = min(delay * 2, RECEIPT_POLL_INTERVAL)
 
     def _explain_failure(
         self,

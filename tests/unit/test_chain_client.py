@@ -57,6 +57,19 @@ def test_a_transient_error_answer_while_waiting_for_a_receipt_is_retried() -> No
     assert chain.w3.eth.get_code(receipt["contractAddress"])
 
 
+def test_receipt_polls_start_at_5_ms_and_double_up_to_a_tenth_of_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instamine chain has the receipt milliseconds after the send: the wait does not sleep 0.1 s
+    first (that was 0.1 s per transaction, 100 s per round of 1,000 simulated nodes)."""
+    import fl_chain.chain.client as client_module
+
+    chain = EmbeddedChain(accounts=2)
+    answer_receipts_with_errors(chain.w3, failures=7)
+    sleeps: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", sleeps.append)
+    ChainClient(chain.w3, receipt_timeout=30).deploy(dev_account(1), [], RETURNS_42)
+    assert sleeps == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
+
+
 def test_error_answers_until_the_timeout_fail_with_the_last_answer() -> None:
     chain = EmbeddedChain(accounts=2)
     calls = answer_receipts_with_errors(chain.w3, failures=10**9)

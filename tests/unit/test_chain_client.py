@@ -70,6 +70,29 @@ def test_receipt_polls_start_at_5_ms_and_double_up_to_a_tenth_of_a_second(monkey
     assert sleeps == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
 
 
+def test_a_chain_closing_its_database_is_unreachable_not_a_refusal() -> None:
+    """ganache answers "Database is not open" while it stops; a node waits that out (it retries
+    ChainUnreachableError) instead of exiting on a refused request (seen in the ganache restart test)."""
+    from fl_chain.errors import ChainUnreachableError
+
+    chain = EmbeddedChain(accounts=1)
+    closing = {"message": "Database is not open", "type": "ReadError", "code": -32700}
+
+    class Closing(Web3Middleware):
+        def wrap_make_request(self, make_request: Callable[..., Any]) -> Callable[..., Any]:
+            def middleware(method: str, params: Any) -> Any:
+                if method == "eth_blockNumber":
+                    return {"jsonrpc": "2.0", "id": 1, "error": closing}
+                return make_request(method, params)
+
+            return middleware
+
+    client = ChainClient(chain.w3)
+    chain.w3.middleware_onion.inject(Closing, layer=0)
+    with pytest.raises(ChainUnreachableError, match="shutting down"):
+        client.block_number()
+
+
 def test_error_answers_until_the_timeout_fail_with_the_last_answer() -> None:
     chain = EmbeddedChain(accounts=2)
     calls = answer_receipts_with_errors(chain.w3, failures=10**9)

@@ -345,8 +345,15 @@ def stopped_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedNo
             net,
             (0,),
         )
-        # The commit is on chain before node 0 records it (after the receipt): wait for the record too.
-        _wait(lambda: _recorded_update(net.nodes[0].state_dir), "node 0 to record its update", net, (0,))
+        # The commit is on chain before node 0 records it (after the receipt), and it says so after
+        # recording it: wait for both, so the crash comes after a commit the node reported.
+        stdout = net.nodes[0].state_dir / "stdout.log"
+        _wait(
+            lambda: _recorded_update(net.nodes[0].state_dir) and "round 0: update committed" in stdout.read_text(),
+            "node 0 to record and report its update",
+            net,
+            (0,),
+        )
         # A crash (SIGTERM can wait 15 s while node 0 is blocked dialling the stopped node 1).
         net.kill_node(0)
         # The same task on a second deployment on the same chain: node 0's directory is not its.

@@ -160,35 +160,20 @@ class ChainClient:
     # -- reads ----------------------------------------------------------------------------------
 
     def call(self, fn: ContractFunction, *, decoder: RevertDecoder | None = None, sender: str | None = None) -> Any:
-        """Execute a view (or simulate a write) and return its value."""
-        key = None
-        if self._views is not None:
-            key = (fn.address, fn.fn_name, repr(fn.args), repr(fn.kwargs), sender)
-            if key in self._views:
-                return copy.deepcopy(self._views[key])
+        """Execute a view (or simulate a write) through web3's contract layer and return its value."""
         try:
-            result = fn.call({"from": sender} if sender else {})
+            return fn.call({"from": sender} if sender else {})
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, decoder) from None
-        if key is not None and self._views is not None:
-            self._views[key] = copy.deepcopy(result)
-        return result
 
     def call_data(
         self, to: str, data: bytes, *, decoder: RevertDecoder | None = None, sender: str | None = None
     ) -> bytes:
         """``eth_call`` of raw call ``data`` to contract ``to`` at the latest block; the returned bytes."""
-        key = ("call", to, data, sender)
-        if self._views is not None and key in self._views:
-            return bytes(self._views[key])
         request: dict[str, Any] = {"to": to, "data": data, **({"from": sender} if sender else {})}
-        try:
-            result = bytes(self.w3.eth.call(cast(Any, request)))
-        except Exception as exc:  # noqa: BLE001
-            raise self._translate(exc, decoder) from None
-        if self._views is not None:
-            self._views[key] = result
-        return result
+        return self.read(
+            lambda: bytes(self.w3.eth.call(cast(Any, request))), decoder=decoder, keep=("call", to, data, sender)
+        )
 
     def assume_sole_writer(self) -> None:
         """Keep view results until this client sends a transaction or :meth:`chain_moved` is called.

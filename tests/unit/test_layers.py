@@ -17,16 +17,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fl_chain"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "ports": 0,
-    "aggregation": 1,
-    "protocol": 2,
-    "chain": 3,
-    "storage": 3,
-    "training": 4,
-    "exchange": 5,
-    "node": 6,
-    "federation": 7,
-    "cli": 8,
-    "__init__": 9,
+    "privacy": 1,
+    "aggregation": 2,
+    "protocol": 3,
+    "chain": 4,
+    "storage": 4,
+    "training": 5,
+    "exchange": 6,
+    "node": 7,
+    "federation": 8,
+    "cli": 9,
+    "__init__": 10,
 }
 
 

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python -m bench.largest_federation            # simulated N = 100, 200, 400; processes N = 4, 8, 16, 32
+    python -m bench.largest_federation            # simulated N = 100, 200, 400; processes N = 4, 8, 16, 32, 64
     python -m bench.largest_federation --quick    # simulated N = 8 (1 round), processes N = 2 (1 round)
     python -m bench.largest_federation --simulated 100,200 --processes 4,8 --rounds 2
 
@@ -18,8 +18,10 @@ largest rungs, extrapolated linearly, says about how many nodes the memory avail
 * **Real node processes**: ``fl_chain.federation.localnet.LocalNetwork`` (anvil with a block a second, the
   contract, N ``flchain node`` OS processes, each with its own key, data shard, state directory and
   embedded kubo IPFS peer on 127.0.0.1), the digits MLP task with P = min(N, 8), r = 2, q = 2.
-  The resident memory of every node process and of anvil is sampled each second from
-  ``/proc/<pid>/status`` (VmRSS); the peak of their sum and the largest single node are reported.
+  The memory of every node process and of anvil is sampled each second from
+  ``/proc/<pid>/smaps_rollup``: the peak of their summed PSS (what they hold of the machine's
+  memory: a shared library's pages count once) and RSS, and the largest node's PSS, USS (pages only
+  it holds) and RSS.
   Every process is started by ``LocalNetwork`` and stopped by it, by pid.
 
 Writes ``bench/results/largest_federation.json``.
@@ -45,21 +47,27 @@ from tests.helpers.task_files import task_toml
 
 RESULTS = Path(__file__).resolve().parent / "results" / "largest_federation.json"
 FULL_SIMULATED = [100, 200, 400]
-FULL_PROCESSES = [4, 8, 16, 32]
+FULL_PROCESSES = [4, 8, 16, 32, 64]
 #: Seconds one rung of a ladder may take (full mode; quick mode uses QUICK_TIMEOUT).
 RUN_TIMEOUT = 900
 QUICK_TIMEOUT = 170
 
 
-def _vmrss_kib(pid: int) -> int:
+def _memory_kib(pid: int) -> dict[str, int]:
+    """A process's resident memory in KiB: ``rss``, ``pss`` (shared pages split among their sharers)
+    and ``uss`` (pages only it holds); zeros once it is gone."""
+    sizes = {"rss": 0, "pss": 0, "uss": 0}
     try:
-        with open(f"/proc/{pid}/status") as handle:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
+                key, _, rest = line.partition(":")
+                if key in ("Rss", "Pss"):
+                    sizes[key.lower()] = int(rest.split()[0])
+                elif key in ("Private_Clean", "Private_Dirty"):
+                    sizes["uss"] += int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return sizes
 
 
 def _available_mib() -> float:
@@ -164,23 +172,31 @@ def task_file_text(*, nodes: int, partitions: int, rounds: int, update_duration:
 
 
 class _Sampler:
-    """Samples the summed VmRSS of a set of pids (re-read each time) every ``interval`` seconds."""
+    """Samples the memory of a set of pids (re-read each time) every ``interval`` seconds: the peak of
+    their summed RSS and PSS, and the largest single node's RSS, PSS and USS."""
 
     def __init__(self, pids: Any, interval: float = 1.0) -> None:
         self.pids = pids
         self.interval = interval
         self.peak_total_kib = 0
+        self.peak_total_pss_kib = 0
         self.peak_single_kib = 0
+        self.peak_single_pss_kib = 0
+        self.peak_single_uss_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             chain_pid, node_pids = self.pids()
-            sizes = [_vmrss_kib(p) for p in node_pids]
-            total = sum(sizes) + (_vmrss_kib(chain_pid) if chain_pid else 0)
-            self.peak_total_kib = max(self.peak_total_kib, total)
-            self.peak_single_kib = max([self.peak_single_kib, *sizes])
+            sizes = [_memory_kib(p) for p in node_pids]
+            chain = _memory_kib(chain_pid) if chain_pid else {"rss": 0, "pss": 0, "uss": 0}
+            self.peak_total_kib = max(self.peak_total_kib, sum(s["rss"] for s in sizes) + chain["rss"])
+            self.peak_total_pss_kib = max(self.peak_total_pss_kib, sum(s["pss"] for s in sizes) + chain["pss"])
+            for s in sizes:
+                self.peak_single_kib = max(self.peak_single_kib, s["rss"])
+                self.peak_single_pss_kib = max(self.peak_single_pss_kib, s["pss"])
+                self.peak_single_uss_kib = max(self.peak_single_uss_kib, s["uss"])
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Self:
@@ -253,7 +269,10 @@ def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
         "wall_seconds": time.monotonic() - started,
         "start_and_join_seconds": joined,
         "peak_total_rss_mib": sampler.peak_total_kib / 1024,
+        "peak_total_pss_mib": sampler.peak_total_pss_kib / 1024,
         "peak_node_rss_mib": sampler.peak_single_kib / 1024,
+        "peak_node_pss_mib": sampler.peak_single_pss_kib / 1024,
+        "peak_node_uss_mib": sampler.peak_single_uss_kib / 1024,
     }
 
 
@@ -266,7 +285,9 @@ MEMORY_SHARE = 0.8
 
 
 def _peak_mib(rung: dict[str, Any]) -> float | None:
-    return rung.get("peak_rss_mib", rung.get("peak_total_rss_mib"))
+    """The rung's memory: one process's peak RSS, or the node processes' and chain's summed PSS (a
+    shared library's pages count once over all its sharers, as in the machine's memory)."""
+    return rung.get("peak_rss_mib", rung.get("peak_total_pss_mib", rung.get("peak_total_rss_mib")))
 
 
 def memory_bound_nodes(passed: list[dict[str, Any]], available_mib: float) -> int | None:
@@ -349,7 +370,11 @@ def format_table(result: dict[str, Any]) -> str:
                 memory = f"{r['peak_rss_mib']:.0f} MiB (one process)" if "peak_rss_mib" in r else "-"
             else:
                 memory = (
-                    f"{r['peak_total_rss_mib']:.0f} MiB total, {r['peak_node_rss_mib']:.0f} MiB/node"
+                    f"{r['peak_total_pss_mib']:.0f} MiB total PSS ({r['peak_total_rss_mib']:.0f} RSS); per node "
+                    f"{r['peak_node_pss_mib']:.0f} PSS, {r['peak_node_uss_mib']:.0f} USS, "
+                    f"{r['peak_node_rss_mib']:.0f} RSS"
+                    if "peak_total_pss_mib" in r
+                    else f"{r['peak_total_rss_mib']:.0f} MiB total, {r['peak_node_rss_mib']:.0f} MiB/node"
                     if "peak_total_rss_mib" in r
                     else "-"
                 )

@@ -34,7 +34,7 @@ from fl_chain.federation.operator import create_task
 from fl_chain.node.state import final_model_file
 from fl_chain.protocol.task import TaskSpec
 
-#: Seconds to wait for every node to join before starting the task.
+#: Seconds without a new join after which starting the network gives up (each join restarts the wait).
 JOIN_TIMEOUT = 180.0
 #: Seconds a node process gets to exit after SIGTERM.
 NODE_STOP_TIMEOUT = 15.0
@@ -206,16 +206,23 @@ class LocalNetwork:
         """Start every node, wait until all joined, then start the task."""
         for i in range(len(self.nodes)):
             self.start_node(i)
+        # Wait for progress, not for a wall-clock total: many nodes starting on few cores join slowly.
         deadline = time.monotonic() + JOIN_TIMEOUT
+        seen = 0
         while True:
             joined = self.coordinator.get_task(self.task_id)[1].participant_count
             if joined == len(self.nodes):
                 break
+            if joined > seen:
+                seen, deadline = joined, time.monotonic() + JOIN_TIMEOUT
             crashed = [n.index for n in self.nodes if n.process is not None and n.process.poll() is not None]
             if crashed:
                 raise ConfigError(f"node(s) {crashed} exited before joining; see {self.root}/node-*/stderr.log")
             if time.monotonic() > deadline:
-                raise ConfigError(f"only {joined} of {len(self.nodes)} nodes joined within {JOIN_TIMEOUT:.0f} s")
+                raise ConfigError(
+                    f"only {joined} of {len(self.nodes)} nodes joined, none in the last {JOIN_TIMEOUT:.0f} s; "
+                    f"see {self.root}/node-*/stderr.log"
+                )
             time.sleep(0.5)
         self.coordinator.start_task(self.operator, self.task_id)
         self.report(f"all {len(self.nodes)} nodes joined; task {self.task_id} started")

@@ -63,6 +63,7 @@ from fl_chain.exchange.gather import final_digests, gather_partitions
 from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.exchange.updates import RoundUpdates
+from fl_chain.node.block_watch import BlockWatch
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
@@ -154,6 +155,7 @@ class Node:
         self.storage = storage
         self.state = state
         self.options = options or NodeOptions()
+        self._block_watch: BlockWatch | None = None
         self.logs = logs
         self.report = report or (lambda message: None)
         self.observers = ObserverGroup(observers)
@@ -231,26 +233,35 @@ class Node:
 
         The chain's state changes only with a block, so an idle node steps again as soon as one
         arrives; with no new block it still steps every ``poll_interval`` (a deadline passing is
-        wall time, not a block). A chain that does not answer just makes this a plain wait.
+        wall time, not a block). It looks for the block shortly before it is due and then every
+        ``block_poll_interval`` (``BlockWatch``), not all the time. A chain that does not answer
+        just makes this a plain wait.
         """
         deadline = time.monotonic() + self.options.poll_interval
         look = self.options.block_poll_interval
         if look is None or look >= self.options.poll_interval:
             time.sleep(self.options.poll_interval)
             return
+        if self._block_watch is None or self._block_watch.fastest != look:
+            self._block_watch = BlockWatch(look)
+        watch = self._block_watch
         try:
             start = self.coordinator.client.block_number()
+            watch.observe(start, time.monotonic())
         except ChainError:
             start = None
         while (left := deadline - time.monotonic()) > 0 and not should_stop():
-            time.sleep(min(look, left))
+            time.sleep(min(watch.sleep_before_look(time.monotonic()) if start is not None else look, left))
             if start is None:
                 continue
             try:
-                if self.coordinator.client.block_number() != start:
-                    return
+                number = self.coordinator.client.block_number()
             except ChainError:
                 start = None
+                continue
+            watch.observe(number, time.monotonic())
+            if number != start:
+                return
 
     def step(self) -> Step:
         """Do the next piece of work the chain state calls for."""

@@ -103,12 +103,20 @@ def test_sub_second_block_time_mines_blocks_on_wall_time(launcher: type[LocalCha
         waiter = SimpleNamespace(
             options=NodeOptions(poll_interval=60.0, block_poll_interval=0.02),
             coordinator=SimpleNamespace(client=client),
+            _block_watch=None,
         )
         before = client.block_number()
         started = time.monotonic()
         Node._wait_for_next_block(waiter, lambda: False)  # type: ignore[arg-type]
         assert client.block_number() > before
         assert time.monotonic() - started < 60.0  # it returned on the block, not at the poll interval
+        # Having seen blocks come, it learned their interval, and still wakes on the next one.
+        for _ in range(3):
+            before = client.block_number()
+            Node._wait_for_next_block(waiter, lambda: False)  # type: ignore[arg-type]
+            assert client.block_number() > before
+        assert waiter._block_watch.interval is not None
+        assert 0.1 < waiter._block_watch.interval < 1.0  # 0.2 s blocks, seen by a 0.02 s look
 
 
 def test_a_chain_connection_asks_for_the_chain_id_once(tmp_path: Path) -> None:

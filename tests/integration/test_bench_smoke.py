@@ -40,6 +40,77 @@ def test_run_all_quick_gas_and_aggregation_reports_machine_and_verdicts(tmp_path
     assert "## Targets" in text and "MET" in text
 
 
+def test_run_all_judges_the_performance_targets_from_measured_figures() -> None:
+    # Prepare: figures as the benchmarks return them, each on one side of its goal
+    def breakdown(parameters: int, fetch: float) -> dict[str, object]:
+        return {
+            "backend": "anvil-kubo",
+            "chain": "anvil",
+            "nodes": 16,
+            "parameters": parameters,
+            "mean_split_seconds_all_nodes": {"fetch": fetch},
+            "mean_download_bytes_per_node": 4e6,
+        }
+
+    results = {
+        "storage_throughput": {"rows": [{"get_mb_s": 40.0}, {"get_mb_s": 64.0}]},
+        "round_breakdown": {"jobs": [breakdown(10_000, 0.9), breakdown(10_000_000, 1.6)]},  # bound 64e6/64e6 = 1 s
+        "flower_compare": {
+            "block_time": 0.2,
+            "rows": [
+                {
+                    "pair": "inprocess",
+                    "nodes": 8,
+                    "parameters_requested": 1e6,
+                    "ratio": 1.4,
+                    "cpu_ratio": 1.6,
+                    "fl_chain": {"mean_round_seconds": 1.4, "backend": "anvil+memory"},
+                    "flower": {"mean_round_seconds": 1.0},
+                },
+                {
+                    "pair": "processes",
+                    "nodes": 8,
+                    "parameters_requested": 1e6,
+                    "ratio": 1.3,
+                    "fl_chain": {"mean_round_seconds": 1.3, "backend": "anvil"},
+                    "flower": {"mean_round_seconds": 1.0},
+                },
+            ],
+        },
+        "simulate_scale": {
+            "runs": [
+                {
+                    "nodes": 1000,
+                    "rounds": 3,
+                    "rounds_finalized": 3,
+                    "wall_seconds": 319.0,
+                    "peak_rss_ru_maxrss_mib": 5000.0,
+                }
+            ]
+        },
+        "gas": {
+            "settings": [
+                {"participants": 16, "partitions": 16, "gas_per_participant_per_round": 99_000.0, "model_sizes": {}}
+            ]
+        },
+    }
+
+    # Execute
+    verdicts = {t["target"]: t["verdict"] for t in run_all.targets(results, quick=False)}
+
+    # Assert
+    def verdict(start: str) -> str:
+        (found,) = [v for name, v in verdicts.items() if name.startswith(start)]
+        return found
+
+    assert verdict("round wall time fl-chain / Flower, inprocess") == "MISSED"  # wall 1.4 met, CPU 1.6 not
+    assert verdict("round wall time fl-chain / Flower, processes") == "MET"  # 1.3 <= 1.0 + 2 x 0.2
+    assert verdict("fetch phase per round, kubo, N=16 P=N, 10,000 ") == "MET"  # 0.9 < 1 s
+    assert verdict("fetch phase per round, kubo, N=16 P=N, 10,000,000 ") == "MISSED"  # 1.6 > 1.5 x 1 s
+    assert verdict("flchain simulate, 1,000 nodes") == "MISSED"  # 5000 MiB > 4 GiB
+    assert verdict("gas per participant per round, P=N=16") == "MET"
+
+
 def test_run_all_resume_refuses_a_report_of_the_other_mode_or_not_a_report(tmp_path: Path) -> None:
     # Prepare
     quick_report = tmp_path / "quick.json"

@@ -1,0 +1,38 @@
+"""BlockWatch: an idle node looks for the next block shortly before it is due, then often."""
+
+from __future__ import annotations
+
+import pytest
+
+from fl_chain.node.block_watch import EARLY, BlockWatch
+
+
+def test_before_two_blocks_it_looks_at_the_fastest_rate() -> None:
+    watch = BlockWatch(0.05)
+    assert watch.sleep_before_look(0.0) == 0.05
+    watch.observe(10, 0.0)
+    assert watch.interval is None
+    assert watch.sleep_before_look(0.01) == 0.05
+
+
+def test_it_sleeps_until_shortly_before_the_next_block_is_due_then_looks_often() -> None:
+    # Prepare: blocks every 2 s, seen at once
+    watch = BlockWatch(0.05)
+    for n, t in [(1, 0.0), (2, 2.0), (3, 4.0)]:
+        watch.observe(n, t)
+
+    # Execute / Assert: just after block 3, sleep until EARLY of the interval; past that, look often
+    assert watch.interval == pytest.approx(2.0)
+    assert watch.sleep_before_look(4.0) == pytest.approx(EARLY * 2.0)
+    assert watch.sleep_before_look(4.0 + EARLY * 2.0) == 0.05
+    watch.observe(3, 5.9)  # the same block seen again changes nothing
+    assert watch.sleep_before_look(5.9) == 0.05
+
+
+def test_late_looks_do_not_stretch_the_estimate_and_skipped_blocks_are_divided() -> None:
+    watch = BlockWatch(0.05)
+    watch.observe(1, 0.0)
+    watch.observe(2, 1.0)  # seen on time: 1 s
+    watch.observe(3, 2.7)  # seen 0.7 s late (the node was busy)
+    watch.observe(6, 5.7)  # three blocks in 3 s
+    assert watch.interval == pytest.approx(1.0)

@@ -36,6 +36,8 @@ from fl_chain.protocol.task import TaskSpec
 
 #: Seconds without a new join after which starting the network gives up (each join restarts the wait).
 JOIN_TIMEOUT = 180.0
+#: Node processes per core that may be starting (not yet joined) at once.
+STARTING_PER_CORE = 4
 #: Seconds a node process gets to exit after SIGTERM.
 NODE_STOP_TIMEOUT = 15.0
 #: The exit status of a node stopped (SIGTERM) while it served blobs after the task: see end_nodes.
@@ -204,13 +206,18 @@ class LocalNetwork:
 
     def start(self) -> None:
         """Start every node, wait until all joined, then start the task."""
-        for i in range(len(self.nodes)):
-            self.start_node(i)
-        # Wait for progress, not for a wall-clock total: many nodes starting on few cores join slowly.
+        # At most STARTING_PER_CORE nodes per core start at once: 64 processes started together on 2
+        # cores share them fairly and all finish starting at the same late moment; in waves they join
+        # one after another. Wait for progress, not for a wall-clock total: each join restarts the wait.
+        starting = max(4, STARTING_PER_CORE * (os.cpu_count() or 1))
+        started = 0
         deadline = time.monotonic() + JOIN_TIMEOUT
         seen = 0
         while True:
             joined = self.coordinator.get_task(self.task_id)[1].participant_count
+            while started < len(self.nodes) and started - joined < starting:
+                self.start_node(started)
+                started += 1
             if joined == len(self.nodes):
                 break
             if joined > seen:

@@ -52,8 +52,13 @@ def mask_words(seed: bytes, offset: int, count: int) -> Ring:
     if block + (skip + count * WORD_BYTES) // _AES_BLOCK + 1 > _MAX_BLOCKS:
         raise ValueError("mask words past the end of the AES-CTR counter")
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(block.to_bytes(_AES_BLOCK, "big"))).encryptor()
-    stream = encryptor.update(bytes(skip + count * WORD_BYTES))
-    return np.frombuffer(stream, dtype="<u8", count=count, offset=skip).astype(np.uint64)
+    size = skip + count * WORD_BYTES
+    # The keystream (zeros encrypted), written in place: numpy buffers are 2-4x faster than bytes here
+    # (calloc'd input, no copy out). update_into wants block - 1 spare bytes; numpy's stubs for 3.11
+    # do not declare the buffer protocol, hence the ignores.
+    stream = np.empty(size + _AES_BLOCK - 1, dtype=np.uint8)
+    encryptor.update_into(np.zeros(size, dtype=np.uint8), stream)  # type: ignore[arg-type]
+    return stream[skip:size].view("<u8").astype(np.uint64, copy=False)
 
 
 def self_mask_key(self_seed: bytes, context: RoundContext) -> bytes:

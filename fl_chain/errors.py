@@ -5,7 +5,8 @@
     FLChainError                      every error fl-chain raises on purpose
     ├── ConfigError                   bad user input: options, files, task specs
     │   ├── KeyFileError              key file or keystore missing, malformed, wrong password
-    │   └── NumPyClientError          a user's NumPyClient broke its contract (arrays, counts, returns)
+    │   ├── NumPyClientError          a user's NumPyClient broke its contract (arrays, counts, returns)
+    │   └── RingOverflowError         a value or a sum the fixed-point ring of secure aggregation cannot hold
     ├── CompilerError                 the pinned Solidity compiler is missing or failed
     ├── AggregationError              contributions that cannot be aggregated (none, mismatched, bad values)
     ├── ChainError                    anything between us and an Ethereum node
@@ -23,6 +24,10 @@
     │       ├── BlobFormatError       truncated, unknown version or dtype, malformed header
     │       ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
     │       └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
+    ├── PrivacyError                  secure-aggregation material from a peer that cannot be used
+    │   ├── InvalidPublicKeyError     an X25519 public key of the wrong size, or of low order
+    │   ├── InvalidShareError         a secret share that does not decrypt, parse or agree with the others
+    │   └── NotEnoughSharesError      fewer distinct shares than the threshold: the secret stays hidden
     ├── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
     └── NodeStopError                 a node process ignored SIGTERM and had to be killed
 
@@ -50,6 +55,10 @@ class KeyFileError(ConfigError):
 
 class NumPyClientError(ConfigError):
     """A client broke the :class:`~fl_chain.training.NumPyClient` contract (wrong arrays, counts or return values)."""
+
+
+class RingOverflowError(ConfigError):
+    """A value or a sum the fixed-point ring of secure aggregation cannot hold: clip, or lower the scale."""
 
 
 class CompilerError(FLChainError):
@@ -141,6 +150,22 @@ class BlobTooLargeError(BlobInvalidError):
 
     Content addressed, so every honest node sees the same size: invalid, not unavailable.
     """
+
+
+class PrivacyError(FLChainError):
+    """Secure-aggregation material (a key, a share) that cannot be used; it is never used."""
+
+
+class InvalidPublicKeyError(PrivacyError):
+    """An X25519 public key that is not 32 bytes, or whose shared secret is all zero (low order)."""
+
+
+class InvalidShareError(PrivacyError):
+    """A secret share that does not decrypt, parse, lie in range, or agree with the other shares."""
+
+
+class NotEnoughSharesError(PrivacyError):
+    """Fewer distinct shares than the threshold: the secret cannot be reconstructed."""
 
 
 class FederationStalledError(FLChainError):

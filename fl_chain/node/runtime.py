@@ -325,7 +325,9 @@ class Node:
             shown = " ".join(f"{k}={v:.4f}" for k, v in self.last_metrics.items())
             eps = self.spec.epsilon_after(task.finalized_rounds)
             if eps is not None:
-                shown += f" eps={eps:.4g} (delta={self.spec.dp_delta:g}, {task.finalized_rounds} rounds)"
+                privacy = f"eps={eps:.4g} (delta={self.spec.dp_delta:g}, {task.finalized_rounds} finalized rounds)"
+                shown += f" {privacy}"
+                log.info("round %d: differential privacy spent: %s", want, privacy)
             self.report(f"round {want} global model {self.global_cid(want)[:16]}… {shown}".rstrip())
         return vector
 

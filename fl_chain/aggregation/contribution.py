@@ -15,6 +15,11 @@ A submission counts in a partition unless
 
 The counted submissions are aggregated by the task's strategy in canonical order (by address,
 case-insensitively); when none counts, the partition keeps its base values.
+
+With differential privacy (``dp``, :mod:`fl_chain.privacy.dp`) the norm bound is the clip norm, on the
+submission's change quantized to the mechanism's grid, and the aggregate is the unweighted mean of the
+counted changes plus the round's deterministic noise for the partition's slice
+(``noise_key`` and ``offset`` of :meth:`ContributionRule.aggregate`).
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_chain.aggregation.base import Contribution, Strategy
+from fl_chain.aggregation.base import Contribution, Strategy, canonical_order, check_float_environment
 from fl_chain.aggregation.validation import validate_values
-from fl_chain.errors import ConfigError
+from fl_chain.errors import AggregationError, ConfigError
+from fl_chain.privacy.dp import DpMechanism, aggregator_noise_units, noisy_mean
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +99,9 @@ class ContributionRule:
         Per-partition L2 bound on a submission's change from the base values; None for no bound.
     max_samples:
         Largest sample count a submission may claim; None for no cap.
+    dp:
+        DP-FedAvg's clip norm and noise multiplier; None for no differential privacy. It needs the
+        strategy FedAvg and no ``norm_bound`` (the clip norm is the bound).
 
     Raises
     ------
@@ -103,8 +112,11 @@ class ContributionRule:
     strategy: Strategy
     norm_bound: float | None = None
     max_samples: int | None = None
+    dp: DpMechanism | None = None
 
     def __post_init__(self) -> None:
+        if self.dp is not None and (self.strategy.name != "fedavg" or self.norm_bound is not None):
+            raise ConfigError("differential privacy needs strategy fedavg and no norm_bound (the clip norm bounds)")
         if self.norm_bound is not None and not self.norm_bound >= 0:
             raise ConfigError(f"norm_bound must be a non-negative number, got {self.norm_bound!r}")
         if self.max_samples is not None and (
@@ -118,9 +130,21 @@ class ContributionRule:
             return submission.problem or "content did not verify"
         if self.max_samples is not None and submission.samples > self.max_samples:
             return f"claims {submission.samples} samples, above the task's max_samples {self.max_samples}"
-        return validate_values(submission.values, expected_length=base.size, norm_bound=self.norm_bound, reference=base)
+        reason = validate_values(
+            submission.values, expected_length=base.size, norm_bound=self.norm_bound, reference=base
+        )
+        if reason is None and self.dp is not None:
+            reason = self.dp.exclusion_reason(submission.values, base)
+        return reason
 
-    def aggregate(self, base: np.ndarray, submissions: Sequence[Submission]) -> PartitionAggregate:
+    def aggregate(
+        self,
+        base: np.ndarray,
+        submissions: Sequence[Submission],
+        *,
+        noise_key: bytes | None = None,
+        offset: int = 0,
+    ) -> PartitionAggregate:
         """Apply the rule to one partition.
 
         Parameters
@@ -129,6 +153,12 @@ class ContributionRule:
             The partition's slice of the global model the round trained from (1-D float32).
         submissions:
             One per contributor whose update the chain counts in this partition, in any order.
+        noise_key:
+            With differential privacy: the round's noise key
+            (:func:`fl_chain.privacy.dp.noise_key` of its on-chain seed, task and round). Required
+            when the rule adds noise, ignored otherwise.
+        offset:
+            The partition's first coordinate in the model vector (where its noise starts).
 
         Returns
         -------
@@ -138,8 +168,11 @@ class ContributionRule:
         Raises
         ------
         AggregationError
-            If a contributor appears twice or a counted submission's sample count is out of range.
+            If a contributor appears twice, a counted submission's sample count is out of range, or
+            the rule adds noise and ``noise_key`` is missing.
         """
+        if self.dp is not None and self.dp.noisy and noise_key is None:
+            raise AggregationError("a differentially private aggregate needs the round's noise key")
         counted: list[Contribution] = []
         excluded: list[Exclusion] = []
         for submission in sorted(submissions, key=lambda s: s.contributor.lower()):
@@ -149,7 +182,26 @@ class ContributionRule:
                 counted.append(Contribution(submission.contributor, submission.samples, submission.values))
             else:
                 excluded.append(Exclusion(submission.contributor, reason))
-        values = self.strategy.aggregate(counted) if counted else base.copy()
+        if not counted:
+            values = base.copy()
+        elif self.dp is None:
+            values = self.strategy.aggregate(counted)
+        else:
+            values = self._noisy_mean(base, counted, noise_key, offset)
         return PartitionAggregate(
             values=values, counted=tuple(c.contributor for c in counted), excluded=tuple(excluded)
         )
+
+    def _noisy_mean(
+        self, base: np.ndarray, counted: list[Contribution], noise_key: bytes | None, offset: int
+    ) -> np.ndarray:
+        """DP-FedAvg of one partition: the unweighted mean of the quantized changes plus the round's noise."""
+        assert self.dp is not None
+        check_float_environment()
+        quantized = []
+        for contribution in canonical_order(counted):
+            q = self.dp.quantize(contribution.values, base)
+            assert q is not None  # exclusion_reason let it count
+            quantized.append(q)
+        noise = aggregator_noise_units(noise_key, offset, base.size) if self.dp.noisy and noise_key else None
+        return noisy_mean(base, quantized, noise, self.dp.grid)

@@ -53,6 +53,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="also replay the same clients with central FedAvg (parity check) and train on the pooled data",
     )
+    sim.add_argument("--dp-noise-multiplier", type=float, help="differential privacy: noise multiplier z (>= 0)")
+    sim.add_argument("--dp-clip-norm", type=float, help="differential privacy: clip norm C of each update (> 0)")
+    sim.add_argument("--dp-delta", type=float, help="differential privacy: delta epsilon is reported at (default 1e-5)")
+    sim.add_argument(
+        "--dp-epsilon-budget", type=float, help="differential privacy: stop when the next round exceeds it"
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress display or table")
     sim.add_argument("--out", help="run folder (default: runs/sim-<time>)")
     sim.set_defaults(func=simulate_command)

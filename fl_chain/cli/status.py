@@ -9,7 +9,7 @@ from fl_chain.cli.common import add_rpc, open_coordinator
 from fl_chain.errors import ConfigError
 
 if TYPE_CHECKING:
-    from fl_chain.chain.coordinator import Coordinator
+    from fl_chain.chain.coordinator import Coordinator, TaskState
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +18,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_rpc(status)
     status.add_argument("--deployment", default="deployment.json")
     status.add_argument("--task", type=int, help="show only this task, in detail")
+    status.add_argument(
+        "--task-file",
+        help="with --task: the task's TOML, to show its differential privacy (epsilon after the finalized rounds)",
+    )
     status.set_defaults(func=status_command)
 
 
@@ -28,6 +32,8 @@ def status_command(args: argparse.Namespace) -> int:
     print(f"FLCoordinator {coordinator.address}: operator {coordinator.operator()}, {count} task(s)")
     if args.task is not None and not 1 <= args.task <= count:
         raise ConfigError(f"task {args.task} does not exist ({count} task(s))")
+    if args.task_file is not None and args.task is None:
+        raise ConfigError("--task-file needs --task: the task that file describes")
     task_ids = [args.task] if args.task is not None else list(range(1, count + 1))
     for task_id in task_ids:
         config, state = coordinator.get_task(task_id)
@@ -44,9 +50,36 @@ def status_command(args: argparse.Namespace) -> int:
             print(
                 f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d)
             )
+        if args.task_file is not None:
+            print("  " + _privacy_line(args.task_file, config.rounds, state))
         if args.task is not None:
             _print_rounds(coordinator, task_id, state.current_round)
     return 0
+
+
+def _privacy_line(task_file: str, chain_rounds: int, state: TaskState) -> str:
+    """``privacy: eps=... at delta=... after N finalized rounds`` (and ``stopped: privacy budget reached``)."""
+    from fl_chain.protocol.task import TaskSpec
+
+    spec = TaskSpec.from_toml(task_file)
+    if not spec.differential_privacy:
+        return f"privacy: no differential privacy in {task_file}"
+    if spec.chain_rounds != chain_rounds:
+        raise ConfigError(
+            f"{task_file} gives the task {spec.chain_rounds} rounds, the chain {chain_rounds}: pass the task's own file"
+        )
+    eps = spec.epsilon_after(state.finalized_rounds)
+    line = (
+        f"privacy: eps={eps:.4g} at delta={spec.dp_delta:g} after {state.finalized_rounds} finalized rounds "
+        f"(DP-FedAvg, noise multiplier {spec.privacy['dp_noise_multiplier']:g}, clip norm "
+        f"{spec.privacy['dp_clip_norm']:g}"
+    )
+    budget = spec.dp_epsilon_budget
+    line += f", budget eps={budget:g})" if budget is not None else ")"
+    capped = chain_rounds < spec.protocol["rounds"]
+    if capped and state.status.name == "COMPLETED" and state.finalized_rounds >= chain_rounds:
+        line += f"; stopped: privacy budget reached (eps={eps:.4g})"
+    return line
 
 
 def _print_rounds(coordinator: Coordinator, task_id: int, current_round: int) -> None:

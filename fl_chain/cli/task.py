@@ -51,6 +51,8 @@ def task_create_command(args: argparse.Namespace) -> int:
     from fl_chain.training.node_data import trainer_factory
 
     spec = TaskSpec.from_toml(args.task_file)
+    if (note := spec.rounds_cap_note()) is not None:  # or a one-line error if the budget affords no round
+        print(note)
     check_capture_bound(spec, args.task_file, accept_risk=args.accept_risk)
     initial = initial_vector_for(spec, trainer_factory(args.client), args.data)
     if spec.protocol["partitions"] > initial.size:

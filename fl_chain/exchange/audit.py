@@ -2,7 +2,8 @@
 
 A round's global model is its final partitions. Each final partition must be what the task's
 contribution rule (:class:`~fl_chain.aggregation.ContributionRule`: validation, norm bound, sample
-cap, strategy; the code every aggregator runs) makes of the updates committed in that round, minus
+cap, strategy, and with differential privacy the noise from the round's seed; the code every
+aggregator runs) makes of the updates committed in that round, minus
 the updates the chain excluded as unavailable *before that partition finalized*: exclusions happen
 one at a time in the fallback phase, so a partition is checked against the frozen set minus each
 prefix of the exclusion list, longest first (usually there is no exclusion and one candidate).
@@ -19,6 +20,7 @@ from fl_chain.chain.coordinator import Coordinator, RoundStatus, UpdateCommit
 from fl_chain.errors import BlobNotFoundError, ConfigError
 from fl_chain.exchange.gather import fetch_global
 from fl_chain.exchange.updates import RoundUpdates
+from fl_chain.privacy.dp import noise_key
 from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.storage.base import Storage
 
@@ -82,10 +84,14 @@ def audit_round(
     dimension = initial.size if initial is not None else None
     actual = fetch_global(storage, coordinator, task_id, round_, timeout=timeout, dimension=dimension)
     base = _base_model(storage, coordinator, task_id, round_, initial, timeout=timeout, dimension=actual.size)
-    if base is None and rule.norm_bound is not None:
-        raise ConfigError(f"auditing round {round_} under a norm bound needs the task's initial model (pass initial)")
+    if base is None and (rule.norm_bound is not None or rule.dp is not None):
+        raise ConfigError(
+            f"auditing round {round_} under a norm bound or DP needs the task's initial model (pass initial)"
+        )
     commits = coordinator.find_update_commits(task_id, round_)
     excluded = coordinator.get_excluded(task_id, round_)
+    # Differential privacy: the noise every aggregator added, recomputed from the round's on-chain seed.
+    key = noise_key(coordinator.get_round(task_id, round_).seed, task_id, round_) if rule.dp is not None else None
     updates = RoundUpdates(
         storage, task_id=task_id, round_=round_, partitions=config.partitions, dimension=actual.size, timeout=timeout
     )
@@ -135,7 +141,7 @@ def audit_round(
                     unfetched.append(commit.contributor)
                     break  # a set with an update nobody serves now: it cannot be checked here
             else:
-                candidates.append(rule.aggregate(partition_base, chosen).values)
+                candidates.append(rule.aggregate(partition_base, chosen, noise_key=key, offset=bounds.offset).values)
         matching = [c for c in candidates if c.tobytes() == actual[window].tobytes()]
         if not matching:
             unchecked.extend(c for c in unfetched if c not in unchecked)

@@ -33,6 +33,8 @@ def compare_with_baselines(
     reference: dict[str, Any]
     if spec.strategy["name"] != "fedavg":
         reference = {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
+    elif spec.differential_privacy:
+        reference = {"comparable": False, "reason": "the reference is plain FedAvg, without DP clipping and noise"}
     elif any(r.contributors != nodes for r in finalized):
         reference = {"comparable": False, "reason": "a round finalized without every node's update"}
     else:

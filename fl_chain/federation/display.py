@@ -55,6 +55,8 @@ class SimulationDisplay:
             return
         if record.status == "finalized":
             shown = f"accuracy {record.test_accuracy:.4f}" if record.test_accuracy is not None else "finalized"
+            if getattr(record, "epsilon", None) is not None:
+                shown += f"  eps {record.epsilon:.4g}"
         else:
             shown = "failed; retried as a new round"
         self.console.print(
@@ -102,11 +104,26 @@ class SimulationDisplay:
             self.console.print(line)
 
 
+def privacy_line(privacy: dict[str, Any]) -> str:
+    """``differential privacy: eps=... at delta=...`` and, if the budget ended the task, that it did."""
+    line = (
+        f"differential privacy: eps={privacy['epsilon']:.4g} at delta={privacy['delta']:g} after "
+        f"{privacy['finalized_rounds']} finalized rounds (noise multiplier {privacy['noise_multiplier']:g}, "
+        f"clip norm {privacy['clip_norm']:g})"
+    )
+    if privacy["stopped"]:
+        line += f"; stopped: {privacy['stopped']}"
+    return line
+
+
 def summary_lines(summary: dict[str, Any], out: str) -> Sequence[str]:
     """The closing lines: final accuracy, baselines if any, totals and where the files are."""
     lines = []
     final = summary["final_accuracy"]
     lines.append(f"final test accuracy: {final:.4f}" if final is not None else "no round finalized")
+    privacy = summary.get("privacy")
+    if privacy is not None:
+        lines.append(privacy_line(privacy))
     reference = summary.get("reference")
     if reference is not None:
         if reference.get("comparable"):

@@ -15,6 +15,7 @@ from fl_chain.exchange.gather import fetch_global
 from fl_chain.federation.display import SimulationDisplay
 from fl_chain.federation.inprocess import DevChain
 from fl_chain.node.runtime import Node
+from fl_chain.protocol.task import TaskSpec
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RoundRecord:
     gas_used: int
     bytes_moved: int
     wall_seconds: float
+    #: Differential privacy: epsilon at the task's delta after the finalized rounds so far; None without DP.
+    epsilon: float | None = None
 
 
 class RoundRecorder:
@@ -49,6 +52,7 @@ class RoundRecorder:
         display: SimulationDisplay,
         *,
         partitions: int,
+        spec: TaskSpec | None = None,
     ) -> None:
         self.chain = chain
         self.coordinator = coordinator
@@ -56,6 +60,7 @@ class RoundRecorder:
         self.members = list(members)
         self.display = display
         self.partitions = partitions
+        self.spec = spec
         self.records: list[RoundRecord] = []
         #: sha256 of each finalized round's global model, by round.
         self.global_hashes: dict[int, str] = {}
@@ -103,10 +108,17 @@ class RoundRecorder:
             gas_used=gas,
             bytes_moved=moved - self._bytes,
             wall_seconds=time.monotonic() - self._started,
+            epsilon=self._epsilon(info),
         )
         self.records.append(record)
         self.display.round_done(record, len(self.finalized))
         self._round, self._block, self._bytes, self._started = round_ + 1, latest, moved, time.monotonic()
+
+    def _epsilon(self, info: RoundInfo) -> float | None:
+        """Epsilon after this round: every finalized round so far counts, a failed one costs nothing."""
+        if self.spec is None:
+            return None
+        return self.spec.epsilon_after(len(self.finalized) + (info.status == RoundStatus.FINALIZED))
 
 
 def phase_text(info: RoundInfo, nodes: int, partitions: int) -> str:

@@ -71,9 +71,22 @@ def simulate_spec(args: Any) -> TaskSpec:
                 **({"momentum": args.momentum} if args.momentum else {}),
             },
             "strategy": {"name": args.strategy},
+            **({"privacy": privacy} if (privacy := _privacy_options(args)) else {}),
         },
         origin="simulate options",
     )
+
+
+def _privacy_options(args: Any) -> dict[str, Any]:
+    """The [privacy] section the --dp-* flags set (any of them switches DP on; delta defaults to 1e-5)."""
+    given = {
+        key: value
+        for key in ("dp_noise_multiplier", "dp_clip_norm", "dp_delta", "dp_epsilon_budget")
+        if (value := getattr(args, key, None)) is not None
+    }
+    if given:
+        given.setdefault("dp_delta", 1e-5)
+    return given
 
 
 @dataclass
@@ -141,8 +154,10 @@ def run_simulation(
             f"{spec.dataset['name']} ({spec.dataset.get('split', 'iid')}), P={spec.protocol['partitions']} "
             f"r={spec.protocol['replication']} q={spec.protocol['quorum']}, {spec.strategy['name']}; "
             f"chain {options.chain}, storage {options.storage}",
-            spec.protocol["rounds"],
+            spec.chain_rounds,
         )
+        if (note := spec.rounds_cap_note()) is not None:
+            display.message(note)
         display.phase("deploying, admitting, joining")
         logs = RoundLogs(out / "logs")
         cleanup.callback(logs.close)
@@ -160,7 +175,9 @@ def run_simulation(
         # the runner's time jumps, so views can be kept between them.
         coordinator.client.assume_sole_writer()
         # Created after setup (deploy, admit, create, join, start): that gas is no round's.
-        recorder = RoundRecorder(chain, coordinator, task_id, members, display, partitions=spec.protocol["partitions"])
+        recorder = RoundRecorder(
+            chain, coordinator, task_id, members, display, partitions=spec.protocol["partitions"], spec=spec
+        )
         InProcessFederation(chain, coordinator, task_id, members).run(on_sweep=recorder.sweep)
         recorder.sweep()
         final = members[0].state.load_vector(task_id, FINAL_MODEL)
@@ -182,6 +199,7 @@ def run_simulation(
             "dataset": spec.dataset,
             "training": spec.training,
             "strategy": spec.strategy,
+            **({"privacy": spec.privacy} if spec.privacy else {}),
         },
         "rounds": [asdict(r) for r in records],
         "final_accuracy": finalized[-1].test_accuracy if finalized else None,
@@ -190,6 +208,8 @@ def run_simulation(
         "total_bytes_moved": sum(r.bytes_moved for r in records),
         "wall_seconds": time.monotonic() - started,
     }
+    if spec.differential_privacy:
+        summary["privacy"] = privacy_summary(spec, len(finalized))
     if options.compare:
         summary.update(
             compare_with_baselines(
@@ -211,6 +231,27 @@ def run_simulation(
     )
     display.finish(summary, str(out))
     return summary
+
+
+def privacy_summary(spec: TaskSpec, finalized_rounds: int) -> dict[str, Any]:
+    """Epsilon after the finalized rounds, the budget, and whether the budget ended the task."""
+    epsilon = spec.epsilon_after(finalized_rounds)
+    budget = spec.dp_epsilon_budget
+    capped = budget is not None and spec.chain_rounds < spec.protocol["rounds"]
+    return {
+        "mechanism": "DP-FedAvg, user level, Gaussian (discrete, deterministic per round seed)",
+        "noise_multiplier": spec.privacy["dp_noise_multiplier"],
+        "clip_norm": spec.privacy["dp_clip_norm"],
+        "delta": spec.dp_delta,
+        "epsilon": epsilon,
+        "finalized_rounds": finalized_rounds,
+        "epsilon_budget": budget,
+        "rounds_requested": spec.protocol["rounds"],
+        "rounds_affordable": spec.chain_rounds,
+        "stopped": (
+            f"privacy budget reached (eps={epsilon:.4g})" if capped and finalized_rounds >= spec.chain_rounds else None
+        ),
+    }
 
 
 def _open_chain(options: SimulationOptions, cleanup: ExitStack) -> DevChain | None:
@@ -238,4 +279,12 @@ def _storage_factory(options: SimulationOptions, cleanup: ExitStack) -> StorageF
     return open_kubo
 
 
-__all__ = ["SIM_CHAINS", "SIM_STORAGES", "RoundRecord", "SimulationOptions", "run_simulation", "simulate_spec"]
+__all__ = [
+    "SIM_CHAINS",
+    "SIM_STORAGES",
+    "RoundRecord",
+    "SimulationOptions",
+    "privacy_summary",
+    "run_simulation",
+    "simulate_spec",
+]

@@ -67,6 +67,7 @@ from fl_chain.node.block_watch import BlockWatch
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
+from fl_chain.privacy.dp import clip_update, noise_key
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind, blob_size, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
@@ -175,6 +176,7 @@ class Node:
         self._prefetched: set[bytes] = set()  # final partition digests fetched ahead of the all-gather
         self._commits: dict[int, list[UpdateCommit]] = {}
         self._updates: dict[int, RoundUpdates] = {}  # the current round's, manifests fetched once
+        self._noise_keys: dict[int, bytes] = {}  # differential privacy: each round's noise key, from its seed
         self._joined = False
         self._peers = PeerDirectory.shared(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
@@ -332,6 +334,11 @@ class Node:
         if want >= 0:
             self.last_metrics = self.trainer.evaluate(vector)
             shown = " ".join(f"{k}={v:.4f}" for k, v in self.last_metrics.items())
+            eps = self.spec.epsilon_after(task.finalized_rounds)
+            if eps is not None:
+                privacy = f"eps={eps:.4g} (delta={self.spec.dp_delta:g}, {task.finalized_rounds} finalized rounds)"
+                shown += f" {privacy}"
+                log.info("round %d: differential privacy spent: %s", want, privacy)
             self.report(f"round {want} global model {self.global_cid(want)[:16]}… {shown}".rstrip())
         return vector
 
@@ -421,6 +428,8 @@ class Node:
             seed = training_seed(self.spec.model_seed, self.task_id, round_, self.address)
             with self.observers.phase(self.task_id, round_, Phase.TRAIN):
                 update, samples, metrics = self.trainer.train(base, seed=seed)
+            if self.rule.dp is not None:  # DP-FedAvg: the whole change clipped to C before it is split
+                update = clip_update(update, base, self.rule.dp)
             self.state.save_vector(self.task_id, f"update-{round_}", update)
             progress.samples = samples
             self.state.save_round(self.task_id, round_, progress)
@@ -663,7 +672,12 @@ class Node:
                 )
                 unavailable.add(commit.contributor)
                 return None
-        result = self.rule.aggregate(base[bounds.offset : bounds.offset + bounds.length], submissions)
+        result = self.rule.aggregate(
+            base[bounds.offset : bounds.offset + bounds.length],
+            submissions,
+            noise_key=self._noise_key(round_),
+            offset=bounds.offset,
+        )
         for exclusion in result.excluded:
             log.warning(
                 "round %d partition %d: excluding %s: %s", round_, partition, exclusion.contributor, exclusion.reason
@@ -673,6 +687,15 @@ class Node:
                 "round %d partition %d: no valid contribution; keeping the previous global values", round_, partition
             )
         return result.values
+
+    def _noise_key(self, round_: int) -> bytes | None:
+        """The key of ``round_``'s DP noise (from its on-chain seed); None when the task adds no noise."""
+        if self.rule.dp is None or not self.rule.dp.noisy:
+            return None
+        if round_ not in self._noise_keys:
+            seed = self.coordinator.get_round(self.task_id, round_).seed
+            self._noise_keys = {round_: noise_key(seed, self.task_id, round_)}
+        return self._noise_keys[round_]
 
     def _round_updates(self, round_: int, dimension: int) -> RoundUpdates:
         """The fetcher of ``round_``'s updates (each contributor's manifest is fetched once per round)."""

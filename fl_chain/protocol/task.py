@@ -41,6 +41,13 @@ Example ``task.toml``::
     # trim_fraction = 0.1
     # norm_bound = 100.0       # per-partition L2 bound on an update's change from the global model
                                # (default 100: honest changes measured up to ~9; tighten it per task)
+
+    [privacy]                  # optional; docs/privacy.md
+    dp_noise_multiplier = 1.0  # z: user-level DP-FedAvg, Gaussian noise of std z * C / n on the average
+    dp_clip_norm = 1.0         # C: each contributor clips its whole change to this L2 norm
+    dp_delta = 1e-5            # epsilon is reported at this delta
+    dp_epsilon_budget = 8.0    # optional: the task gets only the rounds this budget affords
+    secure_aggregation = false # true is refused for now (not implemented yet)
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
 from fl_chain.errors import ConfigError
+from fl_chain.privacy.dp import DpMechanism
 from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.protocol.unixfs import unixfs_digest
@@ -90,7 +98,11 @@ _PROTOCOL_DEFAULTS: dict[str, Any] = {
     "open_admission": False,
 }
 _SECURITY_DEFAULTS: dict[str, Any] = {"max_colluders": 1}
-_SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security")
+#: Keys of [privacy]; the dp_ ones switch differential privacy on (all but the budget required then).
+_PRIVACY_KEYS = ("dp_noise_multiplier", "dp_clip_norm", "dp_delta", "dp_epsilon_budget", "secure_aggregation")
+_SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security", "privacy")
+#: Strategies that cannot run under differential privacy or on masked (secure-aggregation) data.
+_ORDER_STATISTICS = ("median", "trimmed_mean")
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,8 @@ class TaskSpec:
     training: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
     security: dict[str, Any] = field(default_factory=lambda: dict(_SECURITY_DEFAULTS))
+    #: [privacy] as written (empty: no privacy mechanism; the manifest then has no privacy section).
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -170,6 +184,7 @@ class TaskSpec:
             training={"epochs": 1, "batch_size": 32, "lr": 0.1, **data.get("training", {})},
             strategy={"name": "fedavg", **data.get("strategy", {})},
             security={**_SECURITY_DEFAULTS, **data.get("security", {})},
+            privacy=dict(data.get("privacy", {})),
         )
         spec.validate(origin)
         return spec
@@ -234,6 +249,7 @@ class TaskSpec:
         ):
             raise ConfigError(f"{origin}: strategy.norm_bound must be a positive finite number, got {bound!r}")
         self._validate_security(origin)
+        self._validate_privacy(origin)
         for key in ("epochs", "batch_size"):
             if not isinstance(self.training.get(key), int) or self.training[key] < 1:
                 raise ConfigError(f"{origin}: training.{key} must be a positive integer")
@@ -253,6 +269,63 @@ class TaskSpec:
         k = self.security["max_colluders"]
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f"{origin}: security.max_colluders must be a non-negative integer, got {k!r}")
+
+    def _validate_privacy(self, origin: str) -> None:
+        """Check [privacy]: known keys, values in range, and combinations the mechanisms allow."""
+        q = self.privacy
+        unknown = sorted(set(q) - set(_PRIVACY_KEYS))
+        if unknown:
+            raise ConfigError(f"{origin}: unknown [privacy] key(s) {unknown}; accepted: {', '.join(_PRIVACY_KEYS)}")
+        secure = q.get("secure_aggregation", False)
+        if not isinstance(secure, bool):
+            raise ConfigError(f"{origin}: privacy.secure_aggregation must be true or false, got {secure!r}")
+        strategy = self.strategy["name"]
+        if secure and strategy in _ORDER_STATISTICS:
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation cannot run strategy {strategy}: aggregators see only masked "
+                "updates, whose sum they can unmask but not their order statistics; use strategy fedavg"
+            )
+        if secure and "norm_bound" in self.strategy:
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation cannot check strategy.norm_bound: aggregators cannot measure a "
+                "masked update; remove norm_bound (contributors clip their own updates, e.g. with dp_clip_norm)"
+            )
+        if self.differential_privacy:
+            missing = [k for k in ("dp_noise_multiplier", "dp_clip_norm", "dp_delta") if k not in q]
+            if missing:
+                raise ConfigError(f"{origin}: differential privacy needs privacy.{', privacy.'.join(missing)} as well")
+            try:
+                DpMechanism(q["dp_noise_multiplier"], q["dp_clip_norm"])
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: privacy.{exc}") from None
+            delta = q["dp_delta"]
+            if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+                raise ConfigError(f"{origin}: privacy.dp_delta must be a number in (0, 1), e.g. 1e-5, got {delta!r}")
+            budget = q.get("dp_epsilon_budget")
+            if budget is not None and (
+                isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf
+            ):
+                raise ConfigError(f"{origin}: privacy.dp_epsilon_budget must be a positive number, got {budget!r}")
+            if budget is not None and q["dp_noise_multiplier"] == 0:
+                raise ConfigError(
+                    f"{origin}: privacy.dp_epsilon_budget needs noise: with dp_noise_multiplier = 0 epsilon is "
+                    "infinite; set a positive dp_noise_multiplier or remove the budget"
+                )
+            if strategy in _ORDER_STATISTICS:
+                raise ConfigError(
+                    f"{origin}: differential privacy needs strategy fedavg: its noise is calibrated to the average of "
+                    f"clipped updates, and {strategy} has another sensitivity the accountant does not cover"
+                )
+            if "norm_bound" in self.strategy:
+                raise ConfigError(
+                    f"{origin}: remove strategy.norm_bound: with differential privacy every aggregator enforces "
+                    "privacy.dp_clip_norm on each partition instead"
+                )
+        if secure:
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation is not implemented yet: set it to false (updates are "
+                "visible to their aggregators)"
+            )
 
     def _validate_dataset(self, origin: str) -> None:
         """Check [dataset]: a known name, the shard keys, and the options that dataset accepts.
@@ -308,12 +381,88 @@ class TaskSpec:
         """Largest sample count a contribution may claim (enforced on chain)."""
         return int(self.protocol["max_samples"])
 
+    @property
+    def differential_privacy(self) -> bool:
+        """Whether the task runs DP-FedAvg (any ``dp_`` key in [privacy])."""
+        return any(key.startswith("dp_") for key in self.privacy)
+
+    @property
+    def dp_mechanism(self) -> DpMechanism | None:
+        """The task's DP-FedAvg clip norm and noise multiplier; None without differential privacy."""
+        if not self.differential_privacy:
+            return None
+        return DpMechanism(self.privacy["dp_noise_multiplier"], self.privacy["dp_clip_norm"])
+
+    @property
+    def dp_delta(self) -> float | None:
+        """The delta epsilon is reported at; None without differential privacy."""
+        return float(self.privacy["dp_delta"]) if self.differential_privacy else None
+
+    @property
+    def dp_epsilon_budget(self) -> float | None:
+        """The task's epsilon budget; None if it has none."""
+        budget = self.privacy.get("dp_epsilon_budget")
+        return None if budget is None else float(budget)
+
+    def epsilon_after(self, rounds: int) -> float | None:
+        """Epsilon at the task's delta after ``rounds`` finalized rounds; None without differential privacy."""
+        mechanism = self.dp_mechanism
+        if mechanism is None:
+            return None
+        from fl_chain.privacy.accountant import epsilon
+
+        return epsilon(mechanism.noise_multiplier, float(self.privacy["dp_delta"]), rounds)
+
+    def affordable_rounds(self) -> int | None:
+        """The most rounds ``dp_epsilon_budget`` affords (at most protocol.rounds); None without a budget."""
+        budget = self.dp_epsilon_budget
+        mechanism = self.dp_mechanism
+        if budget is None or mechanism is None:
+            return None
+        from fl_chain.privacy.accountant import affordable_rounds
+
+        delta = float(self.privacy["dp_delta"])
+        return affordable_rounds(mechanism.noise_multiplier, delta, budget, limit=self.protocol["rounds"])
+
+    @property
+    def chain_rounds(self) -> int:
+        """The rounds the task gets on chain: protocol.rounds, capped by the epsilon budget.
+
+        Raises
+        ------
+        ConfigError
+            If the budget does not afford a single round.
+        """
+        affordable = self.affordable_rounds()
+        if affordable is None:
+            return int(self.protocol["rounds"])
+        if affordable == 0:
+            raise ConfigError(
+                f"privacy.dp_epsilon_budget = {self.dp_epsilon_budget:g} does not afford one round at "
+                f"dp_noise_multiplier = {self.privacy['dp_noise_multiplier']:g}, dp_delta = {self.dp_delta:g} "
+                f"(one round costs epsilon {self.epsilon_after(1):.3g}): raise the noise multiplier or the budget"
+            )
+        return affordable
+
+    def rounds_cap_note(self) -> str | None:
+        """``rounds capped at 7 by the privacy budget eps=3 at delta=1e-05`` if the budget caps them, else None."""
+        rounds = self.chain_rounds
+        if rounds >= self.protocol["rounds"]:
+            return None
+        return (
+            f"rounds capped at {rounds} (of {self.protocol['rounds']}) by the privacy budget "
+            f"eps={self.dp_epsilon_budget:g} at delta={self.dp_delta:g} (eps after {rounds} rounds: "
+            f"{self.epsilon_after(rounds):.4g})"
+        )
+
     def contribution_rule(self) -> ContributionRule:
-        """The rule every aggregator and audit of this task applies: strategy, norm bound, sample cap."""
+        """The rule every aggregator and audit of this task applies: strategy, norm bound, sample cap, DP."""
+        mechanism = self.dp_mechanism
         return ContributionRule(
             strategy=get_strategy(self.strategy["name"], **self.strategy_options),
-            norm_bound=self.norm_bound,
+            norm_bound=None if mechanism is not None else self.norm_bound,
             max_samples=self.max_samples,
+            dp=mechanism,
         )
 
     def check_matches_chain(self, config: TaskConfig, initial_vector: np.ndarray, *, task_id: int) -> None:
@@ -365,6 +514,8 @@ class TaskSpec:
             "security": self.security,
             "initial_model": initial_model_digest.hex(),
         }
+        if self.privacy:  # absent without privacy: manifests of tasks before [privacy] keep their digest
+            body["privacy"] = self.privacy
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def manifest_digest(self, initial_model_digest: bytes) -> bytes:
@@ -382,7 +533,7 @@ class TaskSpec:
             min_contributors=p["min_contributors"],
             update_duration=p["update_duration"],
             aggregation_duration=p["aggregation_duration"],
-            rounds=p["rounds"],
+            rounds=self.chain_rounds,
             max_participants=p["max_participants"],
             max_samples=p["max_samples"],
             open_admission=p["open_admission"],

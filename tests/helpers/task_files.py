@@ -44,6 +44,7 @@ class TaskSections(TypedDict, total=False):
     training: Section | None
     strategy: Section | None
     security: Section | None
+    privacy: Section | None
 
 
 def task_sections(
@@ -54,6 +55,7 @@ def task_sections(
     training: Section | None = None,
     strategy: Section | None = None,
     security: Section | None = None,
+    privacy: Section | None = None,
 ) -> dict[str, dict[str, Scalar]]:
     """The task as ``TaskSpec.from_dict`` takes it: each section given, or its default.
 
@@ -65,6 +67,8 @@ def task_sections(
         Replace the default section whole; ``None`` keeps the default.
     security
         The ``[security]`` section; ``None`` leaves it out (the task's own default then applies).
+    privacy
+        The ``[privacy]`` section; ``None`` leaves it out (no privacy mechanism).
     """
     sections = {
         "protocol": dict(protocol),
@@ -75,6 +79,8 @@ def task_sections(
     }
     if security is not None:
         sections["security"] = dict(security)
+    if privacy is not None:
+        sections["privacy"] = dict(privacy)
     return sections
 
 

@@ -200,3 +200,13 @@ def test_p2pfl_compare_two_p2pfl_nodes_train_on_loopback_and_count_bytes(tmp_pat
     # each node gets the other's model (or a partial aggregate holding it) once per round, at least
     assert figures["mean_received_bytes_per_node"] >= job["model_bytes"]
     assert figures["accuracy_after_rounds"][-1] > figures["accuracy_after_rounds"][0]
+
+
+def test_privacy_accuracy_picks_the_smallest_noise_within_each_budget() -> None:
+    from bench.privacy_accuracy import DELTA, noise_for
+    from fl_chain.privacy.accountant import epsilon
+
+    for budget in (1.0, 3.0, 8.0):
+        z = noise_for(budget, rounds=10)
+        assert epsilon(z, DELTA, 10) <= budget < epsilon(z - 2e-3, DELTA, 10)
+    assert noise_for(float("inf"), rounds=10) == 0.0

@@ -702,35 +702,6 @@ contract FLCoordinator {
         emit SecureAggregationConfigured(taskId, secure.threshold, secure.sharesDuration, secure.unmaskDuration);
     }
 
-    /// @dev Stores a validated task (secure aggregation on when `secure.threshold` is non-zero).
-    function _storeTask(TaskConfig calldata config, SecureAggregationConfig memory secure)
-        private
-        returns (uint256 taskId)
-    {
-        taskId = ++_taskCount;
-        Task storage task = _tasks[taskId];
-        task.config = StoredConfig({
-            manifestDigest: config.manifestDigest,
-            partitions: config.partitions,
-            replication: config.replication,
-            quorum: config.quorum,
-            minContributors: config.minContributors,
-            updateDuration: config.updateDuration,
-            aggregationDuration: config.aggregationDuration,
-            maxSamples: config.maxSamples,
-            openAdmission: config.openAdmission,
-            rounds: config.rounds,
-            secureAggregation: secure.threshold != 0,
-            maxParticipants: config.maxParticipants,
-            secaggThreshold: secure.threshold,
-            sharesDuration: secure.sharesDuration,
-            unmaskDuration: secure.unmaskDuration
-        });
-        task.state.status = TaskStatus.Open;
-        task.state.creator = msg.sender;
-        emit TaskCreated(taskId, msg.sender, config);
-    }
-
     /// @notice Starts the first round of `taskId` once enough participants joined.
     /// @param taskId The task to start.
     function startTask(uint256 taskId) external onlyOperator {
@@ -1385,6 +1356,35 @@ contract FLCoordinator {
             revert FLCoordinatorInvalidDuration(c.updateDuration, c.aggregationDuration);
         }
         if (c.rounds == 0) revert FLCoordinatorInvalidRounds(c.rounds);
+    }
+
+    /// @dev Stores a validated task (secure aggregation on when `secure.threshold` is non-zero).
+    function _storeTask(TaskConfig calldata config, SecureAggregationConfig memory secure)
+        private
+        returns (uint256 taskId)
+    {
+        taskId = ++_taskCount;
+        Task storage task = _tasks[taskId];
+        task.config = StoredConfig({
+            manifestDigest: config.manifestDigest,
+            partitions: config.partitions,
+            replication: config.replication,
+            quorum: config.quorum,
+            minContributors: config.minContributors,
+            updateDuration: config.updateDuration,
+            aggregationDuration: config.aggregationDuration,
+            maxSamples: config.maxSamples,
+            openAdmission: config.openAdmission,
+            rounds: config.rounds,
+            secureAggregation: secure.threshold != 0,
+            maxParticipants: config.maxParticipants,
+            secaggThreshold: secure.threshold,
+            sharesDuration: secure.sharesDuration,
+            unmaskDuration: secure.unmaskDuration
+        });
+        task.state.status = TaskStatus.Open;
+        task.state.creator = msg.sender;
+        emit TaskCreated(taskId, msg.sender, config);
     }
 
     function _checkMultiaddrs(string[] calldata multiaddrs) private pure {

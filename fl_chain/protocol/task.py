@@ -365,6 +365,11 @@ class TaskSpec:
                 f"{origin}: privacy.secure_aggregation is not implemented yet: set it to false (updates are "
                 "visible to their aggregators)"
             )
+        if secure and "secagg_threshold" not in q:  # reached once the node side exists and the refusal goes
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation needs privacy.secagg_threshold (t, the Shamir threshold: "
+                "2 <= t <= min_contributors and t > security.max_colluders)"
+            )
 
     def _validate_secure_aggregation(self, origin: str, secure: bool) -> None:
         """Check the secagg_ keys of [privacy]: only with secure_aggregation, t in range, positive durations.
@@ -379,12 +384,7 @@ class TaskSpec:
             if given:
                 raise ConfigError(f"{origin}: privacy.{given[0]} needs privacy.secure_aggregation = true")
             return
-        if "secagg_threshold" not in q:
-            raise ConfigError(
-                f"{origin}: privacy.secure_aggregation needs privacy.secagg_threshold (t, the Shamir threshold: "
-                "2 <= t <= min_contributors and t > security.max_colluders)"
-            )
-        t = q["secagg_threshold"]
+        t = q.get("secagg_threshold", 2)
         lowest = max(2, int(self.security["max_colluders"]) + 1)
         top = self.protocol["min_contributors"]
         if isinstance(t, bool) or not isinstance(t, int) or not lowest <= t <= top:

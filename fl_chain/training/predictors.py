@@ -7,6 +7,7 @@ file it writes through this module, and ``flchain serve`` answers with it.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,7 +103,9 @@ def _load_torchscript(path: Path) -> TorchPredictor:
 
     extra = {f"{METADATA_KEY}.json": ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; loading still works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot load TorchScript model {path}: {_first_line(exc)}") from None
     text = extra[f"{METADATA_KEY}.json"]

@@ -98,7 +98,7 @@ class ServeProcess:
     def __init__(self, model: Path, *args: str, log: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.log = log
-        self._log_file = open(log, "w")
+        self._log_file = open(log, "w")  # noqa: SIM115 - the process writes it until stop()
         command = [sys.executable, "-m", "fl_chain.cli", "serve", str(model), "--port", str(self.port), *args]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log_file, stderr=subprocess.STDOUT)
 

@@ -19,7 +19,7 @@ import pytest
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.training.export import task_model
 from fl_chain.training.export_check import torch_logits
-from fl_chain.training.global_model import GlobalModel, export_global_model
+from fl_chain.training.global_model import export_global_model
 from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
 from tests.helpers.serving import Client, ServeProcess, simulate_run
 

@@ -272,3 +272,15 @@ def test_serve_bad_input_is_a_one_line_error(
         ]
         for args, fragment in cases:
             assert_one_line_error(run_cli("serve", *args, cwd=tmp_path), fragment)
+
+
+def test_bench_serve_load_counts_every_request_and_stops_by_itself(npz_server: ServeProcess, reference) -> None:
+    """bench/serve.py's load loop: the requests asked for, all 200, latency percentiles; a time cap ends it."""
+    from bench.serve import load
+
+    rows, _, _ = reference
+    row = load(npz_server.port, rows, batch=32, concurrency=4, requests=40, cap=60.0)
+    assert (row["requests"], row["failures"], row["capped"]) == (40, 0, False)
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    capped = load(npz_server.port, rows, batch=1, concurrency=2, requests=10**9, cap=0.5)
+    assert capped["capped"] and capped["failures"] == 0

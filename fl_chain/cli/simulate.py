@@ -59,6 +59,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sim.add_argument(
         "--dp-epsilon-budget", type=float, help="differential privacy: stop when the next round exceeds it"
     )
+    sim.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="secure aggregation: aggregators see only masked updates (FedAvg only; docs/privacy.md)",
+    )
+    sim.add_argument(
+        "--secagg-threshold",
+        type=int,
+        help="secure aggregation: Shamir threshold t (default: the quorum, at least 2; rounds need t revealers)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress display or table")
     sim.add_argument("--out", help="run folder (default: runs/sim-<time>)")
     sim.set_defaults(func=simulate_command)

@@ -7,6 +7,10 @@ aggregator runs) makes of the updates committed in that round, minus
 the updates the chain excluded as unavailable *before that partition finalized*: exclusions happen
 one at a time in the fallback phase, so a partition is checked against the frozen set minus each
 prefix of the exclusion list, longest first (usually there is no exclusion and one candidate).
+
+A secure-aggregation round is recomputed from its masked updates, setups and reveals with the same
+code every aggregator runs (:func:`~fl_chain.exchange.secure.secure_partition`); its exclusions all
+happened before its reveals, so there is one candidate set.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from fl_chain.aggregation import ContributionRule, FedAvg, Submission
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, UpdateCommit
 from fl_chain.errors import BlobNotFoundError, ConfigError
 from fl_chain.exchange.gather import fetch_global
+from fl_chain.exchange.secure import SecureParams, SecureRoundBlobs, secure_partition
 from fl_chain.exchange.updates import RoundUpdates
+from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import noise_key
+from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.storage.base import Storage
 
@@ -51,6 +58,7 @@ def audit_round(
     rule: ContributionRule | None = None,
     initial: np.ndarray | None = None,
     timeout: float = 60,
+    secure: SecureParams | None = None,
 ) -> RoundAudit:
     """Fetch a finalized round's global model and recompute it from its committed updates.
 
@@ -66,6 +74,8 @@ def audit_round(
         update counts (its base values kept) is taken as it is.
     timeout:
         Seconds each fetch may take.
+    secure:
+        A secure-aggregation task's parameters (``SecureParams.of(spec)``); required for such a task.
 
     Validity is decided per partition, as every aggregator decides it: a contributor whose manifest
     is invalid is left out of every partition, one whose blob for a partition is invalid, or whose
@@ -90,6 +100,13 @@ def audit_round(
         )
     commits = coordinator.find_update_commits(task_id, round_)
     excluded = coordinator.get_excluded(task_id, round_)
+    if config.secure_aggregation is not None:
+        if secure is None or base is None:
+            raise ConfigError(f"auditing secure round {round_} needs the task's secure parameters and initial model")
+        expected = _secure_expected(
+            storage, coordinator, task_id, round_, commits, excluded, base, secure, config.partitions, timeout
+        )
+        return RoundAudit(actual=actual, expected=expected, excluded=excluded)
     # Differential privacy: the noise every aggregator added, recomputed from the round's on-chain seed.
     key = noise_key(coordinator.get_round(task_id, round_).seed, task_id, round_) if rule.dp is not None else None
     updates = RoundUpdates(
@@ -147,6 +164,53 @@ def audit_round(
             unchecked.extend(c for c in unfetched if c not in unchecked)
         expected[window] = (matching or candidates or [actual[window]])[0]
     return RoundAudit(actual=actual, expected=expected, excluded=excluded, unchecked=unchecked)
+
+
+def _secure_expected(
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int,
+    commits: list[UpdateCommit],
+    excluded: list[str],
+    base: np.ndarray,
+    secure: SecureParams,
+    partitions: int,
+    timeout: float,
+) -> np.ndarray:
+    """A secure round's global model as the aggregators must have computed it (raises when it cannot be)."""
+    blobs = SecureRoundBlobs(
+        storage, coordinator, task_id=task_id, round_=round_, max_participants=secure.max_participants, timeout=timeout
+    )
+    setups = blobs.usable_setups()
+    reveals, missing = blobs.reveals()
+    if missing:
+        raise BlobNotFoundError(f"reveal blobs of {', '.join(missing)} are not served")
+    left_out = {e.lower() for e in excluded}
+    counted = [c for c in commits if c.contributor.lower() not in left_out and c.contributor.lower() in setups]
+    updates = RoundUpdates(
+        storage,
+        task_id=task_id,
+        round_=round_,
+        partitions=partitions,
+        dimension=base.size,
+        timeout=timeout,
+        blob_kind=BlobKind.MASKED_UPDATE,
+    )
+    expected = np.empty_like(base)
+    for bounds in partition_bounds(base.size, partitions):
+        window = slice(bounds.offset, bounds.offset + bounds.length)
+        expected[window] = secure_partition(
+            base[window],
+            {c.contributor.lower(): updates.submission(c, bounds.index).values for c in counted},
+            {c.contributor.lower(): c.samples for c in counted},
+            context=RoundContext(task_id, round_),
+            offset=bounds.offset,
+            setups=setups,
+            reveals=reveals,
+            params=secure,
+        )
+    return expected
 
 
 def _base_model(

@@ -14,6 +14,8 @@ import numpy as np
 from fl_chain.protocol.blob import (
     BlobHeader,
     BlobKind,
+    blob_dtype,
+    blob_dtype_name,
     blob_size,
     contributor_bytes,
     decode_partition,
@@ -38,14 +40,22 @@ def publish_vector(
     """Store ``vector`` as ``partitions`` blobs plus a manifest; returns the manifest digest and manifest.
 
     ``contributor`` set makes an update manifest (and goes into every blob header), otherwise a
-    model manifest.
+    model manifest. A ``BlobKind.MASKED_UPDATE`` vector is uint64 ring words (secure aggregation).
     """
-    flat = as_model_vector(vector)
+    masked = blob_kind == BlobKind.MASKED_UPDATE
+    flat = np.asarray(vector).reshape(-1) if masked else as_model_vector(vector)
     blobs = vector_blobs(
         flat, blob_kind=blob_kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor
     )
     cids = [storage.put(blob) for blob in blobs]
-    manifest = vector_manifest(cids, dimension=flat.size, task_id=task_id, round_=round_, contributor=contributor)
+    manifest = vector_manifest(
+        cids,
+        dimension=flat.size,
+        task_id=task_id,
+        round_=round_,
+        contributor=contributor,
+        dtype=blob_dtype_name(blob_kind),
+    )
     return digest_from_cid(storage.put(manifest.to_bytes())), manifest
 
 
@@ -60,15 +70,23 @@ def fetch_manifest(
     contributor: str | None = None,
     dimension: int | None = None,
     timeout: float = DEFAULT_GET_TIMEOUT,
+    dtype: str = "float32",
 ) -> Manifest:
     """The manifest whose CID has ``digest``, checked against the chain's view and the model's ``dimension``.
 
     Pass ``dimension`` whenever it is known: the partition fetch bounds come from the manifest's.
+    ``dtype`` is ``uint64`` for a masked update (secure aggregation).
     """
     data = storage.get(cid_from_digest(digest), timeout=timeout, max_size=manifest_size_limit(partitions))
     manifest = parse_manifest(data)
     manifest.check(
-        kind=kind, task_id=task_id, round_=round_, partitions=partitions, contributor=contributor, dimension=dimension
+        kind=kind,
+        task_id=task_id,
+        round_=round_,
+        partitions=partitions,
+        contributor=contributor,
+        dimension=dimension,
+        dtype=dtype,
     )
     return manifest
 
@@ -95,9 +113,12 @@ def fetch_partition(
         partitions=len(manifest.partitions),
         offset=bounds.offset,
         length=bounds.length,
+        dtype=blob_dtype(blob_kind),
         contributor=contributor_bytes(manifest.contributor),
     )
-    blob = storage.get(manifest.partitions[partition], timeout=timeout, max_size=blob_size(bounds.length))
+    blob = storage.get(
+        manifest.partitions[partition], timeout=timeout, max_size=blob_size(bounds.length, blob_dtype(blob_kind))
+    )
     _, values = decode_partition(blob, expected)
     return values
 

@@ -15,7 +15,7 @@ from fl_chain.aggregation.contribution import Submission
 from fl_chain.chain.coordinator import UpdateCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, StorageError
 from fl_chain.exchange.transfer import fetch_manifest, fetch_partition
-from fl_chain.protocol.blob import BlobKind
+from fl_chain.protocol.blob import BlobKind, blob_dtype_name
 from fl_chain.protocol.manifest import Manifest
 from fl_chain.storage.base import Storage
 from fl_chain.storage.concurrent import run_gets
@@ -34,12 +34,23 @@ class RoundUpdates:
         The model's parameter count (bounds every fetch).
     timeout:
         Seconds each fetch may take.
+    blob_kind:
+        ``BlobKind.MASKED_UPDATE`` for a secure-aggregation round (uint64 ring words), else updates.
     """
 
     def __init__(
-        self, storage: Storage, *, task_id: int, round_: int, partitions: int, dimension: int, timeout: float
+        self,
+        storage: Storage,
+        *,
+        task_id: int,
+        round_: int,
+        partitions: int,
+        dimension: int,
+        timeout: float,
+        blob_kind: BlobKind = BlobKind.UPDATE,
     ) -> None:
         self.storage = storage
+        self.blob_kind = blob_kind
         self.task_id = task_id
         self.round = round_
         self.partitions = partitions
@@ -92,6 +103,7 @@ class RoundUpdates:
                     contributor=commit.contributor,
                     dimension=self.dimension,
                     timeout=self.timeout,
+                    dtype=blob_dtype_name(self.blob_kind),
                 )
             except BlobInvalidError as exc:
                 self._manifests[commit.contributor] = f"invalid manifest: {exc}"
@@ -117,7 +129,7 @@ class RoundUpdates:
         if isinstance(manifest, str):
             return Submission(commit.contributor, commit.samples, None, manifest)
         try:
-            values = fetch_partition(self.storage, manifest, partition, blob_kind=BlobKind.UPDATE, timeout=self.timeout)
+            values = fetch_partition(self.storage, manifest, partition, blob_kind=self.blob_kind, timeout=self.timeout)
         except BlobInvalidError as exc:
             return Submission(commit.contributor, commit.samples, None, str(exc))
         return Submission(commit.contributor, commit.samples, values)

@@ -35,6 +35,11 @@ def compare_with_baselines(
         reference = {"comparable": False, "reason": "the reference is plain FedAvg; run with --strategy fedavg"}
     elif spec.differential_privacy:
         reference = {"comparable": False, "reason": "the reference is plain FedAvg, without DP clipping and noise"}
+    elif spec.secure_aggregation is not None:
+        reference = {
+            "comparable": False,
+            "reason": "secure aggregation averages clipped fixed-point updates (equal within its quantization bound)",
+        }
     elif any(r.contributors != nodes for r in finalized):
         reference = {"comparable": False, "reason": "a round finalized without every node's update"}
     else:

@@ -98,6 +98,10 @@ class InProcessFederation:
             target = info.update_deadline
         elif info.status == RoundStatus.AGGREGATION:
             target = info.aggregation_deadline if now < info.aggregation_deadline else info.fallback_deadline
+        elif info.status == RoundStatus.SHARES:
+            target = info.shares_deadline
+        elif info.status == RoundStatus.UNMASK:
+            target = info.reveal_start if now < info.reveal_start else info.unmask_deadline
         else:
             target = now + 1
         self.chain.increase_time(max(1, int(target - now)))

@@ -41,14 +41,19 @@ SIM_STORAGES = ("memory", "kubo")
 
 def simulate_spec(args: Any) -> TaskSpec:
     """A task spec from ``flchain simulate`` options (long phases: they end by completion)."""
+    quorum = args.quorum or args.replication // 2 + 1
+    privacy = _privacy_options(args)
+    min_contributors = max(quorum, 1)
+    if privacy.get("secure_aggregation"):  # t <= min_contributors, and t >= 2
+        min_contributors = max(min_contributors, privacy["secagg_threshold"])
     return TaskSpec.from_dict(
         {
             "protocol": {
                 "rounds": args.rounds,
                 "partitions": args.partitions,
                 "replication": args.replication,
-                "quorum": args.quorum or args.replication // 2 + 1,
-                "min_contributors": max(args.quorum or args.replication // 2 + 1, 1),
+                "quorum": quorum,
+                "min_contributors": min_contributors,
                 "update_duration": 3600,
                 "aggregation_duration": 3600,
             },
@@ -71,7 +76,7 @@ def simulate_spec(args: Any) -> TaskSpec:
                 **({"momentum": args.momentum} if args.momentum else {}),
             },
             "strategy": {"name": args.strategy},
-            **({"privacy": privacy} if (privacy := _privacy_options(args)) else {}),
+            **({"privacy": privacy} if privacy else {}),
         },
         origin="simulate options",
     )
@@ -86,6 +91,12 @@ def _privacy_options(args: Any) -> dict[str, Any]:
     }
     if given:
         given.setdefault("dp_delta", 1e-5)
+    if getattr(args, "secure_aggregation", False):
+        given["secure_aggregation"] = True
+        quorum = args.quorum or args.replication // 2 + 1
+        given["secagg_threshold"] = args.secagg_threshold or max(2, quorum)
+    elif getattr(args, "secagg_threshold", None) is not None:
+        given["secagg_threshold"] = args.secagg_threshold  # refused with its one-line reason
     return given
 
 

@@ -29,6 +29,10 @@ from typing import Any
 class Phase(str, Enum):
     """The phases of a round, as a node goes through them."""
 
+    #: Secure aggregation: making, publishing and committing this round's setup (shares phase).
+    SETUP = "setup"
+    #: Secure aggregation: the check window's availability checks and the reveal (unmask phase).
+    REVEAL = "reveal"
     #: All-gather of the global model the round starts from (skipped when the node has it).
     FETCH_GLOBAL = "fetch_global"
     #: Local training on the global model.

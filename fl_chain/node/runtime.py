@@ -61,13 +61,16 @@ from fl_chain.errors import (
 )
 from fl_chain.exchange.gather import final_digests, gather_partitions
 from fl_chain.exchange.peering import PeerDirectory, connect_to_participants
+from fl_chain.exchange.secure import SecureParams
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.exchange.updates import RoundUpdates
 from fl_chain.node.block_watch import BlockWatch
 from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
+from fl_chain.node.secure import SecureRounds
 from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
 from fl_chain.privacy.dp import clip_update, noise_key
+from fl_chain.privacy.keys import KeyPair
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind, blob_size, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
@@ -180,6 +183,10 @@ class Node:
         self._joined = False
         self._peers = PeerDirectory.shared(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
+        #: Secure aggregation (a task created with ``createSecureTask``): setups, masking, reveals, unmasking.
+        self.secure: SecureRounds | None = (
+            SecureRounds(self, SecureParams.of(spec)) if self.config.secure_aggregation is not None else None
+        )
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -189,7 +196,9 @@ class Node:
             return
         multiaddrs = self.storage.multiaddrs()
         if not self.coordinator.has_joined(self.task_id, self.address):
-            self.coordinator.join(self.account, self.task_id, multiaddrs)
+            # A secure-aggregation task: register the long-term X25519 key share boxes are sealed under.
+            public_key = KeyPair.from_private(self.state.long_term_key()).public if self.secure is not None else b""
+            self.coordinator.join(self.account, self.task_id, multiaddrs, public_key)
             self.report(f"joined task {self.task_id} as {self.address}")
         else:
             registered = next(p for p in self.coordinator.get_participants(self.task_id) if p.account == self.address)
@@ -284,6 +293,13 @@ class Node:
         if base is None:
             return Step.IDLE
         info = self.coordinator.get_round(self.task_id, round_)
+        if self.secure is not None:
+            if info.status == RoundStatus.SHARES:
+                return self.secure.shares_phase(round_, info)
+            if info.status == RoundStatus.UPDATE:
+                return self.secure.update_phase(round_, info, base)
+            if info.status == RoundStatus.UNMASK:
+                return self.secure.unmask_phase(round_, info, base)
         if info.status == RoundStatus.UPDATE:
             return self._update_phase(round_, info, base)
         if info.status == RoundStatus.AGGREGATION:
@@ -423,6 +439,22 @@ class Node:
         if progress.update_committed:
             self.observers.wait(self.task_id, round_)
             return Step.IDLE
+        update, _ = self._trained_update(round_, base, progress)
+        with self.observers.phase(self.task_id, round_, Phase.PUBLISH_UPDATE):
+            digest, _ = publish_vector(
+                self.storage,
+                update,
+                blob_kind=BlobKind.UPDATE,
+                task_id=self.task_id,
+                round_=round_,
+                partitions=self.config.partitions,
+                contributor=self.address,
+            )
+        assert progress.samples is not None
+        return self._commit_update(round_, digest, int(progress.samples), progress)
+
+    def _trained_update(self, round_: int, base: np.ndarray, progress: RoundProgress) -> tuple[np.ndarray, int]:
+        """This round's trained model and sample count: trained now, or as kept before a restart."""
         update = self.state.load_vector(self.task_id, f"update-{round_}")
         if update is None or progress.samples is None:
             seed = training_seed(self.spec.model_seed, self.task_id, round_, self.address)
@@ -434,25 +466,19 @@ class Node:
             progress.samples = samples
             self.state.save_round(self.task_id, round_, progress)
             log.info("round %d: trained on %d samples %s", round_, samples, metrics)
-        with self.observers.phase(self.task_id, round_, Phase.PUBLISH_UPDATE):
-            digest, _ = publish_vector(
-                self.storage,
-                update,
-                blob_kind=BlobKind.UPDATE,
-                task_id=self.task_id,
-                round_=round_,
-                partitions=self.config.partitions,
-                contributor=self.address,
-            )
+        return update, int(progress.samples)
+
+    def _commit_update(self, round_: int, digest: bytes, samples: int, progress: RoundProgress) -> Step:
+        """Commit the published update ``digest`` with ``samples`` (once; a restart finds it committed)."""
         progress.update_digest = digest.hex()
         self.state.save_round(self.task_id, round_, progress)
         try:
             with self.observers.phase(self.task_id, round_, Phase.COMMIT_UPDATE):
-                self._transact("commit_update", round_, digest, int(progress.samples))
+                self._transact("commit_update", round_, digest, samples)
         except ContractRevertError as exc:
             if exc.name == "FLCoordinatorUpdateAlreadyCommitted":
                 log.info("round %d: update was already committed before a restart", round_)
-            elif exc.name in ("FLCoordinatorUpdatePhaseClosed", *_BENIGN_REVERTS):
+            elif exc.name in ("FLCoordinatorUpdatePhaseClosed", "FLCoordinatorNotInKeySet", *_BENIGN_REVERTS):
                 log.warning("round %d: update too late (%s)", round_, exc.name)
                 return Step.PROGRESS
             else:
@@ -460,7 +486,7 @@ class Node:
         progress.update_committed = True
         self.state.save_round(self.task_id, round_, progress)
         self.state.delete_vector(self.task_id, f"update-{round_}")
-        self.report(f"round {round_}: update committed ({progress.samples} samples, {cid_from_digest(digest)[:16]}…)")
+        self.report(f"round {round_}: update committed ({samples} samples, {cid_from_digest(digest)[:16]}…)")
         return Step.PROGRESS
 
     # -- aggregation phase ----------------------------------------------------------------------
@@ -484,7 +510,7 @@ class Node:
             return Step.IDLE
         final = self.coordinator.get_final_digests(self.task_id, round_)
         progress = self.state.round(self.task_id, round_)
-        if fallback:  # exclusions happen only in the fallback phase
+        if fallback or self.secure is not None:  # exclusions: in the fallback phase, or a secure round's check window
             commits = self._without_excluded(round_, commits, progress)
             if all(c.contributor != self.address for c in commits):
                 return Step.IDLE  # this node's own update was excluded: it has no vote left
@@ -511,7 +537,8 @@ class Node:
             # begins, before another fetch timeout (they are still fetched: a slow peer may have caught up).
             seen_unavailable = self._unavailable.setdefault(round_, set())
             still_in = seen_unavailable & {c.contributor for c in commits}  # not excluded yet
-            reported = fallback and bool(still_in) and self._report_unavailable(round_, still_in, progress)
+            reporting = fallback and self.secure is None  # a secure round excludes only before its reveals
+            reported = reporting and bool(still_in) and self._report_unavailable(round_, still_in, progress)
             unavailable: set[str] = set()
             self._round_updates(round_, base.size).prefetch(
                 sorted(commits, key=lambda c: c.contributor.lower()),
@@ -538,7 +565,7 @@ class Node:
                     self.state.save_round(self.task_id, round_, progress)
                 ready[partition] = bytes.fromhex(known)
             seen_unavailable |= unavailable
-        if fallback and unavailable:
+        if fallback and self.secure is None and unavailable:
             reported = self._report_unavailable(round_, unavailable, progress) or reported
         if not ready:
             return Step.PROGRESS if reported else Step.IDLE
@@ -601,6 +628,7 @@ class Node:
                     "FLCoordinatorAlreadyReported",
                     "FLCoordinatorAlreadyExcluded",
                     "FLCoordinatorNotAContributor",
+                    "FLCoordinatorReportWindowClosed",
                     *_BENIGN_REVERTS,
                 ):
                     raise
@@ -653,8 +681,10 @@ class Node:
         Contributors found unavailable are added to ``unavailable``; a contributor already in it
         is not fetched again (one timeout per contributor per step, not one per partition).
         """
-        bounds = partition_bounds(base.size, self.config.partitions)[partition]
         unavailable = set() if unavailable is None else unavailable
+        if self.secure is not None:
+            return self.secure.aggregate_partition(round_, partition, commits, base, unavailable)
+        bounds = partition_bounds(base.size, self.config.partitions)[partition]
         updates = self._round_updates(round_, base.size)
         submissions = []
         for commit in sorted(commits, key=lambda c: c.contributor.lower()):
@@ -707,6 +737,7 @@ class Node:
                 partitions=self.config.partitions,
                 dimension=dimension,
                 timeout=self.options.fetch_timeout,
+                blob_kind=BlobKind.MASKED_UPDATE if self.secure is not None else BlobKind.UPDATE,
             )
         return self._updates[round_]
 

@@ -8,6 +8,9 @@ Layout::
     STATE_DIR/task-<id>/progress.json   per round: update digest and samples, aggregates, commits
     STATE_DIR/task-<id>/update-<r>.npy  the trained update of round r (kept until it is committed)
     STATE_DIR/task-<id>/global.npy      the latest global model and global-round.txt its round
+    STATE_DIR/secagg-key                secure aggregation: the node's long-term X25519 private key (0600)
+    STATE_DIR/task-<id>/secagg-<r>.json secure aggregation: round r's setup blob and its secrets (0600),
+                                        written before the setup is published, so a restart never makes a second
     STATE_DIR/ipfs/                     the node's IPFS repo (its blobs survive restarts)
     STATE_DIR/logs/<session>/task-<id>/round-<r>.log
 
@@ -34,9 +37,13 @@ STATE_VERSION = 1
 PHASE_FILE = "phase.json"
 
 
-def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` by ``data`` in one rename; ``durable``: on disk (fsync) before the rename."""
+def _atomic_write(path: Path, data: bytes, *, durable: bool = True, private: bool = False) -> None:
+    """Replace ``path`` by ``data`` in one rename; ``durable``: on disk (fsync) before the rename;
+    ``private``: readable by the owner only."""
     tmp = path.with_name(f".{path.name}.tmp")
+    if private:
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     with open(tmp, "wb") as handle:
         handle.write(data)
         if durable:
@@ -57,6 +64,10 @@ class RoundProgress:
     excluded: list[str] = field(default_factory=list)  # contributors excluded on chain when `aggregates` were computed
     reported: list[str] = field(default_factory=list)  # contributors this node reported unavailable
     disputed: bool = False  # this node disputed the round's global model
+    # Secure aggregation only:
+    setup_digest: str | None = None  # digest hex of this node's setup blob
+    setup_committed: bool = False
+    reveal_committed: bool = False
 
 
 #: The vector name (``<name>.npy`` in the task directory) of a completed task's final global model.
@@ -167,6 +178,41 @@ class NodeState:
         data = self._load_progress(task_id)
         data[str(round_)] = progress.__dict__
         _atomic_write(self._progress_path(task_id), json.dumps(data, indent=1, sort_keys=True).encode())
+
+    # -- secure aggregation -----------------------------------------------------------------------
+
+    def long_term_key(self) -> bytes:
+        """This node's long-term X25519 private key (32 bytes), made on first use and kept (mode 0600).
+
+        Its public key is what the node registers when it joins a secure-aggregation task; share
+        boxes to this node are sealed under it, so losing it loses this node's part in rounds.
+        """
+        path = self.root / "secagg-key"
+        if path.exists():
+            key = bytes.fromhex(path.read_text().strip())
+            if len(key) != 32:
+                raise ConfigError(f"{path} is corrupt; move it aside (the node then registers a new key)")
+            return key
+        key = os.urandom(32)
+        _atomic_write(path, key.hex().encode(), private=True)
+        return key
+
+    def save_secagg_round(self, task_id: int, round_: int, record: dict[str, str]) -> None:
+        """Keep round ``round_``'s setup blob and secrets (hex strings), durably and privately."""
+        path = self.task_dir(task_id) / f"secagg-{round_}.json"
+        _atomic_write(path, json.dumps(record, sort_keys=True).encode(), private=True)
+
+    def load_secagg_round(self, task_id: int, round_: int) -> dict[str, str] | None:
+        """What :meth:`save_secagg_round` kept for ``round_``, or None."""
+        path = self.task_dir(task_id) / f"secagg-{round_}.json"
+        return _read_json_object(path) if path.exists() else None
+
+    def forget_secagg_rounds(self, task_id: int, before: int) -> None:
+        """Delete the secrets of rounds before ``before`` (they are of no use once a round ended)."""
+        for path in self.task_dir(task_id).glob("secagg-*.json"):
+            suffix = path.stem.removeprefix("secagg-")
+            if suffix.isdigit() and int(suffix) < before:
+                path.unlink(missing_ok=True)
 
     def save_vector(self, task_id: int, name: str, vector: np.ndarray) -> None:
         """Store a float32 vector as ``<name>.npy`` in the task directory."""

@@ -5,8 +5,8 @@ Layout (little-endian, 112-byte header, format version 2)::
     offset size field
          0    8 magic            b"FLCHAINP"
          8    2 format version   2
-        10    1 dtype            1 = float32
-        11    1 kind             0 = update, 1 = aggregate, 2 = initial model
+        10    1 dtype            1 = float32, 2 = uint64 (ring words of secure aggregation)
+        11    1 kind             0 = update, 1 = aggregate, 2 = initial model, 3 = masked update
         12    8 task id
         20    4 round
         24    4 partition index
@@ -16,7 +16,7 @@ Layout (little-endian, 112-byte header, format version 2)::
         48   32 payload sha256
         80   20 contributor      the update's contributor address; zero for aggregates and initial models
        100   12 reserved         zero
-       112    * payload          length * 4 bytes of float32
+       112    * payload          length * 4 bytes of float32 (length * 8 bytes of uint64 for dtype 2)
 
 Decoding verifies everything it can (size, magic, version, dtype, reserved bytes, payload hash)
 and then that the header is the one the caller expects from the chain's view. The contributor
@@ -30,6 +30,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -47,16 +48,20 @@ assert _HEADER.size == HEADER_SIZE
 
 class DType(IntEnum):
     FLOAT32 = 1
+    #: Little-endian words of the ring Z_(2^64): a masked update under secure aggregation.
+    UINT64 = 2
 
 
 class BlobKind(IntEnum):
     UPDATE = 0
     AGGREGATE = 1
     INITIAL = 2
+    #: A contributor's masked update under secure aggregation (dtype UINT64).
+    MASKED_UPDATE = 3
 
 
-_ITEMSIZE = {DType.FLOAT32: 4}
-_NUMPY = {DType.FLOAT32: np.dtype("<f4")}
+_ITEMSIZE = {DType.FLOAT32: 4, DType.UINT64: 8}
+_NUMPY: dict[DType, np.dtype[Any]] = {DType.FLOAT32: np.dtype("<f4"), DType.UINT64: np.dtype("<u8")}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,16 @@ class BlobHeader:
     dtype: DType = DType.FLOAT32
     payload_sha256: bytes = b""
     contributor: bytes = NO_CONTRIBUTOR
+
+
+def blob_dtype(kind: BlobKind) -> DType:
+    """The payload type of a blob kind: uint64 ring words for a masked update, float32 for the rest."""
+    return DType.UINT64 if kind == BlobKind.MASKED_UPDATE else DType.FLOAT32
+
+
+def blob_dtype_name(kind: BlobKind) -> str:
+    """The manifest's name of :func:`blob_dtype` (``float32`` or ``uint64``)."""
+    return "uint64" if kind == BlobKind.MASKED_UPDATE else "float32"
 
 
 def blob_size(length: int, dtype: DType = DType.FLOAT32) -> int:
@@ -108,20 +123,23 @@ def encode_partition(
     offset: int,
     contributor: str | bytes | None = None,
 ) -> bytes:
-    """Serialize one partition of float32 ``values`` with its header.
+    """Serialize one partition of float32 ``values`` (uint64 ring words for a masked update) with its header.
 
     ``contributor``: see :func:`contributor_bytes`.
     """
     array = np.asarray(values)
-    if array.dtype != np.float32 or array.ndim != 1:
-        raise BlobFormatError(f"partition payload must be a 1-D float32 array, got {array.dtype} {array.shape}")
+    dtype = blob_dtype(kind)
+    if array.dtype != (np.uint64 if dtype == DType.UINT64 else np.float32) or array.ndim != 1:
+        raise BlobFormatError(
+            f"partition payload must be a 1-D {_NUMPY[dtype].name} array, got {array.dtype} {array.shape}"
+        )
     if not 0 <= partition < partitions:
         raise BlobFormatError(f"partition {partition} outside 0..{partitions - 1}")
-    payload = array.astype("<f4", copy=False).tobytes()
+    payload = array.astype(_NUMPY[dtype], copy=False).tobytes()
     header = _HEADER.pack(
         MAGIC,
         FORMAT_VERSION,
-        DType.FLOAT32,
+        dtype,
         kind,
         task_id,
         round_,

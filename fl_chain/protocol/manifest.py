@@ -30,6 +30,8 @@ MODEL_FORMAT = "fl-chain/model"
 MAX_INT_DIGITS = 20
 _MAX_INT = 10**MAX_INT_DIGITS - 1
 _LONGEST_CID = "b" + "a" * 58  # CIDv1 dag-pb sha2-256 base32: always 59 characters
+#: Payload types a manifest may name (the longest first: it sets the size bound).
+DTYPES = ("float32", "uint64")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Manifest:
     dimension: int
     partitions: tuple[str, ...]
     contributor: str | None = None
+    #: The blobs' payload: ``float32``, or ``uint64`` ring words for a masked update (secure aggregation).
+    dtype: str = "float32"
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes."""
@@ -55,7 +59,7 @@ class Manifest:
             "task": self.task_id,
             "round": self.round,
             "dimension": self.dimension,
-            "dtype": "float32",
+            "dtype": self.dtype,
             "partitions": list(self.partitions),
         }
         if self.kind == "update":
@@ -71,10 +75,17 @@ class Manifest:
         partitions: int,
         contributor: str | None = None,
         dimension: int | None = None,
+        dtype: str = "float32",
     ) -> None:
         """Raise :class:`BlobMismatchError` unless this is the manifest the chain (and the model) says it is."""
-        expected = {"kind": kind, "task_id": task_id, "round": round_, "partition count": partitions}
-        got = {"kind": self.kind, "task_id": self.task_id, "round": self.round, "partition count": len(self.partitions)}
+        expected = {"kind": kind, "task_id": task_id, "round": round_, "partition count": partitions, "dtype": dtype}
+        got = {
+            "kind": self.kind,
+            "task_id": self.task_id,
+            "round": self.round,
+            "partition count": len(self.partitions),
+            "dtype": self.dtype,
+        }
         for name, want in expected.items():
             if got[name] != want:
                 raise BlobMismatchError(f"manifest has {name}={got[name]}, expected {want}")
@@ -131,10 +142,11 @@ def _parse(data: bytes) -> Manifest:
             dimension=_int(body["dimension"], "dimension"),
             partitions=tuple(normalize_cid(c) for c in partitions),
             contributor=body.get("contributor") if fmt == UPDATE_FORMAT else None,
+            dtype=str(body.get("dtype")) if body.get("dtype") in DTYPES else "float32",
         )
     except KeyError as exc:
         raise BlobFormatError(f"manifest lacks field {exc.args[0]!r}") from None
-    if body.get("dtype") != "float32":
+    if body.get("dtype") not in DTYPES or (body["dtype"] != "float32" and fmt != UPDATE_FORMAT):
         raise BlobFormatError(f"manifest dtype {str(body.get('dtype'))[:80]!r} is not supported")
     if manifest.kind == "update" and not (isinstance(manifest.contributor, str) and is_address(manifest.contributor)):
         raise BlobFormatError("update manifest lacks a valid contributor address")

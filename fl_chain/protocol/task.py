@@ -47,8 +47,9 @@ Example ``task.toml``::
     dp_clip_norm = 1.0         # C: each contributor clips its whole change to this L2 norm
     dp_delta = 1e-5            # epsilon is reported at this delta
     dp_epsilon_budget = 8.0    # optional: the task gets only the rounds this budget affords
-    secure_aggregation = false # true is refused for now (not implemented yet); with true:
+    secure_aggregation = false # true: aggregators see only masked updates (docs/privacy.md); with true:
     # secagg_threshold = 3       # t, required: 2 <= t <= min_contributors, t > security.max_colluders
+    # secagg_clip = 1.0          # each contributor clips every coordinate of its change to [-clip, clip]
     # secagg_shares_duration = 60  # seconds of the shares phase (default: aggregation_duration)
     # secagg_unmask_duration = 60  # seconds of each unmask window, check then reveal (default: aggregation_duration)
 """
@@ -64,10 +65,11 @@ from typing import TYPE_CHECKING, Any
 
 from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
-from fl_chain.errors import ConfigError
+from fl_chain.errors import ConfigError, PrivacyError
 from fl_chain.privacy.dp import DpMechanism
 from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
+from fl_chain.protocol.secagg import frac_bits_for
 from fl_chain.protocol.unixfs import unixfs_digest
 from fl_chain.protocol.vector import initial_model_digest
 
@@ -111,9 +113,13 @@ _PRIVACY_KEYS = (
     "secagg_threshold",
     "secagg_shares_duration",
     "secagg_unmask_duration",
+    "secagg_clip",
 )
 #: [privacy] keys that only a task with secure_aggregation = true may set.
-_SECAGG_KEYS = ("secagg_threshold", "secagg_shares_duration", "secagg_unmask_duration")
+_SECAGG_KEYS = ("secagg_threshold", "secagg_shares_duration", "secagg_unmask_duration", "secagg_clip")
+#: Per-coordinate clip of a contributor's change under secure aggregation when the task sets none
+#: (``[privacy] secagg_clip``): far above one round's honest change of the built-in models.
+DEFAULT_SECAGG_CLIP = 1.0
 _SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security", "privacy")
 #: Strategies that cannot run under differential privacy or on masked (secure-aggregation) data.
 _ORDER_STATISTICS = ("median", "trimmed_mean")
@@ -360,12 +366,12 @@ class TaskSpec:
                     "privacy.dp_clip_norm on each partition instead"
                 )
         self._validate_secure_aggregation(origin, secure)
-        if secure:
+        if secure and self.differential_privacy:
             raise ConfigError(
-                f"{origin}: privacy.secure_aggregation is not implemented yet: set it to false (updates are "
-                "visible to their aggregators)"
+                f"{origin}: differential privacy together with privacy.secure_aggregation is not implemented yet "
+                "(contributor-side noise): use one of the two"
             )
-        if secure and "secagg_threshold" not in q:  # reached once the node side exists and the refusal goes
+        if secure and "secagg_threshold" not in q:
             raise ConfigError(
                 f"{origin}: privacy.secure_aggregation needs privacy.secagg_threshold (t, the Shamir threshold: "
                 "2 <= t <= min_contributors and t > security.max_colluders)"
@@ -396,6 +402,13 @@ class TaskSpec:
             value = q.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**32:
                 raise ConfigError(f"{origin}: privacy.{key} must be a positive integer (seconds), got {value!r}")
+        clip = q.get("secagg_clip", DEFAULT_SECAGG_CLIP)
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf:
+            raise ConfigError(f"{origin}: privacy.secagg_clip must be a positive number, got {clip!r}")
+        try:
+            frac_bits_for(int(self.protocol["max_participants"]), float(clip), int(self.protocol["max_samples"]))
+        except PrivacyError as exc:
+            raise ConfigError(f"{origin}: privacy.secagg_clip: {exc}") from None
 
     @property
     def secure_aggregation(self) -> SecureAggregationConfig | None:
@@ -411,6 +424,19 @@ class TaskSpec:
             threshold=int(q["secagg_threshold"]),
             shares_duration=int(q.get("secagg_shares_duration", default)),
             unmask_duration=int(q.get("secagg_unmask_duration", default)),
+        )
+
+    @property
+    def secagg_clip(self) -> float:
+        """Secure aggregation: the per-coordinate clip of a change (default :data:`DEFAULT_SECAGG_CLIP`)."""
+        return float(self.privacy.get("secagg_clip", DEFAULT_SECAGG_CLIP))
+
+    @property
+    def secagg_frac_bits(self) -> int:
+        """Secure aggregation: the fixed-point fraction bits, so that ``max_participants`` weighted
+        updates (weight at most ``max_samples``, every coordinate within the clip) sum without wrapping."""
+        return frac_bits_for(
+            int(self.protocol["max_participants"]), self.secagg_clip, int(self.protocol["max_samples"])
         )
 
     def _validate_dataset(self, origin: str) -> None:

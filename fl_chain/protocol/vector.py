@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fl_chain.errors import ConfigError
 from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.manifest import Manifest
@@ -33,8 +34,8 @@ def vector_blobs(
     partitions: int,
     contributor: str | None = None,
 ) -> list[bytes]:
-    """The ``partitions`` blobs of ``vector``, in partition order."""
-    flat = as_model_vector(vector)
+    """The ``partitions`` blobs of ``vector``, in partition order (uint64 ring words for a masked update)."""
+    flat = _ring_vector(vector) if blob_kind == BlobKind.MASKED_UPDATE else as_model_vector(vector)
     return [
         encode_partition(
             flat[bounds.offset : bounds.offset + bounds.length],
@@ -51,7 +52,13 @@ def vector_blobs(
 
 
 def vector_manifest(
-    cids: list[str], *, dimension: int, task_id: int, round_: int, contributor: str | None = None
+    cids: list[str],
+    *,
+    dimension: int,
+    task_id: int,
+    round_: int,
+    contributor: str | None = None,
+    dtype: str = "float32",
 ) -> Manifest:
     """The manifest of a vector whose blobs have ``cids``: an update manifest when ``contributor`` is set."""
     return Manifest(
@@ -61,7 +68,16 @@ def vector_manifest(
         dimension=dimension,
         partitions=tuple(cids),
         contributor=contributor,
+        dtype=dtype,
     )
+
+
+def _ring_vector(vector: np.ndarray) -> np.ndarray:
+    """A masked update as a 1-D uint64 array (raises on other dtypes rather than cast silently)."""
+    array = np.asarray(vector)
+    if array.dtype != np.uint64:
+        raise ConfigError(f"masked updates are uint64 ring words, got {array.dtype}")
+    return array.reshape(-1)
 
 
 def initial_model_digest(vector: np.ndarray, partitions: int) -> bytes:

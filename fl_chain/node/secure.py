@@ -41,7 +41,7 @@ from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.cid import digest_from_cid
 from fl_chain.protocol.partitioning import partition_bounds
-from fl_chain.protocol.secagg import RoundSecrets, make_reveal, make_setup, masked_update, open_boxes
+from fl_chain.protocol.secagg import RoundReveal, RoundSecrets, make_reveal, make_setup, masked_update, open_boxes
 
 if TYPE_CHECKING:
     from fl_chain.node.runtime import Node, Step
@@ -123,6 +123,15 @@ class SecureRounds:
         """Every participant's registered long-term key, by lower-case address."""
         return {p.account.lower(): p.public_key for p in self.node.coordinator.get_participants(self.node.task_id)}
 
+    def setup_blob(self, round_: int, record: dict[str, str]) -> bytes:
+        """The bytes of this node's setup of ``round_`` as kept in its state directory (tests' hostile
+        nodes override it)."""
+        return bytes.fromhex(record["setup"])
+
+    def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
+        """The bytes of this node's reveal (tests' hostile nodes override it)."""
+        return reveal.to_bytes()
+
     # -- shares phase ---------------------------------------------------------------------------
 
     def shares_phase(self, round_: int, info: RoundInfo) -> Step:
@@ -164,7 +173,7 @@ class SecureRounds:
                 }
                 # Kept before anything leaves this node: a restart publishes this setup, never a second one.
                 node.state.save_secagg_round(node.task_id, round_, record)
-            digest = digest_from_cid(node.storage.put(bytes.fromhex(record["setup"])))
+            digest = digest_from_cid(node.storage.put(self.setup_blob(round_, record)))
             progress.setup_digest = digest.hex()
             node.state.save_round(node.task_id, round_, progress)
             try:
@@ -275,7 +284,7 @@ class SecureRounds:
             bundles = open_boxes(context, self.me, self.long_term, setups, self._publics())
             survivors = [c.contributor.lower() for c in commits if c.contributor.lower() not in excluded]
             reveal = make_reveal(context, self.me, bundles, list(setups), survivors, self._secrets(round_))
-            digest = digest_from_cid(node.storage.put(reveal.to_bytes()))
+            digest = digest_from_cid(node.storage.put(self.reveal_blob(round_, reveal)))
             try:
                 node._transact("commit_reveal", round_, digest)
             except ContractRevertError as exc:

@@ -1,8 +1,8 @@
 """[privacy] secure-aggregation options: validation, and the chain config createSecureTask receives.
 
-``secure_aggregation = true`` is still refused by every product path until the node side exists
-("not implemented yet"); the options before that refusal are checked, and ``chain_config`` of a
-spec built without validation shows what ``task create`` will send.
+Every option is checked with a one-line error (median, trimmed mean, a norm bound and, for now,
+differential privacy cannot run with secure aggregation), and ``chain_config`` shows what ``task
+create`` sends to ``createSecureTask``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _spec(privacy: dict[str, object], *, validate: bool = True, max_colluders: i
     sections = task_sections(protocol=PROTOCOL, privacy=privacy, security={"max_colluders": max_colluders})
     if validate:
         return TaskSpec.from_dict(sections)
-    # What TaskSpec.from_dict builds, without validate (which still refuses secure_aggregation = true).
+    # What TaskSpec.from_dict builds, without validate.
     spec = TaskSpec.from_dict({**sections, "privacy": {}})
     return TaskSpec(**{**spec.__dict__, "privacy": dict(privacy)})
 
@@ -43,7 +43,25 @@ def _spec(privacy: dict[str, object], *, validate: bool = True, max_colluders: i
         ({"secure_aggregation": True, "secagg_threshold": True}, 1, "secagg_threshold must be an integer"),
         ({"secure_aggregation": True, "secagg_threshold": 3, "secagg_shares_duration": 0}, 1, "positive integer"),
         ({"secure_aggregation": True, "secagg_threshold": 3, "secagg_unmask_duration": 2**32}, 1, "positive integer"),
-        ({"secure_aggregation": True, "secagg_threshold": 3}, 1, "not implemented yet"),
+        ({"secure_aggregation": True}, 1, "needs privacy.secagg_threshold"),
+        ({"secure_aggregation": True, "secagg_threshold": 3, "secagg_clip": 0}, 1, "secagg_clip must be a positive"),
+        ({"secure_aggregation": True, "secagg_threshold": 3, "secagg_clip": 1e12}, 1, "does not fit the ring"),
+        (
+            {"secure_aggregation": True, "secagg_threshold": 3, "dp_noise_multiplier": 1.0, "dp_clip_norm": 1.0},
+            1,
+            "needs privacy.dp_delta",
+        ),
+        (
+            {
+                "secure_aggregation": True,
+                "secagg_threshold": 3,
+                "dp_noise_multiplier": 1.0,
+                "dp_clip_norm": 1.0,
+                "dp_delta": 1e-5,
+            },
+            1,
+            "together with privacy.secure_aggregation is not implemented yet",
+        ),
     ],
 )
 def test_secure_aggregation_options_get_one_line_errors(
@@ -71,3 +89,15 @@ def test_phase_durations_default_to_the_aggregation_duration() -> None:
 def test_tasks_without_secure_aggregation_create_plain_tasks() -> None:
     assert _spec({}).chain_config(bytes(32)).secure_aggregation is None
     assert _spec({"secure_aggregation": False}).chain_config(bytes(32)).secure_aggregation is None
+
+
+def test_a_secure_task_validates_with_a_clip_and_a_ring_scale_that_cannot_wrap() -> None:
+    # Prepare / Execute
+    default = _spec({"secure_aggregation": True, "secagg_threshold": 3})
+    wide = _spec({"secure_aggregation": True, "secagg_threshold": 3, "secagg_clip": 8.0})
+
+    # Assert: max_participants (1000) updates of weight up to max_samples (10^6) within the clip sum below 2^53
+    assert default.secagg_clip == 1.0 and wide.secagg_clip == 8.0
+    assert 1000 * 1.0 * 1_000_000 * 2.0**default.secagg_frac_bits <= 2.0**53
+    assert wide.secagg_frac_bits == default.secagg_frac_bits - 3
+    assert default.chain_config(bytes(32)).secure_aggregation == SecureAggregationConfig(3, 90, 90)

@@ -1,0 +1,117 @@
+"""Hostile or failing members of secure-aggregation rounds, for in-process federations.
+
+Each is the real node with its :class:`~fl_chain.node.secure.SecureRounds` replaced by a subclass that
+changes one thing, in the rounds listed in ``rounds``:
+
+- ``"malformed_setup"``: publishes and commits bytes that are no setup blob;
+- ``"stale_setup"``: publishes and commits its (well-formed) setup of the previous round;
+- ``"malformed_reveal"``: publishes and commits bytes that are no reveal blob;
+- ``"wrong_share"``: reveals well-formed shares with every y changed (they match no commitment);
+- ``"withhold_reveal"``: contributes but never reveals;
+- ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
+
+:class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+
+from fl_chain.chain.coordinator import RoundInfo
+from fl_chain.node.runtime import Node, Step
+from fl_chain.node.secure import SecureRounds
+from fl_chain.privacy.shamir import PRIME, Share
+from fl_chain.protocol.secagg import RevealedShare, RoundReveal
+from fl_chain.training.trainer import Trainer
+
+SECURE_ATTACKS = (
+    "malformed_setup",
+    "stale_setup",
+    "malformed_reveal",
+    "wrong_share",
+    "withhold_reveal",
+    "drop_after_setup",
+)
+
+
+class HostileSecureRounds(SecureRounds):
+    """A node's secure side that does ``attack`` in ``rounds`` and is honest otherwise."""
+
+    def __init__(self, node: Node, *, attack: str, rounds: Collection[int]) -> None:
+        assert node.secure is not None and attack in SECURE_ATTACKS
+        super().__init__(node, node.secure.params)
+        self.attack = attack
+        self.rounds = set(rounds)
+
+    def setup_blob(self, round_: int, record: dict[str, str]) -> bytes:
+        if round_ in self.rounds and self.attack == "malformed_setup":
+            return b"FLSS" + bytes(range(200))
+        if round_ in self.rounds and self.attack == "stale_setup":
+            earlier = self.node.state.load_secagg_round(self.node.task_id, round_ - 1)
+            assert earlier is not None, "stale_setup needs a round before"
+            return bytes.fromhex(earlier["setup"])
+        return super().setup_blob(round_, record)
+
+    def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
+        if round_ in self.rounds and self.attack == "malformed_reveal":
+            return b"FLSR" + bytes(300)
+        if round_ in self.rounds and self.attack == "wrong_share":
+            wrong = tuple(
+                RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % PRIME)) for s in reveal.shares
+            )
+            return RoundReveal(reveal.task_id, reveal.round, reveal.member, wrong).to_bytes()
+        return super().reveal_blob(round_, reveal)
+
+    def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
+        if round_ in self.rounds and self.attack == "drop_after_setup":
+            return Step.IDLE
+        return super().update_phase(round_, info, base)
+
+    def unmask_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
+        if (
+            round_ in self.rounds
+            and self.attack == "withhold_reveal"
+            and self.node.options.clock() >= info.reveal_start
+        ):
+            return Step.IDLE
+        return super().unmask_phase(round_, info, base)
+
+
+def make_hostile(node: Node, attack: str, rounds: Collection[int]) -> Node:
+    """``node`` with a hostile secure side (same account, state, storage and trainer)."""
+    node.secure = HostileSecureRounds(node, attack=attack, rounds=rounds)
+    return node
+
+
+class RecordingTrainer:
+    """Trains like ``inner`` and keeps, per round of ``node``, the base, the trained model and the samples."""
+
+    def __init__(self, inner: Trainer) -> None:
+        self.inner = inner
+        self.node: Node | None = None
+        self.trained: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def initial_vector(self) -> np.ndarray:
+        return self.inner.initial_vector()
+
+    def train(self, vector: np.ndarray, *, seed: int) -> tuple[np.ndarray, int, dict[str, float]]:
+        trained, samples, metrics = self.inner.train(vector, seed=seed)
+        assert self.node is not None and self.node._round is not None
+        self.trained[self.node._round] = (np.array(vector), np.array(trained), int(samples))
+        return trained, samples, metrics
+
+    def evaluate(self, vector: np.ndarray) -> dict[str, float]:
+        return self.inner.evaluate(vector)
+
+
+def record_training(nodes: list[Node]) -> list[RecordingTrainer]:
+    """Wrap every node's trainer in a :class:`RecordingTrainer`; returns them in node order."""
+    recorders = []
+    for node in nodes:
+        recorder = RecordingTrainer(node.trainer)
+        recorder.node = node
+        node.trainer = recorder  # type: ignore[assignment]
+        recorders.append(recorder)
+    return recorders

@@ -148,6 +148,17 @@ def _dataset_options(args: Any) -> dict[str, Any]:
     return options
 
 
+def _secure_note(spec: TaskSpec) -> str:
+    """`` with secure aggregation (t=2, clip 1)`` for a secure task, else nothing."""
+    secure = spec.secure_aggregation
+    if secure is None:
+        return ""
+    return (
+        f" with secure aggregation (t={secure.threshold}, clip {spec.secagg_clip:g}, "
+        f"{spec.secagg_frac_bits} fraction bits)"
+    )
+
+
 def run_simulation(
     spec: TaskSpec, options: SimulationOptions, display: SimulationDisplay | None = None
 ) -> dict[str, Any]:
@@ -163,8 +174,8 @@ def run_simulation(
         display.start(
             f"simulating {options.nodes} nodes, {spec.protocol['rounds']} rounds of {spec.model['name']} on "
             f"{spec.dataset['name']} ({spec.dataset.get('split', 'iid')}), P={spec.protocol['partitions']} "
-            f"r={spec.protocol['replication']} q={spec.protocol['quorum']}, {spec.strategy['name']}; "
-            f"chain {options.chain}, storage {options.storage}",
+            f"r={spec.protocol['replication']} q={spec.protocol['quorum']}, {spec.strategy['name']}"
+            f"{_secure_note(spec)}; chain {options.chain}, storage {options.storage}",
             spec.chain_rounds,
         )
         if (note := spec.rounds_cap_note()) is not None:

@@ -98,6 +98,37 @@ def test_simulate_global_model_is_byte_identical_to_central_fedavg_of_the_same_c
         assert reference.metrics["test_accuracy"] == record["test_accuracy"]
 
 
+def test_simulate_secure_aggregation_equals_central_fedavg_within_the_quantization_bound(
+    tmp_path: Path, run_cli: InProcessCli
+) -> None:
+    """--secure-aggregation: masked updates, the same model as the clients averaged in one process, within
+    the fixed-point bound (n * 2^-(f+1) / total samples, plus a float32 rounding on each side)."""
+    from fl_chain.federation.central import central_fedavg
+    from fl_chain.privacy.fixed_point import quantization_bound
+    from fl_chain.protocol.task import TaskSpec
+
+    # Prepare / Execute
+    out = tmp_path / "run"
+    result = run_cli(
+        "simulate", "--nodes", "3", "--rounds", "1", "--secure-aggregation", "--secagg-threshold", "2",
+        "--chain", "embedded", "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "with secure aggregation (t=2" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in summary["rounds"]] == ["finalized"]
+    spec = TaskSpec.from_dict(summary["task"], origin="summary")
+    assert spec.secure_aggregation is not None and spec.secure_aggregation.threshold == 2
+    central = central_fedavg(spec, accounts=summary["participants"], task_id=summary["task_id"], rounds=[0])
+
+    # Assert
+    final = np.load(out / "final-model.npy").astype(np.float64)
+    reference = central[0].global_vector
+    total = sum(central[0].samples.values())
+    bound = quantization_bound(3, spec.secagg_frac_bits) / total + 2 * np.spacing(np.abs(reference))
+    assert np.all(np.abs(final - reference.astype(np.float64)) <= bound)
+
+
 def test_simulate_compare_reports_parity_and_a_pooled_baseline(tmp_path: Path) -> None:
     """--compare replays the clients (identical every round) and trains on pooled data; both in the summary."""
     from fl_chain.cli import build_parser

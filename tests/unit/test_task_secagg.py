@@ -94,10 +94,11 @@ def test_tasks_without_secure_aggregation_create_plain_tasks() -> None:
 def test_a_secure_task_validates_with_a_clip_and_a_ring_scale_that_cannot_wrap() -> None:
     # Prepare / Execute
     default = _spec({"secure_aggregation": True, "secagg_threshold": 3})
-    wide = _spec({"secure_aggregation": True, "secagg_threshold": 3, "secagg_clip": 8.0})
+    wide = _spec({"secure_aggregation": True, "secagg_threshold": 3, "secagg_clip": 32.0})
 
     # Assert: max_participants (1000) updates of weight up to max_samples (10^6) within the clip sum below 2^53
-    assert default.secagg_clip == 1.0 and wide.secagg_clip == 8.0
-    assert 1000 * 1.0 * 1_000_000 * 2.0**default.secagg_frac_bits <= 2.0**53
+    assert default.secagg_clip == 4.0 and wide.secagg_clip == 32.0
+    assert 1000 * 4.0 * 1_000_000 * 2.0**default.secagg_frac_bits <= 2.0**53
+    assert default.secagg_frac_bits == 21
     assert wide.secagg_frac_bits == default.secagg_frac_bits - 3
     assert default.chain_config(bytes(32)).secure_aggregation == SecureAggregationConfig(3, 90, 90)

@@ -24,7 +24,10 @@ from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node
 from fl_chain.privacy.fixed_point import quantization_bound
 from fl_chain.protocol.blob import BlobKind
+from fl_chain.protocol.cid import digest_from_cid
 from fl_chain.protocol.task import TaskSpec
+from fl_chain.protocol.vector import content_cid
+from tests.helpers.adversaries import rebuild
 from tests.helpers.secure_adversaries import RecordingTrainer, make_hostile, record_training
 
 NODES = 4
@@ -189,3 +192,37 @@ def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(t
     info = coordinator.get_round(task_id, 1)
     assert info.status == RoundStatus.FINALIZED and info.reveals == NODES
     check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
+
+
+class Crash(Exception):
+    """The node process died here."""
+
+
+def test_a_node_killed_before_committing_its_setup_commits_the_kept_setup_after_a_restart(tmp_path: Path) -> None:
+    # Prepare: node 1 makes, keeps and publishes its setup, then dies before commitSetup leaves.
+    spec = secure_spec(rounds=1)
+    chain, coordinator, task_id, nodes = build_federation(spec, nodes=NODES, state_root=tmp_path)
+    victim = nodes[1]
+    honest_transact = victim._transact
+
+    def crash_on_setup(name: str, *args: object) -> dict[str, object]:
+        if name == "commit_setup":
+            raise Crash
+        return honest_transact(name, *args)
+
+    victim._transact = crash_on_setup  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        victim.step()
+    kept = victim.state.load_secagg_round(task_id, 0)
+    assert kept is not None
+
+    # Execute: a new node on the same state directory (what a restarted process builds)
+    restarted = rebuild(victim, Node)
+    nodes[1] = restarted
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert: the setup on chain is the one kept before the crash; the round finalized with everyone
+    assert status == TaskStatus.COMPLETED
+    committed = {c.member: c.digest for c in coordinator.find_setup_commits(task_id, 0)}
+    assert committed[victim.address] == digest_from_cid(content_cid(bytes.fromhex(kept["setup"])))
+    assert coordinator.get_round(task_id, 0).contributors == NODES

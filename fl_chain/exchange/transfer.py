@@ -126,10 +126,9 @@ def fetch_partition(
 def fetch_vector(
     storage: Storage, manifest: Manifest, *, blob_kind: BlobKind, timeout: float = DEFAULT_GET_TIMEOUT
 ) -> np.ndarray:
-    """The whole vector of ``manifest`` (all partitions), verified."""
-    return join_partitions(
-        [
-            fetch_partition(storage, manifest, p, blob_kind=blob_kind, timeout=timeout)
-            for p in range(len(manifest.partitions))
-        ]
-    )
+    """The whole vector of ``manifest`` (all partitions), verified (uint64 ring words for a masked update)."""
+    parts = [
+        fetch_partition(storage, manifest, p, blob_kind=blob_kind, timeout=timeout)
+        for p in range(len(manifest.partitions))
+    ]
+    return np.concatenate(parts) if blob_kind == BlobKind.MASKED_UPDATE else join_partitions(parts)

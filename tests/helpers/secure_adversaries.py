@@ -9,6 +9,7 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"wrong_share"``: reveals well-formed shares with every y changed (they match no commitment);
 - ``"withhold_reveal"``: contributes but never reveals;
 - ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
+- ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
@@ -20,9 +21,11 @@ from collections.abc import Collection
 import numpy as np
 
 from fl_chain.chain.coordinator import RoundInfo
+from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
 from fl_chain.privacy.shamir import PRIME, Share
+from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.secagg import RevealedShare, RoundReveal
 from fl_chain.training.trainer import Trainer
 
@@ -33,6 +36,7 @@ SECURE_ATTACKS = (
     "wrong_share",
     "withhold_reveal",
     "drop_after_setup",
+    "plain_update",
 )
 
 
@@ -67,6 +71,22 @@ class HostileSecureRounds(SecureRounds):
     def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
         if round_ in self.rounds and self.attack == "drop_after_setup":
             return Step.IDLE
+        if round_ in self.rounds and self.attack == "plain_update":
+            node = self.node
+            progress = node.state.round(node.task_id, round_)
+            if progress.update_committed:
+                return Step.IDLE
+            update, samples = node._trained_update(round_, base, progress)
+            digest, _ = publish_vector(
+                node.storage,
+                update,
+                blob_kind=BlobKind.UPDATE,
+                task_id=node.task_id,
+                round_=round_,
+                partitions=node.config.partitions,
+                contributor=node.address,
+            )
+            return node._commit_update(round_, digest, samples, progress)
         return super().update_phase(round_, info, base)
 
     def unmask_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:

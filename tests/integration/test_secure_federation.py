@@ -194,6 +194,22 @@ def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(t
     check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
 
 
+def test_attack_an_unmasked_update_is_excluded_in_the_check_window_and_the_round_recovers(tmp_path: Path) -> None:
+    # Prepare / Execute: in round 1, node HOSTILE publishes its update in the clear (float32 blobs) and commits it.
+    spec = secure_spec()
+    coordinator, task_id, nodes, recorders, status = run(spec, tmp_path, {HOSTILE: ("plain_update", {1})})
+
+    # Assert: every other contributor reported it, the chain excluded it before any reveal, and its
+    # mask key (not its self seed) was rebuilt: the round is the others' FedAvg.
+    assert status == TaskStatus.COMPLETED
+    hostile = nodes[HOSTILE].address
+    assert coordinator.get_excluded(task_id, 1) == [hostile]
+    info = coordinator.get_round(task_id, 1)
+    assert info.status == RoundStatus.FINALIZED and info.contributors == NODES and info.reveals == NODES - 1
+    others = {node.address for i, node in enumerate(nodes) if i != HOSTILE}
+    check_round(spec, coordinator, task_id, 1, nodes, recorders, others)
+
+
 class Crash(Exception):
     """The node process died here."""
 

@@ -7,7 +7,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from fl_chain.errors import BlobFormatError, BlobIntegrityError, BlobMismatchError, BlobNotFoundError
+from fl_chain.errors import (
+    BlobFormatError,
+    BlobIntegrityError,
+    BlobInvalidError,
+    BlobMismatchError,
+    BlobNotFoundError,
+)
 from fl_chain.exchange.transfer import fetch_manifest, fetch_partition, fetch_vector, publish_vector
 from fl_chain.protocol.blob import (
     FORMAT_VERSION,
@@ -15,6 +21,7 @@ from fl_chain.protocol.blob import (
     NO_CONTRIBUTOR,
     BlobHeader,
     BlobKind,
+    DType,
     blob_size,
     decode_partition,
     encode_partition,
@@ -230,3 +237,51 @@ def test_manifest_from_another_contributor_is_a_mismatch() -> None:
     )
     with pytest.raises(BlobMismatchError, match="contributor"):
         fetch_manifest(storage, digest, kind="update", task_id=1, round_=0, partitions=2, contributor="0x" + "11" * 20)
+
+
+def test_masked_update_blobs_carry_uint64_ring_words_and_their_manifest_says_so() -> None:
+    # Prepare: a masked update (secure aggregation) as uint64 ring words
+    storage = MemoryStorage(MemoryNetwork())
+    words = np.arange(2**64 - 23, 2**64 - 1, dtype=np.uint64)
+
+    # Execute
+    digest, manifest = publish_vector(
+        storage, words, blob_kind=BlobKind.MASKED_UPDATE, task_id=7, round_=3, partitions=4, contributor=CONTRIBUTOR
+    )
+    fetched = fetch_manifest(
+        storage, digest, kind="update", task_id=7, round_=3, partitions=4, contributor=CONTRIBUTOR, dtype="uint64"
+    )
+
+    # Assert: the same words back, 8 bytes each; a fetcher expecting float32 refuses both manifest and blob
+    assert fetched == manifest and manifest.dtype == "uint64"
+    assert fetch_vector(storage, fetched, blob_kind=BlobKind.MASKED_UPDATE).tobytes() == words.tobytes()
+    assert blob_size(6, DType.UINT64) == HEADER_SIZE + 48
+    with pytest.raises(BlobMismatchError, match="dtype"):
+        fetch_manifest(storage, digest, kind="update", task_id=7, round_=3, partitions=4, contributor=CONTRIBUTOR)
+    with pytest.raises(BlobInvalidError):  # larger than a float32 blob of its length: not even read
+        fetch_partition(storage, fetched, 0, blob_kind=BlobKind.UPDATE)
+
+
+def test_attack_a_float32_update_where_a_masked_one_is_due_is_a_mismatch() -> None:
+    # Prepare: a plain update blob (float32) and its manifest, offered in a secure round
+    storage = MemoryStorage(MemoryNetwork())
+    digest, manifest = publish_vector(
+        storage, np.ones(24, dtype=np.float32), blob_kind=BlobKind.UPDATE, task_id=7, round_=3, partitions=4,
+        contributor=CONTRIBUTOR,
+    )  # fmt: skip
+
+    # Execute / Assert: the manifest names float32, and its blobs are not masked-update blobs
+    with pytest.raises(BlobMismatchError, match="dtype"):
+        fetch_manifest(
+            storage, digest, kind="update", task_id=7, round_=3, partitions=4, contributor=CONTRIBUTOR, dtype="uint64"
+        )
+    with pytest.raises(BlobInvalidError):
+        fetch_partition(storage, manifest, 0, blob_kind=BlobKind.MASKED_UPDATE)
+
+
+def test_only_update_manifests_may_name_uint64() -> None:
+    model = Manifest("model", 7, 3, 24, (cid_from_digest(bytes(32)),), dtype="uint64")
+    with pytest.raises(BlobFormatError, match="dtype"):
+        parse_manifest(model.to_bytes())
+    masked = Manifest("update", 7, 3, 24, (cid_from_digest(bytes(32)),), CONTRIBUTOR, dtype="uint64")
+    assert parse_manifest(masked.to_bytes()) == masked

@@ -38,3 +38,20 @@ def test_progress_round_trips_with_exclusion_fields(tmp_path: Path) -> None:
     progress = RoundProgress(update_committed=True, excluded=["0xA"], reported=["0xA", "0xB"])
     state.save_round(7, 3, progress)
     assert NodeState(tmp_path, **IDENTITY).round(7, 3) == progress
+
+
+def test_secure_aggregation_keys_and_round_secrets_persist_privately(tmp_path: Path) -> None:
+    # Prepare / Execute
+    state = NodeState(tmp_path, **IDENTITY)
+    key = state.long_term_key()
+    state.save_secagg_round(7, 0, {"setup": "00", "mask_private": "11"})
+    state.save_secagg_round(7, 1, {"setup": "22", "mask_private": "33"})
+    again = NodeState(tmp_path, **IDENTITY)
+
+    # Assert: the same key after a restart; both files readable by the owner only; old rounds forgotten on request
+    assert len(key) == 32 and again.long_term_key() == key
+    assert (tmp_path / "secagg-key").stat().st_mode & 0o777 == 0o600
+    assert again.load_secagg_round(7, 1) == {"setup": "22", "mask_private": "33"}
+    assert (tmp_path / "task-7" / "secagg-1.json").stat().st_mode & 0o777 == 0o600
+    again.forget_secagg_rounds(7, before=1)
+    assert again.load_secagg_round(7, 0) is None and again.load_secagg_round(7, 1) is not None

@@ -273,6 +273,13 @@ class SecureRounds:
         if progress.reveal_committed:
             node.observers.wait(node.task_id, round_)
             return Step.IDLE
+        # No share leaves this node before the chain's own time reached the reveal window: until then a
+        # report could still exclude a contributor whose self-seed share a reveal made now would carry.
+        if node.coordinator.client.block_timestamp() < info.reveal_start:
+            return Step.IDLE
+        excluded = {e.lower() for e in node.coordinator.get_excluded(node.task_id, round_)}  # final now
+        if self.me in excluded:
+            return Step.IDLE
         with node.observers.phase(node.task_id, round_, Phase.REVEAL):
             node._connect_all()
             try:

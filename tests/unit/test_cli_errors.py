@@ -264,3 +264,23 @@ def test_revoke_removes_the_account_from_its_open_tasks(
     assert not coordinator.is_admitted(member.address)
     assert coordinator.get_participants(1) == []
     assert_one_line_error(run_cli("revoke", *rpc, "0x1234", cwd=tmp_path), "not an Ethereum address")
+
+
+def test_task_create_of_a_secure_task_creates_it_with_create_secure_task(
+    ganache: ProcessChain, tmp_path: Path, operator_key: Path, run_cli: InProcessCli
+) -> None:
+    """The secure example task goes on chain with its threshold and unmask windows; a median one is refused."""
+    from fl_chain.chain.coordinator import Coordinator
+    from fl_chain.chain.deployment import Deployment, open_deployment
+    from fl_chain.protocol.task import SecureAggregationConfig
+
+    deploy(run_cli, ganache, operator_key, tmp_path / "deployment.json")
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits-mlp-secure.toml"
+    rpc = ("--rpc", str(ganache.rpc_url), "--key", str(operator_key))
+    created = run_cli("task", "create", *rpc, str(example), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    coordinator: Coordinator = open_deployment(ChainClient(ganache.w3), Deployment.read(tmp_path / "deployment.json"))
+    config, _ = coordinator.get_task(1)
+    assert config.secure_aggregation == SecureAggregationConfig(threshold=2, shares_duration=20, unmask_duration=20)
+    (tmp_path / "median.toml").write_text(example.read_text().replace('name = "fedavg"', 'name = "median"'))
+    assert_one_line_error(run_cli("task", "create", *rpc, "median.toml", cwd=tmp_path), "cannot run strategy median")

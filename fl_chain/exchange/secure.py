@@ -146,16 +146,16 @@ class SecureRoundBlobs:
         for commit in self.setup_commits():
             member = commit.member.lower()
             if member not in self._parsed:
-                data = self.storage.get(
-                    cid_from_digest(commit.digest),
-                    timeout=self.timeout,
-                    max_size=setup_size_bound(self.max_participants),
-                )
                 try:
+                    data = self.storage.get(
+                        cid_from_digest(commit.digest),
+                        timeout=self.timeout,
+                        max_size=setup_size_bound(self.max_participants),
+                    )  # BlobNotFoundError propagates: not served (yet)
                     self._parsed[member] = parse_setup(
                         data, self.context, member, max_participants=self.max_participants
                     )
-                except (BlobInvalidError, PrivacyError) as exc:
+                except (BlobInvalidError, PrivacyError) as exc:  # too large, or does not parse or verify
                     self._parsed[member] = f"unusable setup: {exc}"
             setup = self._parsed[member]
             if isinstance(setup, RoundSetup) and setup.mask_public not in seen_keys:
@@ -184,14 +184,13 @@ class SecureRoundBlobs:
                         timeout=self.timeout,
                         max_size=reveal_size_bound(self.max_participants),
                     )
-                except BlobNotFoundError:
-                    missing.append(member)
-                    continue
-                try:
                     self._reveals[member] = parse_reveal(
                         data, self.context, member, max_participants=self.max_participants
                     )
-                except BlobInvalidError as exc:
+                except BlobNotFoundError:
+                    missing.append(member)
+                    continue
+                except BlobInvalidError as exc:  # too large, or does not parse or verify
                     self._reveals[member] = f"unusable reveal: {exc}"
             reveal = self._reveals[member]
             if isinstance(reveal, RoundReveal):
@@ -231,7 +230,7 @@ def secure_partition(
         summed = unmask_partition(
             context, slices, offset=offset, setups=setups, reveals=reveals, threshold=params.threshold
         )
-    except (PrivacyError, KeyError) as exc:
+    except (PrivacyError, KeyError, ValueError) as exc:  # whatever peers' shares provoke: not unmaskable
         raise SecureAggregateError(f"cannot unmask: {exc}") from None
     total = sum(int(samples[m]) for m in masked)
     return weighted_average(base, summed, total, frac_bits=params.frac_bits)

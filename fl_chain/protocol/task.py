@@ -67,6 +67,7 @@ from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
 from fl_chain.errors import ConfigError, PrivacyError
 from fl_chain.privacy.dp import DpMechanism
+from fl_chain.privacy.shamir import MAX_SHARES
 from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.protocol.secagg import frac_bits_for
@@ -404,6 +405,11 @@ class TaskSpec:
             value = q.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**32:
                 raise ConfigError(f"{origin}: privacy.{key} must be a positive integer (seconds), got {value!r}")
+        if self.protocol["max_participants"] > MAX_SHARES:
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation supports at most {MAX_SHARES} participants (Shamir share "
+                f"positions); lower protocol.max_participants"
+            )
         clip = q.get("secagg_clip", DEFAULT_SECAGG_CLIP)
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf:
             raise ConfigError(f"{origin}: privacy.secagg_clip must be a positive number, got {clip!r}")

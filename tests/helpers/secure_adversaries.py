@@ -10,6 +10,7 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"withhold_reveal"``: contributes but never reveals;
 - ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
+- ``"oversized_setup"`` / ``"oversized_reveal"``: a blob above the size bound every node applies.
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
@@ -26,7 +27,7 @@ from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
 from fl_chain.privacy.shamir import PRIME, Share
 from fl_chain.protocol.blob import BlobKind
-from fl_chain.protocol.secagg import RevealedShare, RoundReveal
+from fl_chain.protocol.secagg import RevealedShare, RoundReveal, reveal_size_bound, setup_size_bound
 from fl_chain.training.trainer import Trainer
 
 SECURE_ATTACKS = (
@@ -37,6 +38,8 @@ SECURE_ATTACKS = (
     "withhold_reveal",
     "drop_after_setup",
     "plain_update",
+    "oversized_setup",
+    "oversized_reveal",
 )
 
 
@@ -52,6 +55,8 @@ class HostileSecureRounds(SecureRounds):
     def setup_blob(self, round_: int, record: dict[str, str]) -> bytes:
         if round_ in self.rounds and self.attack == "malformed_setup":
             return b"FLSS" + bytes(range(200))
+        if round_ in self.rounds and self.attack == "oversized_setup":
+            return b"FLSS" + bytes(setup_size_bound(self.params.max_participants) + 1)
         if round_ in self.rounds and self.attack == "stale_setup":
             earlier = self.node.state.load_secagg_round(self.node.task_id, round_ - 1)
             assert earlier is not None, "stale_setup needs a round before"
@@ -61,6 +66,8 @@ class HostileSecureRounds(SecureRounds):
     def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
         if round_ in self.rounds and self.attack == "malformed_reveal":
             return b"FLSR" + bytes(300)
+        if round_ in self.rounds and self.attack == "oversized_reveal":
+            return b"FLSR" + bytes(reveal_size_bound(self.params.max_participants) + 1)
         if round_ in self.rounds and self.attack == "wrong_share":
             wrong = tuple(
                 RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % PRIME)) for s in reveal.shares

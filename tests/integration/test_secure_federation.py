@@ -166,7 +166,7 @@ def test_fewer_than_t_reveals_fail_the_round_cleanly_and_the_next_round_runs(tmp
         check_round(spec, coordinator, task_id, round_, nodes, recorders, {node.address for node in nodes})
 
 
-@pytest.mark.parametrize("attack", ["malformed_setup", "stale_setup"])
+@pytest.mark.parametrize("attack", ["malformed_setup", "stale_setup", "oversized_setup"])
 def test_attack_an_unusable_setup_blob_leaves_its_member_out_alike_on_every_node(tmp_path: Path, attack: str) -> None:
     # Prepare / Execute: in round 1, node HOSTILE commits a setup blob that is not one / of round 0.
     spec = secure_spec()
@@ -181,7 +181,7 @@ def test_attack_an_unusable_setup_blob_leaves_its_member_out_alike_on_every_node
     check_round(spec, coordinator, task_id, 1, nodes, recorders, others)
 
 
-@pytest.mark.parametrize("attack", ["malformed_reveal", "wrong_share"])
+@pytest.mark.parametrize("attack", ["malformed_reveal", "wrong_share", "oversized_reveal"])
 def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(tmp_path: Path, attack: str) -> None:
     # Prepare / Execute: in round 1, node HOSTILE contributes honestly but reveals garbage / wrong shares.
     spec = secure_spec(threshold=3)

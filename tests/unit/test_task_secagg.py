@@ -102,3 +102,11 @@ def test_a_secure_task_validates_with_a_clip_and_a_ring_scale_that_cannot_wrap()
     assert default.secagg_frac_bits == 21
     assert wide.secagg_frac_bits == default.secagg_frac_bits - 3
     assert default.chain_config(bytes(32)).secure_aggregation == SecureAggregationConfig(3, 90, 90)
+
+
+def test_a_secure_task_has_at_most_as_many_participants_as_share_positions() -> None:
+    sections = task_sections(
+        protocol={**PROTOCOL, "max_participants": 70_000}, privacy={"secure_aggregation": True, "secagg_threshold": 3}
+    )
+    with pytest.raises(ConfigError, match="at most 65535 participants"):
+        TaskSpec.from_dict(sections)

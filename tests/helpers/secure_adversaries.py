@@ -11,6 +11,7 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
 - ``"oversized_setup"`` / ``"oversized_reveal"``: a blob above the size bound every node applies.
+- ``"withhold_setup"``: commits the digest of a setup it never serves.
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
@@ -40,6 +41,7 @@ SECURE_ATTACKS = (
     "plain_update",
     "oversized_setup",
     "oversized_reveal",
+    "withhold_setup",
 )
 
 
@@ -74,6 +76,18 @@ class HostileSecureRounds(SecureRounds):
             )
             return RoundReveal(reveal.task_id, reveal.round, reveal.member, wrong).to_bytes()
         return super().reveal_blob(round_, reveal)
+
+    def shares_phase(self, round_: int, info: RoundInfo) -> Step:
+        if round_ in self.rounds and self.attack == "withhold_setup":
+            node = self.node
+            progress = node.state.round(node.task_id, round_)
+            if progress.setup_committed:
+                return Step.IDLE
+            node._transact("commit_setup", round_, bytes(range(32)))  # the digest of nothing anyone serves
+            progress.setup_committed = True
+            node.state.save_round(node.task_id, round_, progress)
+            return Step.PROGRESS
+        return super().shares_phase(round_, info)
 
     def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
         if round_ in self.rounds and self.attack == "drop_after_setup":

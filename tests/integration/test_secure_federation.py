@@ -210,6 +210,28 @@ def test_attack_an_unmasked_update_is_excluded_in_the_check_window_and_the_round
     check_round(spec, coordinator, task_id, 1, nodes, recorders, others)
 
 
+def test_attack_a_withheld_setup_fails_its_round_by_deadline_and_the_next_round_runs(tmp_path: Path) -> None:
+    # Prepare: node HOSTILE commits a setup digest in round 1 and serves nothing (short fetches, so
+    # waiting for it costs little wall time).
+    spec = secure_spec()
+    chain, coordinator, task_id, nodes = build_federation(spec, nodes=NODES, state_root=tmp_path)
+    recorders = record_training(nodes)
+    for node in nodes:
+        node.options.fetch_timeout = 0.2
+    make_hostile(nodes[HOSTILE], "withhold_setup", {1})
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert: nobody masked towards a partial key set; the round failed, the task went on and completed.
+    assert status == TaskStatus.COMPLETED
+    failed = coordinator.get_round(task_id, 1)
+    assert failed.status == RoundStatus.FAILED and failed.failure == FailureReason.TOO_FEW_CONTRIBUTORS
+    assert failed.contributors == 0
+    for round_ in (0, 2, 3):
+        check_round(spec, coordinator, task_id, round_, nodes, recorders, {node.address for node in nodes})
+
+
 class Crash(Exception):
     """The node process died here."""
 

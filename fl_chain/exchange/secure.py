@@ -30,6 +30,7 @@ import numpy as np
 from fl_chain.chain.coordinator import Coordinator, RevealCommit, SetupCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, PrivacyError
 from fl_chain.privacy.context import RoundContext
+from fl_chain.privacy.dp import DpMechanism
 from fl_chain.privacy.keys import validate_public_key
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.secagg import (
@@ -58,6 +59,11 @@ class SecureParams:
     frac_bits: int
     max_participants: int
     max_samples: int
+    #: Differential privacy (DP-FedAvg with contributor-side noise): unweighted mean of quantized changes.
+    dp: DpMechanism | None = None
+    #: With DP: each contributor's noise share has variance 1024**2 / this (the task's min_contributors),
+    #: so a round of at least min_contributors has at least the noise the accountant counts.
+    noise_shares: int = 1
 
     @classmethod
     def of(cls, spec: TaskSpec) -> SecureParams:
@@ -71,6 +77,8 @@ class SecureParams:
             frac_bits=spec.secagg_frac_bits,
             max_participants=int(spec.protocol["max_participants"]),
             max_samples=spec.max_samples,
+            dp=spec.dp_mechanism,
+            noise_shares=int(spec.protocol["min_contributors"]),
         )
 
 
@@ -232,14 +240,38 @@ def secure_partition(
         )
     except (PrivacyError, KeyError, ValueError) as exc:  # whatever peers' shares provoke: not unmaskable
         raise SecureAggregateError(f"cannot unmask: {exc}") from None
+    if params.dp is not None:
+        return dp_average(base, summed, len(slices), params.dp.grid)
     total = sum(int(samples[m]) for m in masked)
     return weighted_average(base, summed, total, frac_bits=params.frac_bits)
+
+
+def dp_average(base: np.ndarray, summed: np.ndarray, count: int, grid: float) -> np.ndarray:
+    """DP-FedAvg of a secure round: ``float32(float64(base) + float64(sum of units) * grid / count)``.
+
+    ``summed`` is the ring sum of the contributors' quantized changes and noise shares; read as int64 it
+    is their exact integer sum. The float steps are those of :func:`fl_chain.privacy.dp.noisy_mean`.
+
+    Raises
+    ------
+    SecureAggregateError
+        If the sum is beyond 2**53 units (no honest round gets there) or ``count`` is not positive.
+    """
+    total = np.asarray(summed, dtype=np.uint64).view(np.int64)
+    if count <= 0 or (total.size and int(np.abs(total).max()) >= 1 << 53):
+        raise SecureAggregateError("the quantized sum is beyond 2**53 grid units: a contributor is out of range")
+    result = total.astype(np.float64)
+    result *= grid
+    result /= float(count)
+    result += base
+    return result.astype(np.float32)
 
 
 __all__ = [
     "SecureAggregateError",
     "SecureParams",
     "SecureRoundBlobs",
+    "dp_average",
     "parse_reveal",
     "parse_setup",
     "secure_partition",

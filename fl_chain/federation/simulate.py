@@ -153,6 +153,8 @@ def _secure_note(spec: TaskSpec) -> str:
     secure = spec.secure_aggregation
     if secure is None:
         return ""
+    if spec.differential_privacy:
+        return f" with secure aggregation (t={secure.threshold}, DP noise added by the contributors)"
     return (
         f" with secure aggregation (t={secure.threshold}, clip {spec.secagg_clip:g}, "
         f"{spec.secagg_frac_bits} fraction bits)"

@@ -24,6 +24,7 @@ deadline and the next one starts).
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +35,7 @@ from fl_chain.exchange.secure import SecureAggregateError, SecureParams, SecureR
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.hooks import Phase
 from fl_chain.privacy.context import RoundContext
+from fl_chain.privacy.dp import contributor_noise_units
 from fl_chain.privacy.keys import KeyPair, validate_public_key
 from fl_chain.privacy.shamir import Share
 from fl_chain.privacy.share_box import ShareBundle
@@ -41,7 +43,15 @@ from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.cid import digest_from_cid
 from fl_chain.protocol.partitioning import partition_bounds
-from fl_chain.protocol.secagg import RoundReveal, RoundSecrets, make_reveal, make_setup, masked_update, open_boxes
+from fl_chain.protocol.secagg import (
+    RoundReveal,
+    RoundSecrets,
+    make_reveal,
+    make_setup,
+    masked_units,
+    masked_update,
+    open_boxes,
+)
 
 if TYPE_CHECKING:
     from fl_chain.node.runtime import Node, Step
@@ -220,19 +230,23 @@ class SecureRounds:
         for member, reason in blobs.unusable().items():
             self._warn_once(round_, f"leaving out {member}: {reason}")
         weight = min(int(samples), self.params.max_samples)
-        change = np.asarray(update, dtype=np.float64) - np.asarray(base, dtype=np.float64)
-        change = np.nan_to_num(change, nan=0.0, posinf=self.params.clip, neginf=-self.params.clip)
+        masks = {m: s.mask_public for m, s in setups.items()}
         with node.observers.phase(node.task_id, round_, Phase.PUBLISH_UPDATE):
-            masked = masked_update(
-                self.context(round_),
-                self.me,
-                change,
-                weight,
-                secrets,
-                {m: s.mask_public for m, s in setups.items()},
-                clip=self.params.clip,
-                frac_bits=self.params.frac_bits,
-            )
+            if self.params.dp is not None:
+                masked = self._dp_masked(round_, update, base, secrets, masks)
+            else:
+                change = np.asarray(update, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+                change = np.nan_to_num(change, nan=0.0, posinf=self.params.clip, neginf=-self.params.clip)
+                masked = masked_update(
+                    self.context(round_),
+                    self.me,
+                    change,
+                    weight,
+                    secrets,
+                    masks,
+                    clip=self.params.clip,
+                    frac_bits=self.params.frac_bits,
+                )
             digest, _ = publish_vector(
                 node.storage,
                 masked,
@@ -243,6 +257,22 @@ class SecureRounds:
                 contributor=node.address,
             )
         return node._commit_update(round_, digest, weight, progress)
+
+    def _dp_masked(
+        self, round_: int, update: np.ndarray, base: np.ndarray, secrets: RoundSecrets, masks: dict[str, bytes]
+    ) -> np.ndarray:
+        """DP-FedAvg under secure aggregation: the change (already clipped to C by the node) on the
+        mechanism's grid, plus this contributor's secret noise share, masked."""
+        dp = self.params.dp
+        assert dp is not None
+        units = dp.quantize(np.asarray(update, dtype=np.float32), np.asarray(base, dtype=np.float32))
+        if units is None:  # cannot happen after clip_update; a zero change is the safe fallback
+            units = np.zeros(base.size, dtype=np.int64)
+        if dp.noisy:
+            # A fresh secret key per update: nobody, the aggregators included, can recompute this share.
+            key = os.urandom(32)
+            units = units + contributor_noise_units(key, 0, base.size, contributors=self.params.noise_shares)
+        return masked_units(self.context(round_), self.me, units, secrets, masks)
 
     # -- unmask phase ---------------------------------------------------------------------------
 

@@ -370,6 +370,28 @@ def masked_update(
     )
 
 
+def masked_units(
+    context: RoundContext,
+    member: str,
+    units: np.ndarray,
+    secrets_: RoundSecrets,
+    key_set_masks: Mapping[str, bytes],
+) -> Ring:
+    """A contributor's whole masked update of integer ``units`` (int64, two's complement in the ring):
+    with differential privacy, its quantized clipped change plus its secret noise share
+    (``fl_chain.privacy.dp``), masked like :func:`masked_update`."""
+    member = member.lower()
+    encoded = np.ascontiguousarray(units, dtype=np.int64).view(np.uint64)
+    seeds = {
+        peer.lower(): pairwise_mask_seed(secrets_.mask_key, public, context)
+        for peer, public in key_set_masks.items()
+        if peer.lower() != member
+    }
+    return mask_update(
+        encoded, offset=0, member=member, self_seed=secrets_.self_seed, pairwise_seeds=seeds, context=context
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # An aggregator's side
 # ------------------------------------------------------------------------------------------------

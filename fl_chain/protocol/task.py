@@ -369,10 +369,10 @@ class TaskSpec:
                     "privacy.dp_clip_norm on each partition instead"
                 )
         self._validate_secure_aggregation(origin, secure)
-        if secure and self.differential_privacy:
+        if secure and self.differential_privacy and "secagg_clip" in q:
             raise ConfigError(
-                f"{origin}: differential privacy together with privacy.secure_aggregation is not implemented yet "
-                "(contributor-side noise): use one of the two"
+                f"{origin}: remove privacy.secagg_clip: with differential privacy each contributor clips its whole "
+                "change to privacy.dp_clip_norm instead"
             )
         if secure and "secagg_threshold" not in q:
             raise ConfigError(

@@ -22,6 +22,7 @@ from fl_chain.exchange.secure import SecureParams
 from fl_chain.exchange.updates import RoundUpdates
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node
+from fl_chain.privacy.dp import clip_update
 from fl_chain.privacy.fixed_point import quantization_bound
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.cid import digest_from_cid
@@ -230,6 +231,49 @@ def test_attack_a_withheld_setup_fails_its_round_by_deadline_and_the_next_round_
     assert failed.contributors == 0
     for round_ in (0, 2, 3):
         check_round(spec, coordinator, task_id, round_, nodes, recorders, {node.address for node in nodes})
+
+
+def test_secure_rounds_with_differential_privacy_add_the_contributors_secret_noise_and_the_audit_agrees(
+    tmp_path: Path,
+) -> None:
+    # Prepare: DP-FedAvg (z = 0.5, C = 1) under secure aggregation; noise shares of variance 1024^2 / 3
+    spec = TaskSpec.from_dict(
+        {
+            **{k: v for k, v in secure_spec().__dict__.items() if k in ("protocol", "model", "dataset", "training")},
+            "privacy": {
+                "secure_aggregation": True,
+                "secagg_threshold": 2,
+                "dp_noise_multiplier": 0.5,
+                "dp_clip_norm": 1.0,
+                "dp_delta": 1e-5,
+            },
+        }
+    )
+    params = SecureParams.of(spec)
+    assert params.dp is not None and params.noise_shares == 3
+
+    # Execute
+    coordinator, task_id, nodes, recorders, status = run(spec, tmp_path)
+
+    # Assert: every round is the unweighted mean of the clipped, quantized changes plus noise of (at
+    # least) the accountant's standard deviation; nobody can subtract it, and the audit gets the same bytes.
+    assert status == TaskStatus.COMPLETED
+    grid = params.dp.grid
+    for round_ in range(3):
+        actual = fetch_global(nodes[0].storage, coordinator, task_id, round_, timeout=5).astype(np.float64)
+        base = recorders[0].trained[round_][0]
+        units = [params.dp.quantize(clip_update(r.trained[round_][1], base, params.dp), base) for r in recorders]
+        without_noise = base.astype(np.float64) + np.sum(units, axis=0) * grid / NODES
+        noise_std = np.sqrt(NODES / params.noise_shares) * 1024 * grid / NODES  # of the released mean
+        residual = actual - without_noise
+        assert np.max(np.abs(residual)) <= 8 * noise_std
+        assert 0.8 * noise_std <= np.std(residual) <= 1.2 * noise_std
+        audit = audit_round(
+            nodes[0].storage, coordinator, task_id, round_, initial=nodes[0].trainer.initial_vector(), timeout=5,
+            secure=params,
+        )  # fmt: skip
+        assert audit.ok
+    assert spec.epsilon_after(3) is not None and spec.epsilon_after(3) < float("inf")
 
 
 class Crash(Exception):

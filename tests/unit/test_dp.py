@@ -228,7 +228,11 @@ def test_privacy_options_are_in_the_manifest_and_caps_rounds_by_the_budget() -> 
         ({"secure_aggregation": True}, {"name": "median"}, "cannot run strategy median"),
         ({"secure_aggregation": True}, {"norm_bound": 5.0}, "cannot measure a masked update"),
         ({"secure_aggregation": True}, {}, "needs privacy.secagg_threshold"),
-        ({**DP, "secure_aggregation": True, "secagg_threshold": 2}, {}, "not implemented yet"),
+        (
+            {**DP, "secure_aggregation": True, "secagg_threshold": 2, "secagg_clip": 2.0},
+            {},
+            "remove privacy.secagg_clip",
+        ),
         ({**DP, "dp_noise_multiplier": 0.2, "dp_epsilon_budget": 0.5}, {}, "does not afford one round"),
     ],
 )
@@ -252,9 +256,9 @@ def test_task_create_and_simulate_refuse_bad_privacy_options_in_one_line(tmp_pat
     rpc = ("--rpc", "http://127.0.0.1:9", "--key", str(key))  # refused before any chain access
     write_task_file(tmp_path / "median.toml", protocol=PROTOCOL, strategy={"name": "median"}, privacy=DP)
     assert_one_line_error(run_cli("task", "create", *rpc, "median.toml", cwd=tmp_path), "needs strategy fedavg")
-    secure_dp = {**DP, "secure_aggregation": True, "secagg_threshold": 2}
+    secure_dp = {**DP, "secure_aggregation": True, "secagg_threshold": 2, "secagg_clip": 2.0}
     write_task_file(tmp_path / "secure.toml", protocol=PROTOCOL, privacy=secure_dp)
-    assert_one_line_error(run_cli("task", "create", *rpc, "secure.toml", cwd=tmp_path), "not implemented yet")
+    assert_one_line_error(run_cli("task", "create", *rpc, "secure.toml", cwd=tmp_path), "remove privacy.secagg_clip")
     write_task_file(tmp_path / "broke.toml", protocol=PROTOCOL, privacy={**DP, "dp_epsilon_budget": 0.01})
     assert_one_line_error(run_cli("task", "create", *rpc, "broke.toml", cwd=tmp_path), "does not afford one round")
 

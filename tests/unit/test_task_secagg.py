@@ -1,7 +1,7 @@
 """[privacy] secure-aggregation options: validation, and the chain config createSecureTask receives.
 
-Every option is checked with a one-line error (median, trimmed mean, a norm bound and, for now,
-differential privacy cannot run with secure aggregation), and ``chain_config`` shows what ``task
+Every option is checked with a one-line error (median, trimmed mean and a norm bound cannot run
+with secure aggregation; with DP the clip is dp_clip_norm, not secagg_clip), and ``chain_config`` shows what ``task
 create`` sends to ``createSecureTask``.
 """
 
@@ -55,12 +55,13 @@ def _spec(privacy: dict[str, object], *, validate: bool = True, max_colluders: i
             {
                 "secure_aggregation": True,
                 "secagg_threshold": 3,
+                "secagg_clip": 2.0,
                 "dp_noise_multiplier": 1.0,
                 "dp_clip_norm": 1.0,
                 "dp_delta": 1e-5,
             },
             1,
-            "together with privacy.secure_aggregation is not implemented yet",
+            "remove privacy.secagg_clip",
         ),
     ],
 )

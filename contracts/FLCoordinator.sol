@@ -25,6 +25,22 @@ pragma solidity 0.8.28;
 ///   after fallbackDeadline an unfinished round fails on `advance` and the next round starts.
 /// A round number is never reused: a retry is a new round started from the last final model.
 ///
+/// Secure aggregation (tasks created with `createSecureTask`: SecAgg+, Bell et al. 2020, fitted to
+/// partitions) adds two phases and changes who may commit an update:
+///   Shares      [start, sharesDeadline)       joined members commit the digest of their setup blob
+///                                             (per-round mask public key and encrypted Shamir shares,
+///                                             threshold t); ends early when every joined member did.
+///               The members that did form the key set U1; fewer than `minContributors` fail the round.
+///   Update      [U1 freeze, updateDeadline)   only U1 members commit (masked) updates; ends early
+///                                             when every U1 member still joined did. The set U2 freezes.
+///   Unmask      [U2 freeze, +unmaskDuration)  check window: contributors report updates they cannot
+///                                             fetch (a strict contributor majority excludes one, which
+///                                             is then treated as dropped);
+///               [.., unmaskDeadline)          reveal window: non-excluded contributors commit the
+///                                             digest of their reveal blob; ends early when all did.
+///               The revealers form U3; fewer than t fail the round (`TooFewReveals`).
+///   Aggregation and Fallback as above, with no exclusion any more: the unmasking shares are public.
+///
 /// Trust model. Admitted members may collude. In a round with n contributors of whom f collude:
 ///  - a partition finalizes in the assigned phase only with q of its r assigned aggregators, drawn
 ///    by a keyed pseudo-random permutation of the contributors whose key nobody knows at freeze;
@@ -56,6 +72,13 @@ contract FLCoordinator {
         bool openAdmission; // anyone may join, not only accounts admitted by the operator
     }
 
+    /// @notice Secure-aggregation parameters of a task created with `createSecureTask`.
+    struct SecureAggregationConfig {
+        uint32 threshold; // t: Shamir threshold; a round needs t revealers (2 <= t <= minContributors)
+        uint32 sharesDuration; // seconds for the shares (setup) phase
+        uint32 unmaskDuration; // seconds for the check window and again for the reveal window
+    }
+
     /// @dev `TaskConfig` as stored: everything an update or aggregate commit reads in one slot.
     struct StoredConfig {
         bytes32 manifestDigest;
@@ -68,7 +91,11 @@ contract FLCoordinator {
         uint64 maxSamples;
         bool openAdmission;
         uint32 rounds;
+        bool secureAggregation; // last byte of the update phase's slot: read at no extra cost
         uint32 maxParticipants;
+        uint32 secaggThreshold; // 0 without secure aggregation
+        uint32 sharesDuration;
+        uint32 unmaskDuration;
     }
 
     enum TaskStatus {
@@ -84,7 +111,9 @@ contract FLCoordinator {
         Update,
         Aggregation,
         Finalized,
-        Failed
+        Failed,
+        Shares, // secure aggregation: setups before the update phase
+        Unmask // secure aggregation: check and reveal windows after the update phase
     }
 
     enum FailureReason {
@@ -92,7 +121,9 @@ contract FLCoordinator {
         TooFewContributors,
         AggregationTimedOut,
         TaskCancelled,
-        Disputed
+        Disputed,
+        TooFewSetups, // secure aggregation: fewer than minContributors committed a setup
+        TooFewReveals // secure aggregation: fewer than t contributors committed a reveal
     }
 
     struct TaskState {
@@ -116,8 +147,12 @@ contract FLCoordinator {
         uint32 updateRound; // round + 1 of the last update commit, 0 if none
         uint32 position; // index in `Task.participants` while joined
         uint64 samples; // sample count of the last update commit
+        uint32 setupRound; // secure aggregation: round + 1 of the last setup commit (U1 membership), 0 if none
+        uint32 revealRound; // secure aggregation: round + 1 of the last reveal commit (U3 membership), 0 if none
         string[] multiaddrs;
         bytes publicKey;
+        bytes32 setupDigest; // digest of the setup blob of round `setupRound - 1`
+        bytes32 revealDigest; // digest of the reveal blob of round `revealRound - 1`
     }
 
     /// @dev Vote state of one partition in the current round (one word), kept per task and partition
@@ -167,6 +202,12 @@ contract FLCoordinator {
         mapping(address contributor => uint256 reports) unavailableReports;
         mapping(address contributor => mapping(address reporter => bool)) hasReported;
         mapping(address contributor => bool) hasDisputed;
+        // Secure aggregation only (one slot, zero otherwise).
+        uint48 sharesDeadline; // the start time is sharesDeadline - sharesDuration
+        uint48 unmaskDeadline; // set when U2 freezes; the reveal window opens unmaskDuration before it
+        uint32 setups; // |U1|
+        uint32 setupDeparted; // U1 members removed from the task during the shares or update phase
+        uint32 reveals; // |U3|
     }
 
     /// @notice Everything a node needs about one round, returned by one call.
@@ -185,6 +226,22 @@ contract FLCoordinator {
         uint128 totalSamples;
         bytes32 seed;
         bytes32 assignmentKey; // zero while not drawn yet (call `drawAssignment`)
+        // Secure aggregation only (zero otherwise).
+        uint64 sharesDeadline;
+        uint64 revealStart; // check window ends, reveal window opens (zero until U2 freezes)
+        uint64 unmaskDeadline; // zero until U2 freezes
+        uint32 setups; // |U1|
+        uint32 reveals; // |U3|
+    }
+
+    /// @notice One member's secure-aggregation state in one round, returned by `getSecureMember`.
+    struct SecureMemberView {
+        bool inKeySet; // in U1: committed a setup in this round
+        bool contributed; // in U2: committed an update in this round
+        bool excluded; // its update was excluded (treated as dropped: its key shares are revealed)
+        bool revealed; // in U3: committed a reveal in this round
+        bytes32 setupDigest; // zero unless inKeySet
+        bytes32 revealDigest; // zero unless revealed
     }
 
     /// @notice A participant's registration, returned by `getParticipants`.
@@ -378,6 +435,49 @@ contract FLCoordinator {
     /// @param round The round.
     /// @param account The caller.
     error FLCoordinatorAlreadyDisputed(uint256 taskId, uint256 round, address account);
+    /// @dev The secure-aggregation threshold must satisfy 2 <= threshold <= minContributors.
+    /// @param threshold The rejected value.
+    /// @param minContributors The task's minimum contributors.
+    error FLCoordinatorInvalidThreshold(uint256 threshold, uint256 minContributors);
+    /// @dev The shares and unmask phases must last at least one second each.
+    /// @param sharesDuration The shares phase's seconds.
+    /// @param unmaskDuration The unmask phase's seconds (per window).
+    error FLCoordinatorInvalidSecureDurations(uint256 sharesDuration, uint256 unmaskDuration);
+    /// @dev A secure-aggregation task needs a 32-byte X25519 public key, not all zero.
+    /// @param length The given key's length.
+    error FLCoordinatorInvalidPublicKey(uint256 length);
+    /// @dev The call is only for tasks created with `createSecureTask`.
+    /// @param taskId The task.
+    error FLCoordinatorNotSecureTask(uint256 taskId);
+    /// @dev Setups are accepted only in the shares phase, before its deadline.
+    /// @param taskId The task.
+    /// @param round The round.
+    error FLCoordinatorSharesPhaseClosed(uint256 taskId, uint256 round);
+    /// @dev `account` already committed a setup in this round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The caller.
+    error FLCoordinatorSetupAlreadyCommitted(uint256 taskId, uint256 round, address account);
+    /// @dev `account` committed no setup in this round (it is not in the key set U1), so it cannot
+    /// commit a masked update.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The caller.
+    error FLCoordinatorNotInKeySet(uint256 taskId, uint256 round, address account);
+    /// @dev Reveals are accepted only in the reveal window of the unmask phase.
+    /// @param taskId The task.
+    /// @param round The round.
+    error FLCoordinatorRevealWindowClosed(uint256 taskId, uint256 round);
+    /// @dev `account` already committed a reveal in this round.
+    /// @param taskId The task.
+    /// @param round The round.
+    /// @param account The caller.
+    error FLCoordinatorRevealAlreadyCommitted(uint256 taskId, uint256 round, address account);
+    /// @dev With secure aggregation, unavailability is reported only in the check window of the unmask
+    /// phase: once reveals open, an exclusion would reveal both shares of one member.
+    /// @param taskId The task.
+    /// @param round The round.
+    error FLCoordinatorReportWindowClosed(uint256 taskId, uint256 round);
 
     // ---------------------------------------------------------------------------------------------
     // Events
@@ -399,9 +499,14 @@ contract FLCoordinator {
     event ParticipantRemoved(uint256 indexed taskId, address indexed account);
     /// @notice `account` replaced its IPFS peer addresses for `taskId`.
     event PeerUpdated(uint256 indexed taskId, address indexed account, string[] multiaddrs);
+    /// @notice The task was created with secure aggregation (emitted right after its `TaskCreated`).
+    event SecureAggregationConfigured(
+        uint256 indexed taskId, uint32 threshold, uint32 sharesDuration, uint32 unmaskDuration
+    );
     /// @notice The task started its first round.
     event TaskStarted(uint256 indexed taskId);
-    /// @notice A round began; updates are accepted until `updateDeadline`.
+    /// @notice A round began; updates are accepted until `updateDeadline` (with secure aggregation:
+    /// setups are accepted until this deadline, the shares deadline).
     event RoundStarted(uint256 indexed taskId, uint256 indexed round, bytes32 seed, uint64 updateDeadline);
     /// @notice `contributor` committed the update manifest `digest` trained on `samples` samples.
     event UpdateCommitted(
@@ -420,6 +525,32 @@ contract FLCoordinator {
         uint128 totalSamples,
         uint64 aggregationDeadline
     );
+    /// @notice Secure aggregation: `member` committed the digest of its setup blob; it is the
+    /// `index`-th member of the round's key set U1.
+    event SetupCommitted(
+        uint256 indexed taskId, uint256 indexed round, address indexed member, uint32 index, bytes32 digest
+    );
+    /// @notice Secure aggregation: the key set U1 froze with `setups` members; updates are accepted
+    /// from them until `updateDeadline`.
+    event SharesPhaseClosed(uint256 indexed taskId, uint256 indexed round, uint32 setups, uint64 updateDeadline);
+    /// @notice Secure aggregation: the contributor set U2 froze. Unavailable updates are reported
+    /// until `revealStart`, reveals are accepted from then until `unmaskDeadline`.
+    event UnmaskPhaseStarted(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        uint32 contributors,
+        uint128 totalSamples,
+        uint64 revealStart,
+        uint64 unmaskDeadline
+    );
+    /// @notice Secure aggregation: `member`, a non-excluded contributor, committed the digest of its
+    /// reveal blob; `reveals` contributors have revealed so far.
+    event RevealCommitted(
+        uint256 indexed taskId, uint256 indexed round, address indexed member, bytes32 digest, uint32 reveals
+    );
+    /// @notice Secure aggregation: the reveal set U3 froze with `reveals` members (at least t);
+    /// aggregation is open until `aggregationDeadline`.
+    event UnmaskPhaseClosed(uint256 indexed taskId, uint256 indexed round, uint32 reveals, uint64 aggregationDeadline);
     /// @notice The assignment of `round` is keyed by `key` (the freezing block's hash with the seed).
     event AssignmentDrawn(uint256 indexed taskId, uint256 indexed round, bytes32 key);
     /// @notice `aggregator` committed `digest` for `partition`; `isFallback` if it was not assigned.
@@ -470,6 +601,8 @@ contract FLCoordinator {
     uint256 public constant MAX_MULTIADDRS = 4;
     uint256 public constant MAX_MULTIADDR_LENGTH = 256;
     uint256 public constant MAX_PUBLIC_KEY_LENGTH = 64;
+    /// @notice Length of a member's public key in a secure-aggregation task (raw X25519).
+    uint256 public constant X25519_KEY_LENGTH = 32;
 
     address private _operator;
     address private _pendingOperator;
@@ -541,24 +674,32 @@ contract FLCoordinator {
     /// @return taskId The new task's id (ids start at 1).
     function createTask(TaskConfig calldata config) external onlyOperator returns (uint256 taskId) {
         _validateConfig(config);
-        taskId = ++_taskCount;
-        Task storage task = _tasks[taskId];
-        task.config = StoredConfig({
-            manifestDigest: config.manifestDigest,
-            partitions: config.partitions,
-            replication: config.replication,
-            quorum: config.quorum,
-            minContributors: config.minContributors,
-            updateDuration: config.updateDuration,
-            aggregationDuration: config.aggregationDuration,
-            maxSamples: config.maxSamples,
-            openAdmission: config.openAdmission,
-            rounds: config.rounds,
-            maxParticipants: config.maxParticipants
-        });
-        task.state.status = TaskStatus.Open;
-        task.state.creator = msg.sender;
-        emit TaskCreated(taskId, msg.sender, config);
+        taskId = _storeTask(config, SecureAggregationConfig(0, 0, 0));
+    }
+
+    /// @notice Creates a task with secure aggregation: each round runs a shares phase before the update
+    /// phase and an unmask phase after it (see the contract's NatSpec), and members join with a
+    /// 32-byte X25519 public key (the long-term key that encrypts their share boxes).
+    /// @dev Choose `threshold` above the number of colluding members the task must resist (a
+    /// coalition of `threshold` members can rebuild any member's mask key) and at most
+    /// `minContributors` (a round needs `threshold` revealers); docs/protocol.md has the rules.
+    /// @param config The task parameters; see `TaskConfig`.
+    /// @param secure The threshold and the durations of the two added phases.
+    /// @return taskId The new task's id.
+    function createSecureTask(TaskConfig calldata config, SecureAggregationConfig calldata secure)
+        external
+        onlyOperator
+        returns (uint256 taskId)
+    {
+        _validateConfig(config);
+        if (secure.threshold < 2 || secure.threshold > config.minContributors) {
+            revert FLCoordinatorInvalidThreshold(secure.threshold, config.minContributors);
+        }
+        if (secure.sharesDuration == 0 || secure.unmaskDuration == 0) {
+            revert FLCoordinatorInvalidSecureDurations(secure.sharesDuration, secure.unmaskDuration);
+        }
+        taskId = _storeTask(config, secure);
+        emit SecureAggregationConfigured(taskId, secure.threshold, secure.sharesDuration, secure.unmaskDuration);
     }
 
     /// @notice Starts the first round of `taskId` once enough participants joined.
@@ -588,7 +729,7 @@ contract FLCoordinator {
         if (status == TaskStatus.Running) {
             uint32 current = task.state.currentRound;
             Round storage round = _rounds[taskId][current];
-            if (round.status == RoundStatus.Update || round.status == RoundStatus.Aggregation) {
+            if (_inProgress(round.status)) {
                 round.status = RoundStatus.Failed;
                 round.failure = FailureReason.TaskCancelled;
                 emit RoundFailed(taskId, current, FailureReason.TaskCancelled);
@@ -604,7 +745,8 @@ contract FLCoordinator {
     /// @notice Joins `taskId` and registers this node's IPFS peer addresses.
     /// @param taskId The task to join (open or running).
     /// @param multiaddrs The node's IPFS multiaddrs (1 to MAX_MULTIADDRS, each at most MAX_MULTIADDR_LENGTH bytes).
-    /// @param publicKey Optional public key for key agreement (at most MAX_PUBLIC_KEY_LENGTH bytes).
+    /// @param publicKey Optional public key for key agreement (at most MAX_PUBLIC_KEY_LENGTH bytes); in a
+    /// secure-aggregation task required: the member's 32-byte X25519 public key (not all zero).
     function join(uint256 taskId, string[] calldata multiaddrs, bytes calldata publicKey) external {
         Task storage task = _task(taskId);
         TaskStatus status = task.state.status;
@@ -619,6 +761,9 @@ contract FLCoordinator {
         }
         _checkMultiaddrs(multiaddrs);
         if (publicKey.length > MAX_PUBLIC_KEY_LENGTH) revert FLCoordinatorPublicKeyTooLong(publicKey.length);
+        if (task.config.secureAggregation && (publicKey.length != X25519_KEY_LENGTH || bytes32(publicKey) == 0)) {
+            revert FLCoordinatorInvalidPublicKey(publicKey.length);
+        }
         participant.joined = true;
         participant.position = uint32(task.participants.length);
         participant.multiaddrs = multiaddrs;
@@ -664,9 +809,17 @@ contract FLCoordinator {
         if (task.state.status != TaskStatus.Running) return;
         uint32 current = task.state.currentRound;
         Round storage r = _rounds[taskId][current];
+        bool inKeySet = participant.setupRound == current + 1;
+        if (r.status == RoundStatus.Shares) {
+            // Its setup (if any) stays: it is in the key set, and dropped if it never contributes.
+            if (inKeySet) r.setupDeparted += 1;
+            if (r.setups > 0 && _everyoneSetUp(task, r)) _closeShares(taskId, task, current, r);
+            return;
+        }
         if (r.status != RoundStatus.Update) return;
         // Its update (if any) stays in the round; the phase no longer waits for it otherwise.
         if (participant.updateRound == current + 1) r.departed += 1;
+        if (inKeySet) r.setupDeparted += 1;
         if (r.contributors > 0 && _everyoneCommitted(task, r)) _freeze(taskId, task, current, r);
     }
 
@@ -679,6 +832,8 @@ contract FLCoordinator {
     /// @param round Must be the current round (guards against a commit landing in a later round).
     /// @param digest sha2-256 digest of the update manifest CID.
     /// @param samples Number of local training samples (the FedAvg weight), at most the task's `maxSamples`.
+    /// @dev With secure aggregation only members of the round's key set U1 (a setup committed in its
+    /// shares phase) commit, and the digest is that of the masked update's manifest.
     function commitUpdate(uint256 taskId, uint256 round, bytes32 digest, uint64 samples) external {
         Task storage task = _runningTask(taskId);
         Round storage r = _currentRound(taskId, task, round);
@@ -688,6 +843,9 @@ contract FLCoordinator {
         Participant storage participant = _joinedParticipant(taskId, msg.sender);
         _requireAdmitted(taskId, task);
         if (participant.updateRound == round + 1) revert FLCoordinatorUpdateAlreadyCommitted(taskId, round, msg.sender);
+        if (task.config.secureAggregation && participant.setupRound != round + 1) {
+            revert FLCoordinatorNotInKeySet(taskId, round, msg.sender);
+        }
         if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
         if (samples == 0) revert FLCoordinatorZeroSamples();
         if (samples > task.config.maxSamples) revert FLCoordinatorTooManySamples(samples, task.config.maxSamples);
@@ -704,17 +862,81 @@ contract FLCoordinator {
         if (_everyoneCommitted(task, r)) _freeze(taskId, task, round, r);
     }
 
+    /// @notice Secure aggregation: commits the digest of this member's setup blob for `round` (its
+    /// fresh mask public key and one share box per other member, in IPFS). Members that commit before
+    /// the shares deadline form the round's key set U1; only they may commit an update.
+    /// @dev The shares phase ends early once every joined member committed a setup.
+    /// @param taskId The running secure-aggregation task.
+    /// @param round The current round, in its shares phase.
+    /// @param digest sha2-256 digest of the setup blob CID.
+    function commitSetup(uint256 taskId, uint256 round, bytes32 digest) external {
+        Task storage task = _runningTask(taskId);
+        if (!task.config.secureAggregation) revert FLCoordinatorNotSecureTask(taskId);
+        Round storage r = _currentRound(taskId, task, round);
+        if (r.status != RoundStatus.Shares || block.timestamp >= r.sharesDeadline) {
+            revert FLCoordinatorSharesPhaseClosed(taskId, round);
+        }
+        Participant storage participant = _joinedParticipant(taskId, msg.sender);
+        _requireAdmitted(taskId, task);
+        if (participant.setupRound == round + 1) revert FLCoordinatorSetupAlreadyCommitted(taskId, round, msg.sender);
+        if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
+
+        uint32 index = r.setups;
+        participant.setupRound = uint32(round + 1);
+        participant.setupDigest = digest;
+        r.setups = index + 1;
+        emit SetupCommitted(taskId, round, msg.sender, index, digest);
+
+        if (_everyoneSetUp(task, r)) _closeShares(taskId, task, round, r);
+    }
+
+    /// @notice Secure aggregation: commits the digest of this contributor's reveal blob for `round`:
+    /// its shares of the self-mask seed of every non-excluded contributor and of the mask private
+    /// key of every other key-set member (dropped or excluded), never both for one member.
+    /// @dev Only in the reveal window (after the check window, so the excluded set is final) and only
+    /// by non-excluded contributors. The unmask phase ends early once all of them revealed.
+    /// @param taskId The running secure-aggregation task.
+    /// @param round The current round, in its reveal window.
+    /// @param digest sha2-256 digest of the reveal blob CID.
+    function commitReveal(uint256 taskId, uint256 round, bytes32 digest) external {
+        Task storage task = _runningTask(taskId);
+        if (!task.config.secureAggregation) revert FLCoordinatorNotSecureTask(taskId);
+        Round storage r = _currentRound(taskId, task, round);
+        uint256 deadline = r.unmaskDeadline;
+        if (
+            r.status != RoundStatus.Unmask || block.timestamp < deadline - task.config.unmaskDuration
+                || block.timestamp >= deadline
+        ) revert FLCoordinatorRevealWindowClosed(taskId, round);
+        Participant storage participant = _requireVoter(taskId, task, round, r);
+        if (participant.revealRound == round + 1) {
+            revert FLCoordinatorRevealAlreadyCommitted(taskId, round, msg.sender);
+        }
+        if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
+
+        uint32 reveals = r.reveals + 1;
+        participant.revealRound = uint32(round + 1);
+        participant.revealDigest = digest;
+        r.reveals = reveals;
+        emit RevealCommitted(taskId, round, msg.sender, digest, reveals);
+
+        if (reveals + r.excludedCount >= r.contributors) _closeUnmask(taskId, task, round, r);
+    }
+
     /// @notice Stores the assignment key of `round` once the freezing block's hash is readable.
     /// @dev Anyone may call it; it does nothing when the key is already stored. Nodes call it when
     /// `getRound` shows no key (on a chain that mines only on transactions, no later block exists
     /// until someone sends one). If the freezing block is older than 256 blocks its hash is gone;
     /// the key is then re-anchored to the current block, whose hash is read by a later call.
     /// @param taskId The running task.
+    /// With secure aggregation it is drawn in the unmask phase already (aggregators fetch their
+    /// masked slices in its check window).
     /// @param round The current round, whose contributor set is frozen.
     function drawAssignment(uint256 taskId, uint256 round) external {
         Task storage task = _runningTask(taskId);
         Round storage r = _currentRound(taskId, task, round);
-        if (r.status != RoundStatus.Aggregation) revert FLCoordinatorAggregationNotOpen(taskId, round);
+        if (r.status != RoundStatus.Aggregation && r.status != RoundStatus.Unmask) {
+            revert FLCoordinatorAggregationNotOpen(taskId, round);
+        }
         _drawAssignment(taskId, round, r);
     }
 
@@ -766,13 +988,25 @@ contract FLCoordinator {
     /// the remaining contributors are fewer than `minContributors`, the round fails.
     /// @dev Only in the fallback phase (the assigned phase gives a slow peer time to serve its update),
     /// and only by non-excluded contributors of the round: fewer than half of them cannot exclude anyone.
+    /// With secure aggregation only in the check window of the unmask phase instead: an excluded
+    /// contributor is treated as dropped (its key shares are revealed), which must be decided before
+    /// any self-mask share of it is revealed.
     /// @param taskId The running task.
-    /// @param round The current round, in its fallback phase.
+    /// @param round The current round, in its fallback phase (secure aggregation: its check window).
     /// @param contributor A contributor of `round` other than the caller.
     function reportUnavailable(uint256 taskId, uint256 round, address contributor) external {
         Task storage task = _runningTask(taskId);
-        Round storage r = _aggregationRound(taskId, task, round);
-        if (block.timestamp < r.aggregationDeadline) revert FLCoordinatorReportTooEarly(taskId, round);
+        Round storage r = _currentRound(taskId, task, round);
+        if (r.status == RoundStatus.Unmask) {
+            if (block.timestamp >= r.unmaskDeadline - task.config.unmaskDuration) {
+                revert FLCoordinatorReportWindowClosed(taskId, round);
+            }
+        } else {
+            if (r.status != RoundStatus.Aggregation) revert FLCoordinatorAggregationNotOpen(taskId, round);
+            if (block.timestamp >= _fallbackDeadline(task, r)) revert FLCoordinatorRoundExpired(taskId, round);
+            if (task.config.secureAggregation) revert FLCoordinatorReportWindowClosed(taskId, round);
+            if (block.timestamp < r.aggregationDeadline) revert FLCoordinatorReportTooEarly(taskId, round);
+        }
         _requireVoter(taskId, task, round, r);
         if (contributor == msg.sender) revert FLCoordinatorSelfReport(taskId, msg.sender);
         if (_participants[taskId][contributor].updateRound != round + 1) {
@@ -835,14 +1069,15 @@ contract FLCoordinator {
         }
         uint32 current = state.currentRound;
         Round storage now_ = _rounds[taskId][current];
-        if (now_.status == RoundStatus.Update || now_.status == RoundStatus.Aggregation) {
+        if (_inProgress(now_.status)) {
             _failRound(taskId, task, current, now_, FailureReason.Disputed);
         }
     }
 
     /// @notice Moves the current round past a deadline: freezes the contributor set after the
     /// update deadline, or fails an unfinished round after the fallback deadline and starts the
-    /// next one. Anyone may call it.
+    /// next one; with secure aggregation also freezes the key set after the shares deadline and the
+    /// reveal set after the unmask deadline (failing the round below the threshold). Anyone may call it.
     /// @param taskId The running task.
     function advance(uint256 taskId) external {
         Task storage task = _runningTask(taskId);
@@ -852,6 +1087,10 @@ contract FLCoordinator {
             _freeze(taskId, task, current, r);
         } else if (r.status == RoundStatus.Aggregation && block.timestamp >= _fallbackDeadline(task, r)) {
             _failRound(taskId, task, current, r, FailureReason.AggregationTimedOut);
+        } else if (r.status == RoundStatus.Shares && block.timestamp >= r.sharesDeadline) {
+            _closeShares(taskId, task, current, r);
+        } else if (r.status == RoundStatus.Unmask && block.timestamp >= r.unmaskDeadline) {
+            _closeUnmask(taskId, task, current, r);
         } else {
             revert FLCoordinatorNothingToAdvance(taskId, current);
         }
@@ -881,8 +1120,13 @@ contract FLCoordinator {
         return _admitted[account];
     }
 
-    /// @notice A task's configuration and state.
-    function getTask(uint256 taskId) external view returns (TaskConfig memory config, TaskState memory state) {
+    /// @notice A task's configuration and state, and its secure-aggregation parameters (all zero
+    /// without secure aggregation).
+    function getTask(uint256 taskId)
+        external
+        view
+        returns (TaskConfig memory config, TaskState memory state, SecureAggregationConfig memory secure)
+    {
         Task storage task = _task(taskId);
         StoredConfig storage c = task.config;
         config = TaskConfig({
@@ -899,6 +1143,7 @@ contract FLCoordinator {
             openAdmission: c.openAdmission
         });
         state = task.state;
+        secure = SecureAggregationConfig(c.secaggThreshold, c.sharesDuration, c.unmaskDuration);
     }
 
     /// @notice Up to `count` participants of `taskId` from position `start`, with their peer addresses.
@@ -929,11 +1174,14 @@ contract FLCoordinator {
     function getRound(uint256 taskId, uint256 round) external view returns (RoundView memory) {
         Task storage task = _task(taskId);
         Round storage r = _rounds[taskId][round];
+        uint64 startTime = task.config.secureAggregation
+            ? (r.sharesDeadline == 0 ? 0 : r.sharesDeadline - task.config.sharesDuration)
+            : (r.updateDeadline == 0 ? 0 : r.updateDeadline - task.config.updateDuration);
         return RoundView({
             round: uint32(round),
             status: r.status,
             failure: r.failure,
-            startTime: r.updateDeadline == 0 ? 0 : r.updateDeadline - task.config.updateDuration,
+            startTime: startTime,
             updateDeadline: r.updateDeadline,
             aggregationDeadline: r.aggregationDeadline,
             fallbackDeadline: _fallbackDeadline(task, r),
@@ -943,8 +1191,34 @@ contract FLCoordinator {
             disputes: r.disputes,
             totalSamples: r.totalSamples,
             seed: r.seed,
-            assignmentKey: _readKey(r)
+            assignmentKey: _readKey(r),
+            sharesDeadline: r.sharesDeadline,
+            revealStart: r.unmaskDeadline == 0 ? 0 : r.unmaskDeadline - task.config.unmaskDuration,
+            unmaskDeadline: r.unmaskDeadline,
+            setups: r.setups,
+            reveals: r.reveals
         });
+    }
+
+    /// @notice `account`'s secure-aggregation state in `round`: key set (U1), contributor (U2),
+    /// excluded, revealer (U3), and its setup and reveal digests.
+    /// @dev Answers for the account's latest round only (a later setup, update or reveal overwrites
+    /// it, as for `isAssigned`); earlier rounds are in the `SetupCommitted`, `UpdateCommitted`,
+    /// `ContributionExcluded` and `RevealCommitted` events.
+    function getSecureMember(uint256 taskId, uint256 round, address account)
+        external
+        view
+        returns (SecureMemberView memory member)
+    {
+        _task(taskId);
+        Participant storage p = _participants[taskId][account];
+        uint256 tag = round + 1;
+        member.inKeySet = p.setupRound == tag;
+        member.contributed = p.updateRound == tag;
+        member.excluded = member.contributed && _rounds[taskId][round].isExcluded[account];
+        member.revealed = p.revealRound == tag;
+        if (member.inKeySet) member.setupDigest = p.setupDigest;
+        if (member.revealed) member.revealDigest = p.revealDigest;
     }
 
     /// @notice The final digest of every partition of `round` (zero where not final yet).
@@ -1084,6 +1358,35 @@ contract FLCoordinator {
         if (c.rounds == 0) revert FLCoordinatorInvalidRounds(c.rounds);
     }
 
+    /// @dev Stores a validated task (secure aggregation on when `secure.threshold` is non-zero).
+    function _storeTask(TaskConfig calldata config, SecureAggregationConfig memory secure)
+        private
+        returns (uint256 taskId)
+    {
+        taskId = ++_taskCount;
+        Task storage task = _tasks[taskId];
+        task.config = StoredConfig({
+            manifestDigest: config.manifestDigest,
+            partitions: config.partitions,
+            replication: config.replication,
+            quorum: config.quorum,
+            minContributors: config.minContributors,
+            updateDuration: config.updateDuration,
+            aggregationDuration: config.aggregationDuration,
+            maxSamples: config.maxSamples,
+            openAdmission: config.openAdmission,
+            rounds: config.rounds,
+            secureAggregation: secure.threshold != 0,
+            maxParticipants: config.maxParticipants,
+            secaggThreshold: secure.threshold,
+            sharesDuration: secure.sharesDuration,
+            unmaskDuration: secure.unmaskDuration
+        });
+        task.state.status = TaskStatus.Open;
+        task.state.creator = msg.sender;
+        emit TaskCreated(taskId, msg.sender, config);
+    }
+
     function _checkMultiaddrs(string[] calldata multiaddrs) private pure {
         if (multiaddrs.length == 0 || multiaddrs.length > MAX_MULTIADDRS) {
             revert FLCoordinatorInvalidMultiaddrs(multiaddrs.length);
@@ -1148,9 +1451,22 @@ contract FLCoordinator {
         return 2 * votes > contributors;
     }
 
-    /// @dev Every participant still joined committed an update to `r`.
+    /// @dev Every participant still joined committed an update to `r` (with secure aggregation:
+    /// every key-set member still joined).
     function _everyoneCommitted(Task storage task, Round storage r) private view returns (bool) {
+        if (task.config.secureAggregation) return r.contributors - r.departed >= r.setups - r.setupDeparted;
         return r.contributors - r.departed >= task.state.participantCount;
+    }
+
+    /// @dev Every participant still joined committed a setup to `r`.
+    function _everyoneSetUp(Task storage task, Round storage r) private view returns (bool) {
+        return r.setups - r.setupDeparted >= task.state.participantCount;
+    }
+
+    /// @dev A round that has not ended (finalized or failed) yet.
+    function _inProgress(RoundStatus status) private pure returns (bool) {
+        return status == RoundStatus.Update || status == RoundStatus.Aggregation || status == RoundStatus.Shares
+            || status == RoundStatus.Unmask;
     }
 
     function _fallbackDeadline(Task storage task, Round storage r) private view returns (uint48) {
@@ -1203,6 +1519,14 @@ contract FLCoordinator {
         task.state.currentRound = round;
         Round storage r = _rounds[taskId][round];
         bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), block.chainid, address(this), taskId, round));
+        if (task.config.secureAggregation) {
+            uint48 sharesDeadline = uint48(block.timestamp) + task.config.sharesDuration;
+            r.status = RoundStatus.Shares;
+            r.sharesDeadline = sharesDeadline;
+            r.seed = seed;
+            emit RoundStarted(taskId, round, seed, sharesDeadline);
+            return;
+        }
         uint48 deadline = uint48(block.timestamp) + task.config.updateDuration;
         r.status = RoundStatus.Update;
         r.updateDeadline = deadline;
@@ -1216,6 +1540,10 @@ contract FLCoordinator {
             _failRound(taskId, task, round, r, FailureReason.TooFewContributors);
             return;
         }
+        if (task.config.secureAggregation) {
+            _startUnmask(taskId, task, round, r, n);
+            return;
+        }
         // The assignment key is this block's hash, which no transaction in this block can read: it
         // is known only once the block is sealed, after the contributor set is fixed.
         uint48 aggregationDeadline = uint48(block.timestamp) + task.config.aggregationDuration;
@@ -1223,6 +1551,49 @@ contract FLCoordinator {
         r.freezeBlock = uint48(block.number);
         r.aggregationDeadline = aggregationDeadline;
         emit UpdatePhaseClosed(taskId, round, n, r.totalSamples, aggregationDeadline);
+    }
+
+    /// @dev Secure aggregation: the key set U1 is final; the update phase opens for its members.
+    function _closeShares(uint256 taskId, Task storage task, uint256 round, Round storage r) private {
+        uint32 setups = r.setups;
+        // Contributors come from U1 only, so fewer setups than minContributors cannot give a round.
+        if (setups < task.config.minContributors) {
+            _failRound(taskId, task, round, r, FailureReason.TooFewSetups);
+            return;
+        }
+        uint48 updateDeadline = uint48(block.timestamp) + task.config.updateDuration;
+        r.status = RoundStatus.Update;
+        r.updateDeadline = updateDeadline;
+        emit SharesPhaseClosed(taskId, round, setups, updateDeadline);
+    }
+
+    /// @dev Secure aggregation: the contributor set U2 (`n` members) is frozen; the unmask phase opens.
+    /// The assignment key is the freezing block's hash, as without secure aggregation. The
+    /// aggregation deadline is set to the latest it can be (so the round reads as frozen);
+    /// `_closeUnmask` moves it to the end of the unmask phase plus `aggregationDuration`.
+    function _startUnmask(uint256 taskId, Task storage task, uint256 round, Round storage r, uint32 n) private {
+        uint32 window = task.config.unmaskDuration;
+        uint48 revealStart = uint48(block.timestamp) + window;
+        uint48 unmaskDeadline = revealStart + window;
+        r.status = RoundStatus.Unmask;
+        r.freezeBlock = uint48(block.number);
+        r.unmaskDeadline = unmaskDeadline;
+        r.aggregationDeadline = unmaskDeadline + task.config.aggregationDuration;
+        emit UnmaskPhaseStarted(taskId, round, n, r.totalSamples, revealStart, unmaskDeadline);
+    }
+
+    /// @dev Secure aggregation: the reveal set U3 is final. Fewer than t revealers cannot rebuild the
+    /// masks: the round fails and the next starts; otherwise aggregation opens.
+    function _closeUnmask(uint256 taskId, Task storage task, uint256 round, Round storage r) private {
+        uint32 reveals = r.reveals;
+        if (reveals < task.config.secaggThreshold) {
+            _failRound(taskId, task, round, r, FailureReason.TooFewReveals);
+            return;
+        }
+        uint48 aggregationDeadline = uint48(block.timestamp) + task.config.aggregationDuration;
+        r.status = RoundStatus.Aggregation;
+        r.aggregationDeadline = aggregationDeadline;
+        emit UnmaskPhaseClosed(taskId, round, reveals, aggregationDeadline);
     }
 
     function _failRound(uint256 taskId, Task storage task, uint256 round, Round storage r, FailureReason reason)

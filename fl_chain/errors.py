@@ -28,6 +28,7 @@
     │   ├── InvalidPublicKeyError     an X25519 public key of the wrong size, or of low order
     │   ├── InvalidShareError         a secret share that does not decrypt, parse or agree with the others
     │   └── NotEnoughSharesError      fewer distinct shares than the threshold: the secret stays hidden
+    ├── ExportCheckError              an exported model, loaded back, predicts unlike the torch model it came from
     ├── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
     └── NodeStopError                 a node process ignored SIGTERM and had to be killed
 
@@ -166,6 +167,10 @@ class InvalidShareError(PrivacyError):
 
 class NotEnoughSharesError(PrivacyError):
     """Fewer distinct shares than the threshold: the secret cannot be reconstructed."""
+
+
+class ExportCheckError(FLChainError):
+    """An exported model file, loaded back, does not predict what the torch model it was written from predicts."""
 
 
 class FederationStalledError(FLChainError):

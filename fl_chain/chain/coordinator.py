@@ -15,7 +15,7 @@ from fl_chain.chain.artifacts import Artifact, load_artifact
 from fl_chain.chain.client import ChainClient, RevertDecoder
 from fl_chain.chain.views import ViewFunctions
 from fl_chain.errors import ConfigError, ContractNotFoundError, ContractRevertError
-from fl_chain.protocol.task import TaskConfig
+from fl_chain.protocol.task import SecureAggregationConfig, TaskConfig
 
 ZERO_DIGEST = b"\x00" * 32
 #: Participants read per ``getParticipants`` call (each costs ~25k gas of the call's budget).
@@ -36,6 +36,10 @@ class RoundStatus(IntEnum):
     AGGREGATION = 2
     FINALIZED = 3
     FAILED = 4
+    #: Secure aggregation: setups (the key set U1) before the update phase.
+    SHARES = 5
+    #: Secure aggregation: check window (exclusions) then reveal window, after the update phase.
+    UNMASK = 6
 
 
 class FailureReason(IntEnum):
@@ -44,6 +48,10 @@ class FailureReason(IntEnum):
     AGGREGATION_TIMED_OUT = 2
     TASK_CANCELLED = 3
     DISPUTED = 4
+    #: Secure aggregation: fewer than ``min_contributors`` members committed a setup.
+    TOO_FEW_SETUPS = 5
+    #: Secure aggregation: fewer than the threshold t of contributors committed a reveal.
+    TOO_FEW_REVEALS = 6
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,24 @@ class RoundInfo:
     seed: bytes
     #: Keys the aggregator assignment; ``None`` until the freezing block's hash is readable.
     assignment_key: bytes | None
+    #: Secure aggregation only (0 otherwise): the shares deadline.
+    shares_deadline: int = 0
+    #: Secure aggregation only: the check window ends and the reveal window opens (0 until U2 froze).
+    reveal_start: int = 0
+    #: Secure aggregation only: the reveal window ends (0 until U2 froze).
+    unmask_deadline: int = 0
+    #: Secure aggregation only: members of the key set U1 (setups committed).
+    setups: int = 0
+    #: Secure aggregation only: members of the reveal set U3 (reveals committed).
+    reveals: int = 0
 
     @property
     def frozen(self) -> bool:
-        """Whether the contributor set is frozen (aggregation has begun)."""
+        """Whether the contributor set is frozen (aggregation, or with secure aggregation unmasking, has begun).
+
+        With secure aggregation ``aggregation_deadline`` is the latest it can be while the round unmasks,
+        and the end of the unmask phase plus the aggregation duration once aggregation opened.
+        """
         return self.aggregation_deadline != 0
 
 
@@ -105,6 +127,46 @@ class UpdateCommit:
     digest: bytes
     samples: int
     block_number: int
+
+
+@dataclass(frozen=True)
+class SetupCommit:
+    """A ``SetupCommitted`` event: a key-set (U1) member's setup blob digest in one round."""
+
+    member: str
+    index: int
+    digest: bytes
+    block_number: int
+
+
+@dataclass(frozen=True)
+class RevealCommit:
+    """A ``RevealCommitted`` event: a contributor's reveal blob digest in one round (U3)."""
+
+    member: str
+    digest: bytes
+    #: Reveals of the round so far, this one included.
+    reveals: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class SecureMember:
+    """A member's secure-aggregation state in one round (``FLCoordinator.SecureMemberView``).
+
+    Read for the member's latest round only; earlier rounds come from events.
+    """
+
+    #: In the key set U1 (committed a setup).
+    in_key_set: bool
+    #: In the contributor set U2 (committed an update).
+    contributed: bool
+    #: Its update was excluded: treated as dropped (key shares revealed, not self-mask shares).
+    excluded: bool
+    #: In the reveal set U3 (committed a reveal).
+    revealed: bool
+    setup_digest: bytes | None
+    reveal_digest: bytes | None
 
 
 @dataclass(frozen=True)
@@ -197,8 +259,13 @@ class Coordinator:
         return self._transact(operator, "revoke", Web3.to_checksum_address(account))
 
     def create_task(self, operator: LocalAccount, config: TaskConfig) -> int:
-        """Create a task; returns its id."""
-        receipt = self._transact(operator, "createTask", config.as_tuple())
+        """Create a task (``createSecureTask`` when ``config.secure_aggregation`` is set); returns its id."""
+        if config.secure_aggregation is None:
+            receipt = self._transact(operator, "createTask", config.as_tuple())
+        else:
+            receipt = self._transact(
+                operator, "createSecureTask", config.as_tuple(), config.secure_aggregation.as_tuple()
+            )
         (event,) = self.contract.events.TaskCreated().process_receipt(receipt)
         return int(event["args"]["taskId"])
 
@@ -250,6 +317,14 @@ class Coordinator:
         """Report that ``contributor``'s update of ``round_`` could not be fetched (fallback phase only)."""
         return self._transact(account, "reportUnavailable", task_id, round_, Web3.to_checksum_address(contributor))
 
+    def commit_setup(self, account: LocalAccount, task_id: int, round_: int, digest: bytes) -> dict[str, Any]:
+        """Secure aggregation: commit the digest of this member's setup blob (shares phase)."""
+        return self._transact(account, "commitSetup", task_id, round_, digest)
+
+    def commit_reveal(self, account: LocalAccount, task_id: int, round_: int, digest: bytes) -> dict[str, Any]:
+        """Secure aggregation: commit the digest of this contributor's reveal blob (reveal window)."""
+        return self._transact(account, "commitReveal", task_id, round_, digest)
+
     def draw_assignment(self, account: LocalAccount, task_id: int, round_: int) -> dict[str, Any]:
         """Store the assignment key of a frozen round (a no-op once stored)."""
         return self._transact(account, "drawAssignment", task_id, round_)
@@ -287,7 +362,7 @@ class Coordinator:
 
     def get_task(self, task_id: int) -> tuple[TaskConfig, TaskState]:
         """A task's configuration and state."""
-        config, state = self._call("getTask", task_id)
+        config, state, secure = self._call("getTask", task_id)
         finalized = int(state[3])
         return (
             TaskConfig(
@@ -302,6 +377,9 @@ class Coordinator:
                 max_participants=int(config[8]),
                 max_samples=int(config[9]),
                 open_admission=bool(config[10]),
+                secure_aggregation=(
+                    SecureAggregationConfig(int(secure[0]), int(secure[1]), int(secure[2])) if int(secure[0]) else None
+                ),
             ),
             TaskState(
                 status=TaskStatus(state[0]),
@@ -342,6 +420,23 @@ class Coordinator:
             total_samples=int(v[11]),
             seed=bytes(v[12]),
             assignment_key=None if bytes(v[13]) == ZERO_DIGEST else bytes(v[13]),
+            shares_deadline=int(v[14]),
+            reveal_start=int(v[15]),
+            unmask_deadline=int(v[16]),
+            setups=int(v[17]),
+            reveals=int(v[18]),
+        )
+
+    def get_secure_member(self, task_id: int, round_: int, account: str) -> SecureMember:
+        """``account``'s secure-aggregation state in ``round_`` (its latest round only; else use events)."""
+        v = self._call("getSecureMember", task_id, round_, Web3.to_checksum_address(account))
+        return SecureMember(
+            in_key_set=bool(v[0]),
+            contributed=bool(v[1]),
+            excluded=bool(v[2]),
+            revealed=bool(v[3]),
+            setup_digest=None if bytes(v[4]) == ZERO_DIGEST else bytes(v[4]),
+            reveal_digest=None if bytes(v[5]) == ZERO_DIGEST else bytes(v[5]),
         )
 
     def get_final_digests(self, task_id: int, round_: int) -> list[bytes | None]:
@@ -430,6 +525,30 @@ class Coordinator:
                 return self.find_update_commits(task_id, round_)
             cached = self._frozen_commits[key] = self.find_update_commits(task_id, round_)
         return list(cached)
+
+    def find_setup_commits(self, task_id: int, round_: int) -> list[SetupCommit]:
+        """Secure aggregation: the key set U1 of ``round_`` with the setup digests, in commit order."""
+        return [
+            SetupCommit(
+                member=str(e["args"]["member"]),
+                index=int(e["args"]["index"]),
+                digest=bytes(e["args"]["digest"]),
+                block_number=int(e["blockNumber"]),
+            )
+            for e in self.find_events("SetupCommitted", taskId=task_id, round=round_)
+        ]
+
+    def find_reveal_commits(self, task_id: int, round_: int) -> list[RevealCommit]:
+        """Secure aggregation: the reveal set U3 of ``round_`` with the reveal digests, in commit order."""
+        return [
+            RevealCommit(
+                member=str(e["args"]["member"]),
+                digest=bytes(e["args"]["digest"]),
+                reveals=int(e["args"]["reveals"]),
+                block_number=int(e["blockNumber"]),
+            )
+            for e in self.find_events("RevealCommitted", taskId=task_id, round=round_)
+        ]
 
     def find_aggregate_commits(self, task_id: int, round_: int) -> list[AggregateCommit]:
         """Every aggregate commit of ``round_``, in chain order."""

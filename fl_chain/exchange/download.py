@@ -1,4 +1,4 @@
-"""``flchain model get``: fetch a round's global model from the participants' IPFS peers."""
+"""``flchain model get`` and ``model export``: fetch a round's global model from the participants' IPFS peers."""
 
 from __future__ import annotations
 
@@ -11,19 +11,27 @@ from fl_chain.chain.coordinator import Coordinator
 from fl_chain.errors import BlobNotFoundError, ConfigError
 from fl_chain.exchange.gather import final_digests, gather_partitions
 from fl_chain.exchange.peering import connect_to_participants
+from fl_chain.protocol.cid import cid_from_digest
+from fl_chain.protocol.unixfs import unixfs_digest
+from fl_chain.protocol.vector import vector_manifest
 from fl_chain.storage.kubo import KuboStorage
 
 
-def download_global_model(
+def fetch_global_model(
     coordinator: Coordinator,
     task_id: int,
     round_: int | None,
-    out: str | Path,
     *,
     ipfs_dir: str | Path | None = None,
     timeout: float = 60.0,
-) -> tuple[int, Path]:
-    """Fetch and verify every final partition of ``round_`` (default: latest) and save the vector."""
+) -> tuple[int, np.ndarray, str]:
+    """Fetch and verify every final partition of ``round_`` (default: latest).
+
+    Returns
+    -------
+    (round, vector, model_cid):
+        The round, its global model, and the CID of its model manifest (rebuilt from the final digests).
+    """
     _, state = coordinator.get_task(task_id)
     if round_ is None:
         if state.latest_finalized_round is None:
@@ -44,6 +52,23 @@ def download_global_model(
             raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None
         finally:
             storage.close()
+    manifest = vector_manifest(
+        [cid_from_digest(d) for d in digests], dimension=vector.size, task_id=task_id, round_=round_
+    )
+    return round_, vector, cid_from_digest(unixfs_digest(manifest.to_bytes()))
+
+
+def download_global_model(
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int | None,
+    out: str | Path,
+    *,
+    ipfs_dir: str | Path | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, Path]:
+    """Fetch and verify every final partition of ``round_`` (default: latest) and save the vector."""
+    round_, vector, _ = fetch_global_model(coordinator, task_id, round_, ipfs_dir=ipfs_dir, timeout=timeout)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vector)

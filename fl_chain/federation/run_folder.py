@@ -16,12 +16,45 @@ from typing import Any
 
 import numpy as np
 
+from fl_chain.errors import ConfigError
 from fl_chain.federation.records import RoundRecord
+from fl_chain.protocol.task import TaskSpec
+from fl_chain.training.global_model import GlobalModel
 
 
 def save_final_model(out: Path, final: np.ndarray) -> None:
     """``final-model.npy``: written as soon as the federation ends, before any comparison runs."""
     np.save(out / "final-model.npy", final)
+
+
+def read_final_model(out: str | Path) -> GlobalModel:
+    """The final model of a run folder with its task, round, model CID and the accuracy the run recorded.
+
+    Raises
+    ------
+    ConfigError
+        If the folder has no ``summary.json`` and ``final-model.npy`` of a finished simulation.
+    """
+    out = Path(out)
+    summary_path, model_path = out / "summary.json", out / "final-model.npy"
+    if not summary_path.is_file() or not model_path.is_file():
+        raise ConfigError(f"{out} is not a simulate run folder (no summary.json and final-model.npy)")
+    try:
+        summary = json.loads(summary_path.read_text())
+        finalized = [r for r in summary["rounds"] if r["status"] == "finalized"]
+        spec = TaskSpec.from_dict(summary["task"], origin=str(summary_path))
+        vector = np.load(model_path, allow_pickle=False)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ConfigError(f"cannot read the run folder {out}: {exc}") from None
+    last = finalized[-1] if finalized else {}
+    return GlobalModel(
+        spec=spec,
+        vector=vector,
+        task_id=summary.get("task_id"),
+        round=last.get("round"),
+        model_cid=last.get("global_model_cid"),
+        federation_accuracy=last.get("test_accuracy"),
+    )
 
 
 def write_run_folder(
@@ -77,4 +110,4 @@ def plot_accuracy(
     plt.close(figure)
 
 
-__all__ = ["plot_accuracy", "save_final_model", "write_metrics_csv", "write_run_folder"]
+__all__ = ["plot_accuracy", "read_final_model", "save_final_model", "write_metrics_csv", "write_run_folder"]

@@ -47,7 +47,10 @@ Example ``task.toml``::
     dp_clip_norm = 1.0         # C: each contributor clips its whole change to this L2 norm
     dp_delta = 1e-5            # epsilon is reported at this delta
     dp_epsilon_budget = 8.0    # optional: the task gets only the rounds this budget affords
-    secure_aggregation = false # true is refused for now (not implemented yet)
+    secure_aggregation = false # true is refused for now (not implemented yet); with true:
+    # secagg_threshold = 3       # t, required: 2 <= t <= min_contributors, t > security.max_colluders
+    # secagg_shares_duration = 60  # seconds of the shares phase (default: aggregation_duration)
+    # secagg_unmask_duration = 60  # seconds of each unmask window, check then reveal (default: aggregation_duration)
 """
 
 from __future__ import annotations
@@ -99,15 +102,49 @@ _PROTOCOL_DEFAULTS: dict[str, Any] = {
 }
 _SECURITY_DEFAULTS: dict[str, Any] = {"max_colluders": 1}
 #: Keys of [privacy]; the dp_ ones switch differential privacy on (all but the budget required then).
-_PRIVACY_KEYS = ("dp_noise_multiplier", "dp_clip_norm", "dp_delta", "dp_epsilon_budget", "secure_aggregation")
+_PRIVACY_KEYS = (
+    "dp_noise_multiplier",
+    "dp_clip_norm",
+    "dp_delta",
+    "dp_epsilon_budget",
+    "secure_aggregation",
+    "secagg_threshold",
+    "secagg_shares_duration",
+    "secagg_unmask_duration",
+)
+#: [privacy] keys that only a task with secure_aggregation = true may set.
+_SECAGG_KEYS = ("secagg_threshold", "secagg_shares_duration", "secagg_unmask_duration")
 _SECTIONS = ("protocol", "model", "dataset", "training", "strategy", "security", "privacy")
 #: Strategies that cannot run under differential privacy or on masked (secure-aggregation) data.
 _ORDER_STATISTICS = ("median", "trimmed_mean")
 
 
 @dataclass(frozen=True)
+class SecureAggregationConfig:
+    """Secure-aggregation parameters of a task (``FLCoordinator.SecureAggregationConfig``).
+
+    ``threshold`` is the Shamir threshold t (2 <= t <= min_contributors): a round needs t revealers,
+    and a coalition of t members can rebuild any member's masks. ``shares_duration`` is the shares
+    (setup) phase in seconds; ``unmask_duration`` is each of the unmask phase's two windows (check,
+    then reveal) in seconds.
+    """
+
+    threshold: int
+    shares_duration: int
+    unmask_duration: int
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """The ABI tuple for ``createSecureTask``."""
+        return (self.threshold, self.shares_duration, self.unmask_duration)
+
+
+@dataclass(frozen=True)
 class TaskConfig:
-    """Parameters of a task, fixed at creation (see ``FLCoordinator.TaskConfig``)."""
+    """Parameters of a task, fixed at creation (see ``FLCoordinator.TaskConfig``).
+
+    ``secure_aggregation`` is None for a task without secure aggregation (``createTask``), else its
+    parameters (the task is created with ``createSecureTask``).
+    """
 
     manifest_digest: bytes
     partitions: int
@@ -120,6 +157,7 @@ class TaskConfig:
     max_participants: int = 1000
     max_samples: int = 1_000_000
     open_admission: bool = False
+    secure_aggregation: SecureAggregationConfig | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for ``createTask``."""
@@ -321,11 +359,59 @@ class TaskSpec:
                     f"{origin}: remove strategy.norm_bound: with differential privacy every aggregator enforces "
                     "privacy.dp_clip_norm on each partition instead"
                 )
+        self._validate_secure_aggregation(origin, secure)
         if secure:
             raise ConfigError(
                 f"{origin}: privacy.secure_aggregation is not implemented yet: set it to false (updates are "
                 "visible to their aggregators)"
             )
+        if secure and "secagg_threshold" not in q:  # reached once the node side exists and the refusal goes
+            raise ConfigError(
+                f"{origin}: privacy.secure_aggregation needs privacy.secagg_threshold (t, the Shamir threshold: "
+                "2 <= t <= min_contributors and t > security.max_colluders)"
+            )
+
+    def _validate_secure_aggregation(self, origin: str, secure: bool) -> None:
+        """Check the secagg_ keys of [privacy]: only with secure_aggregation, t in range, positive durations.
+
+        The threshold t must satisfy 2 <= t <= min_contributors (a round needs t revealers among at
+        least min_contributors contributors; the contract enforces the same) and t > max_colluders (a
+        coalition of t members rebuilds any member's masks).
+        """
+        q = self.privacy
+        given = [k for k in _SECAGG_KEYS if k in q]
+        if not secure:
+            if given:
+                raise ConfigError(f"{origin}: privacy.{given[0]} needs privacy.secure_aggregation = true")
+            return
+        t = q.get("secagg_threshold", 2)
+        lowest = max(2, int(self.security["max_colluders"]) + 1)
+        top = self.protocol["min_contributors"]
+        if isinstance(t, bool) or not isinstance(t, int) or not lowest <= t <= top:
+            raise ConfigError(
+                f"{origin}: privacy.secagg_threshold must be an integer in [{lowest}, {top}] (at least 2 and above "
+                f"security.max_colluders, at most protocol.min_contributors), got {t!r}"
+            )
+        for key in ("secagg_shares_duration", "secagg_unmask_duration"):
+            value = q.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**32:
+                raise ConfigError(f"{origin}: privacy.{key} must be a positive integer (seconds), got {value!r}")
+
+    @property
+    def secure_aggregation(self) -> SecureAggregationConfig | None:
+        """The task's on-chain secure-aggregation parameters; None without secure aggregation.
+
+        The phase durations default to ``protocol.aggregation_duration``.
+        """
+        q = self.privacy
+        if not q.get("secure_aggregation", False):
+            return None
+        default = int(self.protocol["aggregation_duration"])
+        return SecureAggregationConfig(
+            threshold=int(q["secagg_threshold"]),
+            shares_duration=int(q.get("secagg_shares_duration", default)),
+            unmask_duration=int(q.get("secagg_unmask_duration", default)),
+        )
 
     def _validate_dataset(self, origin: str) -> None:
         """Check [dataset]: a known name, the shard keys, and the options that dataset accepts.
@@ -537,6 +623,7 @@ class TaskSpec:
             max_participants=p["max_participants"],
             max_samples=p["max_samples"],
             open_admission=p["open_admission"],
+            secure_aggregation=self.secure_aggregation,
         )
 
 

@@ -427,6 +427,9 @@ UNKNOWN_TASK_CALLS: dict[str, Callable[[Coordinator, list[LocalAccount]], Any]] 
     "disputeRound": lambda c, a: c.dispute_round(a[1], UNKNOWN_TASK, 0),
     "removeParticipant": lambda c, a: c.remove_participant(a[0], UNKNOWN_TASK, a[1].address),
     "advance": lambda c, a: c.advance(a[1], UNKNOWN_TASK),
+    "commitSetup": lambda c, a: c.commit_setup(a[1], UNKNOWN_TASK, 0, digest("s")),
+    "commitReveal": lambda c, a: c.commit_reveal(a[1], UNKNOWN_TASK, 0, digest("r")),
+    "getSecureMember": lambda c, a: c.get_secure_member(UNKNOWN_TASK, 0, a[1].address),
 }
 
 

@@ -39,6 +39,7 @@ def _args(name: str, task_id: int, members: list[str], coordinator: Coordinator)
         "getFinalDigests": [(task_id, 0), (task_id, 1)],
         "getParticipants": [(task_id, 0, 200), (task_id, 1, 1)],
         "getRound": [(task_id, 0), (task_id, 1)],
+        "getSecureMember": [(task_id, r, m) for r in (0, 1) for m in members],
         "getTask": [(task_id,)],
         "getVotes": [(task_id, 0, 0, digest), (task_id, 0, 1, b"\x00" * 32)],
         "hasJoined": [(task_id, members[0]), (task_id, "0x" + "00" * 19 + "01")],

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "exchange": 6,
     "node": 7,
     "federation": 8,
+    "serving": 8,
     "cli": 9,
     "__init__": 10,
 }

@@ -284,7 +284,7 @@ def process_run(nodes: int, rounds: int, timeout: float) -> dict[str, Any]:
 MEMORY_SHARE = 0.8
 
 
-def _peak_mib(rung: dict[str, Any]) -> float | None:
+def peak_mib(rung: dict[str, Any]) -> float | None:
     """The rung's memory: one process's peak RSS, or the node processes' and chain's summed PSS (a
     shared library's pages count once over all its sharers, as in the machine's memory)."""
     return rung.get("peak_rss_mib", rung.get("peak_total_pss_mib", rung.get("peak_total_rss_mib")))
@@ -292,7 +292,7 @@ def _peak_mib(rung: dict[str, Any]) -> float | None:
 
 def memory_bound_nodes(passed: list[dict[str, Any]], available_mib: float) -> int | None:
     """Nodes that ``MEMORY_SHARE`` of ``available_mib`` would hold, extrapolating the two largest passed rungs."""
-    measured = sorted((r["nodes"], _peak_mib(r)) for r in passed if _peak_mib(r))
+    measured = sorted((r["nodes"], peak_mib(r)) for r in passed if peak_mib(r))
     if len(measured) < 2 or math.isnan(available_mib):  # NaN: /proc/meminfo unreadable
         return None
     (n1, m1), (n2, m2) = measured[-2:]
@@ -306,8 +306,8 @@ def _ladder(kind: str, counts: list[int], run: Any, progress: Any) -> dict[str, 
     rungs: list[dict[str, Any]] = []
     for n in counts:
         previous = rungs[-1] if rungs else None
-        if previous is not None and _peak_mib(previous):
-            predicted = _peak_mib(previous) * n / previous["nodes"]  # type: ignore[operator]
+        if previous is not None and peak_mib(previous):
+            predicted = peak_mib(previous) * n / previous["nodes"]  # type: ignore[operator]
             available = _available_mib()
             if predicted > MEMORY_SHARE * available:
                 rungs.append(

@@ -138,6 +138,12 @@ def _simulate_args(args: argparse.Namespace, nodes: int) -> argparse.Namespace:
     )
 
 
+def _default_chain() -> str:
+    from fl_chain.federation.simulate import default_chain
+
+    return default_chain()
+
+
 def _run_simulation(simulate: Any, spec: Any, nodes: int, out: Path, chain: str = "auto") -> dict[str, Any]:
     """``run_simulation`` as ``flchain simulate`` calls it (its default chain unless ``chain``, memory storage)."""
     from fl_chain.federation.display import SimulationDisplay
@@ -209,6 +215,7 @@ def run_one(args: argparse.Namespace, nodes: int, out: Path) -> dict[str, Any]:
         "peak_rss_sampled_mib": sampler.peak_mib,
         "peak_rss_vmhwm_mib": _status_kib("VmHWM") / 1024,
         "peak_rss_ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "chain": args.chain if args.chain != "auto" else _default_chain(),
         "commit": _commit(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -230,7 +237,8 @@ def print_run(r: dict[str, Any]) -> None:
         f"+ rounds [{rounds}] s + teardown {r['teardown_seconds']:.1f} s"
     )
     print(
-        f"  peak RSS {r['peak_rss_ru_maxrss_mib']:.0f} MiB (ru_maxrss; VmHWM {r['peak_rss_vmhwm_mib']:.0f}, "
+        f"  peak RSS {r['peak_rss_vmhwm_mib']:.0f} MiB (VmHWM; ru_maxrss {r['peak_rss_ru_maxrss_mib']:.0f}, "
+        "which keeps a parent's peak across exec; "
         f"sampled {r['peak_rss_sampled_mib']:.0f}); after setup {r['rss_after_setup_mib']:.0f} MiB, "
         f"before {r['rss_before_mib']:.0f} MiB"
     )
@@ -249,7 +257,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             f"{r['nodes']:>5} {r['partitions']:>3} {r['replication']:>2} {r['rounds_finalized']:>3}/{r['rounds']:<2} "
             f"{r['wall_seconds']:>8.1f} {r['cpu_seconds']:>8.1f} {r['setup_seconds']:>8.1f} "
             f"{r['mean_round_seconds']:>8.1f} "
-            f"{r['peak_rss_ru_maxrss_mib']:>9.0f} {accuracy:>9} {gas:>12,.0f}"
+            f"{r['peak_rss_vmhwm_mib']:>9.0f} {accuracy:>9} {gas:>12,.0f}"
         )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
-#: Measured block intervals kept; their smallest is the estimate (a late look only lengthens one).
+#: Measured block intervals kept; their median is the estimate: a late look lengthens one interval and
+#: shortens the next, and a chain that mines a late block and the next at once gives one short one.
 SAMPLES = 8
 #: Share of the expected interval slept before the first look at a block that is not yet due.
 EARLY = 0.8
@@ -28,7 +30,7 @@ class BlockWatch:
     @property
     def interval(self) -> float | None:
         """The block interval estimated so far (seconds), or ``None``."""
-        return min(self._intervals) if self._intervals else None
+        return statistics.median(self._intervals) if self._intervals else None
 
     def observe(self, number: int, now: float) -> None:
         """Record that the chain's head was ``number`` at ``now`` (monotonic seconds)."""

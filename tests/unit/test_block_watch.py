@@ -29,10 +29,13 @@ def test_it_sleeps_until_shortly_before_the_next_block_is_due_then_looks_often()
     assert watch.sleep_before_look(5.9) == 0.05
 
 
-def test_late_looks_do_not_stretch_the_estimate_and_skipped_blocks_are_divided() -> None:
+def test_late_looks_and_bursts_do_not_move_the_estimate_and_skipped_blocks_are_divided() -> None:
     watch = BlockWatch(0.05)
     watch.observe(1, 0.0)
     watch.observe(2, 1.0)  # seen on time: 1 s
-    watch.observe(3, 2.7)  # seen 0.7 s late (the node was busy)
-    watch.observe(6, 5.7)  # three blocks in 3 s
+    watch.observe(3, 2.7)  # seen 0.7 s late (the node was busy): 1.7 s
+    watch.observe(4, 3.0)  # and the next on time: 0.3 s
+    watch.observe(7, 6.0)  # three blocks in 3 s: 1 s
+    watch.observe(8, 7.6)  # a late block (1.6 s) ...
+    watch.observe(9, 7.63)  # ... and the next mined at once (0.03 s)
     assert watch.interval == pytest.approx(1.0)

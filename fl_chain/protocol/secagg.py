@@ -357,17 +357,8 @@ def masked_update(
 ) -> Ring:
     """A contributor's whole masked update: its change from the global model clipped to ``[-clip, clip]``
     per coordinate, times its weight, in the ring, plus its masks with every other key-set member."""
-    member = member.lower()
     values = np.clip(change.astype(np.float64), -clip, clip) * np.float64(weight)
-    encoded = encode(values, clip=clip * weight, frac_bits=frac_bits)
-    seeds = {
-        peer.lower(): pairwise_mask_seed(secrets_.mask_key, public, context)
-        for peer, public in key_set_masks.items()
-        if peer.lower() != member
-    }
-    return mask_update(
-        encoded, offset=0, member=member, self_seed=secrets_.self_seed, pairwise_seeds=seeds, context=context
-    )
+    return _masked(context, member, encode(values, clip=clip * weight, frac_bits=frac_bits), secrets_, key_set_masks)
 
 
 def masked_units(
@@ -380,8 +371,15 @@ def masked_units(
     """A contributor's whole masked update of integer ``units`` (int64, two's complement in the ring):
     with differential privacy, its quantized clipped change plus its secret noise share
     (``fl_chain.privacy.dp``), masked like :func:`masked_update`."""
-    member = member.lower()
     encoded = np.ascontiguousarray(units, dtype=np.int64).view(np.uint64)
+    return _masked(context, member, encoded, secrets_, key_set_masks)
+
+
+def _masked(
+    context: RoundContext, member: str, encoded: Ring, secrets_: RoundSecrets, key_set_masks: Mapping[str, bytes]
+) -> Ring:
+    """``encoded`` (the whole vector) plus ``member``'s self mask and its pairwise masks with the key set."""
+    member = member.lower()
     seeds = {
         peer.lower(): pairwise_mask_seed(secrets_.mask_key, public, context)
         for peer, public in key_set_masks.items()

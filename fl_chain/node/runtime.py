@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from functools import partial
 from typing import Any
 
@@ -69,6 +68,7 @@ from fl_chain.node.hooks import NodeObserver, ObserverGroup, Phase
 from fl_chain.node.logs import RoundLogs
 from fl_chain.node.secure import SecureRounds
 from fl_chain.node.state import FINAL_MODEL, NodeState, RoundProgress
+from fl_chain.node.step import Step
 from fl_chain.privacy.dp import clip_update, noise_key
 from fl_chain.privacy.keys import KeyPair
 from fl_chain.protocol.assignment import assigned_partitions
@@ -97,16 +97,6 @@ _BENIGN_REVERTS = {
     "FLCoordinatorRoundExpired",
     "FLCoordinatorAssignmentNotDrawn",
 }
-
-
-class Step(Enum):
-    """What a step achieved."""
-
-    IDLE = "idle"
-    PROGRESS = "progress"
-    DONE = "done"
-    #: The task ended but this node could not finish it (its final model is not available).
-    STOPPED = "stopped"
 
 
 @dataclass

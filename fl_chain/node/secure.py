@@ -34,6 +34,7 @@ from fl_chain.errors import BlobNotFoundError, ContractRevertError, InvalidPubli
 from fl_chain.exchange.secure import SecureAggregateError, SecureParams, SecureRoundBlobs, secure_partition
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.hooks import Phase
+from fl_chain.node.step import Step
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import contributor_noise_units
 from fl_chain.privacy.keys import KeyPair, validate_public_key
@@ -54,7 +55,7 @@ from fl_chain.protocol.secagg import (
 )
 
 if TYPE_CHECKING:
-    from fl_chain.node.runtime import Node, Step
+    from fl_chain.node.runtime import Node
 
 log = logging.getLogger("fl_chain.node")
 
@@ -145,8 +146,6 @@ class SecureRounds:
     # -- shares phase ---------------------------------------------------------------------------
 
     def shares_phase(self, round_: int, info: RoundInfo) -> Step:
-        from fl_chain.node.runtime import Step
-
         node = self.node
         if node.options.clock() >= info.shares_deadline:
             return node._advance()
@@ -203,8 +202,6 @@ class SecureRounds:
     # -- update phase ---------------------------------------------------------------------------
 
     def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
-        from fl_chain.node.runtime import Step
-
         node = self.node
         if node.options.clock() >= info.update_deadline:
             return node._advance()
@@ -277,8 +274,6 @@ class SecureRounds:
     # -- unmask phase ---------------------------------------------------------------------------
 
     def unmask_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
-        from fl_chain.node.runtime import Step
-
         node = self.node
         now = node.options.clock()
         if now >= info.unmask_deadline:
@@ -346,8 +341,6 @@ class SecureRounds:
     ) -> Step:
         """Fetch what this node will aggregate; report contributors whose masked update is not served
         (or does not verify) while exclusion is still possible."""
-        from fl_chain.node.runtime import Step
-
         node = self.node
         progress = node.state.round(node.task_id, round_)
         checked = self._checked.setdefault(round_, set())

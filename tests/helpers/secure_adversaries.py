@@ -12,13 +12,19 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
 - ``"oversized_setup"`` / ``"oversized_reveal"``: a blob above the size bound every node applies.
 - ``"withhold_setup"``: commits the digest of a setup it never serves.
+- ``"bad_boxes"``: a well-formed setup whose share boxes open for nobody;
+- ``"bad_box_for_one"``: a well-formed setup whose box for one recipient (the lowest address) does not open;
+- ``"invalid_slice"``: masks honestly but publishes partition 0 of its masked update one word short
+  (only partition 0's aggregators can see it).
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +33,10 @@ from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
 from fl_chain.privacy.shamir import PRIME, Share
+from fl_chain.protocol.blob import MAGIC as BLOB_MAGIC
 from fl_chain.protocol.blob import BlobKind
-from fl_chain.protocol.secagg import RevealedShare, RoundReveal, reveal_size_bound, setup_size_bound
+from fl_chain.protocol.secagg import RevealedShare, RoundReveal, RoundSetup, reveal_size_bound, setup_size_bound
+from fl_chain.storage.base import Storage
 from fl_chain.training.trainer import Trainer
 
 SECURE_ATTACKS = (
@@ -42,7 +50,31 @@ SECURE_ATTACKS = (
     "oversized_setup",
     "oversized_reveal",
     "withhold_setup",
+    "bad_boxes",
+    "bad_box_for_one",
+    "invalid_slice",
 )
+
+
+def _flip_last_byte(box: bytes) -> bytes:
+    return box[:-1] + bytes([box[-1] ^ 1])
+
+
+class _ShortFirstBlob:
+    """Storage whose first ``put`` of a masked partition blob stores it one ring word short."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.cut = False
+
+    def put(self, data: bytes) -> str:
+        if not self.cut and data.startswith(BLOB_MAGIC):
+            self.cut = True
+            data = data[:-8]
+        return self.inner.put(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class HostileSecureRounds(SecureRounds):
@@ -63,6 +95,16 @@ class HostileSecureRounds(SecureRounds):
             earlier = self.node.state.load_secagg_round(self.node.task_id, round_ - 1)
             assert earlier is not None, "stale_setup needs a round before"
             return bytes.fromhex(earlier["setup"])
+        if round_ in self.rounds and self.attack in ("bad_boxes", "bad_box_for_one"):
+            setup = RoundSetup.from_bytes(bytes.fromhex(record["setup"]), max_participants=self.params.max_participants)
+            victims = sorted(e.recipient for e in setup.entries if e.recipient != self.me)
+            if self.attack == "bad_box_for_one":
+                victims = victims[:1]
+            entries = tuple(
+                dataclasses.replace(e, box=_flip_last_byte(e.box)) if e.recipient in victims else e
+                for e in setup.entries
+            )
+            return dataclasses.replace(setup, entries=entries).to_bytes()
         return super().setup_blob(round_, record)
 
     def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
@@ -92,6 +134,13 @@ class HostileSecureRounds(SecureRounds):
     def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
         if round_ in self.rounds and self.attack == "drop_after_setup":
             return Step.IDLE
+        if round_ in self.rounds and self.attack == "invalid_slice":
+            node = self.node
+            honest, node.storage = node.storage, _ShortFirstBlob(node.storage)  # type: ignore[assignment]
+            try:
+                return super().update_phase(round_, info, base)
+            finally:
+                node.storage = honest
         if round_ in self.rounds and self.attack == "plain_update":
             node = self.node
             progress = node.state.round(node.task_id, round_)

@@ -543,6 +543,12 @@ class Coordinator:
             for e in self.find_events("SetupCommitted", taskId=task_id, round=round_)
         ]
 
+    def released_rounds(self, task_id: int) -> list[int]:
+        """The rounds of ``task_id`` that released at least one final partition (``PartitionFinalized``),
+        in order: finalized rounds, and rounds that failed or were disputed after some partition finalized.
+        Differential privacy counts each of them once."""
+        return sorted({int(e["args"]["round"]) for e in self.find_events("PartitionFinalized", taskId=task_id)})
+
     def find_setup_exclusions(self, task_id: int, round_: int) -> list[str]:
         """Secure aggregation: the key-set members of ``round_`` a key-set majority excluded in the key
         check window (``SetupExcluded``), in order of exclusion."""

@@ -51,14 +51,16 @@ def status_command(args: argparse.Namespace) -> int:
                 f"  round {state.latest_finalized_round} final digests: " + " ".join(d.hex()[:12] for d in digests if d)
             )
         if args.task_file is not None:
-            print("  " + _privacy_line(args.task_file, config.rounds, state))
+            released = len(coordinator.released_rounds(task_id))
+            print("  " + _privacy_line(args.task_file, config.rounds, state, released))
         if args.task is not None:
             _print_rounds(coordinator, task_id, state.current_round)
     return 0
 
 
-def _privacy_line(task_file: str, chain_rounds: int, state: TaskState) -> str:
-    """``privacy: eps=... at delta=... after N finalized rounds`` (and ``stopped: privacy budget reached``)."""
+def _privacy_line(task_file: str, chain_rounds: int, state: TaskState, released: int) -> str:
+    """``privacy: eps=... at delta=... after N released rounds`` (rounds that published a final partition,
+    finalized or not; and ``stopped: privacy budget reached``)."""
     from fl_chain.protocol.task import TaskSpec
 
     spec = TaskSpec.from_toml(task_file)
@@ -68,17 +70,20 @@ def _privacy_line(task_file: str, chain_rounds: int, state: TaskState) -> str:
         raise ConfigError(
             f"{task_file} gives the task {spec.chain_rounds} rounds, the chain {chain_rounds}: pass the task's own file"
         )
-    eps = spec.epsilon_after(state.finalized_rounds)
+    eps = spec.epsilon_after(released)
     line = (
-        f"privacy: eps={eps:.4g} at delta={spec.dp_delta:g} after {state.finalized_rounds} finalized rounds "
+        f"privacy: eps={eps:.4g} at delta={spec.dp_delta:g} after {released} released rounds "
         f"(DP-FedAvg, noise multiplier {spec.privacy['dp_noise_multiplier']:g}, clip norm "
         f"{spec.privacy['dp_clip_norm']:g}"
     )
     budget = spec.dp_epsilon_budget
     line += f", budget eps={budget:g})" if budget is not None else ")"
     capped = chain_rounds < spec.protocol["rounds"]
+    affordable = spec.affordable_rounds()
     if capped and state.status.name == "COMPLETED" and state.finalized_rounds >= chain_rounds:
         line += f"; stopped: privacy budget reached (eps={eps:.4g})"
+    elif state.status.name == "RUNNING" and affordable is not None and released >= affordable:
+        line += f"; privacy budget spent (eps={eps:.4g}): nodes contribute no more, cancel the task"
     return line
 
 

@@ -64,6 +64,8 @@ class RoundRecorder:
         self.records: list[RoundRecord] = []
         #: sha256 of each finalized round's global model, by round.
         self.global_hashes: dict[int, str] = {}
+        #: Rounds recorded so far that released at least one final partition (what DP accounting counts).
+        self.released_rounds = 0
         self._round = 0
         self._block = chain.w3.eth.block_number
         self._bytes = 0
@@ -115,10 +117,12 @@ class RoundRecorder:
         self._round, self._block, self._bytes, self._started = round_ + 1, latest, moved, time.monotonic()
 
     def _epsilon(self, info: RoundInfo) -> float | None:
-        """Epsilon after this round: every finalized round so far counts, a failed one costs nothing."""
+        """Epsilon after this round: every round so far that released a final partition counts (a round
+        that failed after some partition finalized too), a failed round that released nothing is free."""
         if self.spec is None:
             return None
-        return self.spec.epsilon_after(len(self.finalized) + (info.status == RoundStatus.FINALIZED))
+        self.released_rounds += info.finalized_partitions > 0
+        return self.spec.epsilon_after(self.released_rounds)
 
 
 def phase_text(info: RoundInfo, nodes: int, partitions: int) -> str:

@@ -233,7 +233,8 @@ def run_simulation(
         "wall_seconds": time.monotonic() - started,
     }
     if spec.differential_privacy:
-        summary["privacy"] = privacy_summary(spec, len(finalized))
+        released = len(coordinator.released_rounds(task_id))
+        summary["privacy"] = privacy_summary(spec, len(finalized), released)
     if options.compare:
         summary.update(
             compare_with_baselines(
@@ -257,9 +258,11 @@ def run_simulation(
     return summary
 
 
-def privacy_summary(spec: TaskSpec, finalized_rounds: int) -> dict[str, Any]:
-    """Epsilon after the finalized rounds, the budget, and whether the budget ended the task."""
-    epsilon = spec.epsilon_after(finalized_rounds)
+def privacy_summary(spec: TaskSpec, finalized_rounds: int, released_rounds: int | None = None) -> dict[str, Any]:
+    """Epsilon after the released rounds (finalized ones, and failed ones that published some final
+    partition; default: the finalized ones), the budget, and whether the budget ended the task."""
+    released_rounds = finalized_rounds if released_rounds is None else released_rounds
+    epsilon = spec.epsilon_after(released_rounds)
     budget = spec.dp_epsilon_budget
     capped = budget is not None and spec.chain_rounds < spec.protocol["rounds"]
     return {
@@ -269,6 +272,7 @@ def privacy_summary(spec: TaskSpec, finalized_rounds: int) -> dict[str, Any]:
         "delta": spec.dp_delta,
         "epsilon": epsilon,
         "finalized_rounds": finalized_rounds,
+        "released_rounds": released_rounds,
         "epsilon_budget": budget,
         "rounds_requested": spec.protocol["rounds"],
         "rounds_affordable": spec.chain_rounds,

@@ -162,6 +162,8 @@ class Node:
         state.bind_task(task_id, coordinator.task_anchor(task_id))
         self._global: tuple[int, np.ndarray] | None = None
         self._final_wait_since: float | None = None
+        self._budget_checked: int | None = None  # the round whose released-round count is below
+        self._budget_released = 0
         self._unfetchable_since: dict[int, float] = {}
         self._key_missing_since: dict[int, float] = {}
         self._finishing = False
@@ -279,6 +281,8 @@ class Node:
         self.observers.in_round(self.task_id, round_)
         if self.logs is not None:
             self.logs.enter_round(self.task_id, round_)
+        if self._budget_spent(round_):
+            return Step.STOPPED
         base = self._global_model(task)
         if base is None:
             return Step.IDLE
@@ -295,6 +299,27 @@ class Node:
         if info.status == RoundStatus.AGGREGATION:
             return self._aggregation_phase(round_, info, config, base)
         return Step.IDLE
+
+    def _budget_spent(self, round_: int) -> bool:
+        """Whether the epsilon budget allows no more rounds: the rounds before ``round_`` that released a
+        final partition (a round that failed after some partition finalized counts too) reached the
+        rounds the budget affords. Checked once per round; the task only gets that many rounds on chain,
+        so this stops a node only after such a failed round."""
+        affordable = self.spec.affordable_rounds()
+        if affordable is None:
+            return False
+        if self._budget_checked != round_:
+            released = [r for r in self.coordinator.released_rounds(self.task_id) if r < round_]
+            self._budget_checked, self._budget_released = round_, len(released)
+        if self._budget_released < affordable:
+            return False
+        eps = self.spec.epsilon_after(self._budget_released)
+        self.report(
+            f"privacy budget spent: {self._budget_released} rounds released a model (eps={eps:.4g}, budget "
+            f"{self.spec.dp_epsilon_budget:g}); this node contributes no more to task {self.task_id} "
+            f"(the operator can cancel it with `flchain task cancel`)"
+        )
+        return True
 
     def _finish(self, task: TaskState) -> Step:
         if task.status == TaskStatus.COMPLETED:
@@ -340,9 +365,10 @@ class Node:
         if want >= 0:
             self.last_metrics = self.trainer.evaluate(vector)
             shown = " ".join(f"{k}={v:.4f}" for k, v in self.last_metrics.items())
-            eps = self.spec.epsilon_after(task.finalized_rounds)
+            released = len(self.coordinator.released_rounds(self.task_id)) if self.spec.differential_privacy else 0
+            eps = self.spec.epsilon_after(released)
             if eps is not None:
-                privacy = f"eps={eps:.4g} (delta={self.spec.dp_delta:g}, {task.finalized_rounds} finalized rounds)"
+                privacy = f"eps={eps:.4g} (delta={self.spec.dp_delta:g}, {released} released rounds)"
                 shown += f" {privacy}"
                 log.info("round %d: differential privacy spent: %s", want, privacy)
             self.report(f"round {want} global model {self.global_cid(want)[:16]}… {shown}".rstrip())

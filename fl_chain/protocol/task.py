@@ -525,7 +525,8 @@ class TaskSpec:
         return None if budget is None else float(budget)
 
     def epsilon_after(self, rounds: int) -> float | None:
-        """Epsilon at the task's delta after ``rounds`` finalized rounds; None without differential privacy."""
+        """Epsilon at the task's delta after ``rounds`` released rounds (every round that published a
+        final partition, finalized or not); None without differential privacy."""
         mechanism = self.dp_mechanism
         if mechanism is None:
             return None

@@ -458,6 +458,7 @@ def test_advance_after_fallback_deadline_fails_round_and_starts_next(
     )
     state = coordinator.get_task(task.task_id)[1]
     assert (state.current_round, state.finalized_rounds) == (1, 0)
+    assert coordinator.released_rounds(task.task_id) == [0]  # it published a final partition: DP counts it
 
 
 # -- disputes -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node
 from fl_chain.privacy.accountant import affordable_rounds, epsilon
 from fl_chain.protocol.task import TaskSpec
+from tests.conftest import digest as stand_in_digest
 from tests.helpers.cli_runner import InProcessCli
 
 NODES = 4
@@ -28,7 +29,7 @@ ROUNDS = 2
 DP = {"dp_noise_multiplier": 0.8, "dp_clip_norm": 2.0, "dp_delta": 1e-5}
 
 
-def dp_spec() -> TaskSpec:
+def dp_spec(**privacy: float) -> TaskSpec:
     return TaskSpec.from_dict(
         {
             "protocol": {
@@ -44,7 +45,7 @@ def dp_spec() -> TaskSpec:
             "dataset": {"name": "digits", "split": "iid"},
             "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
             "strategy": {"name": "fedavg"},
-            "privacy": DP,
+            "privacy": {**DP, **privacy},
         }
     )
 
@@ -137,3 +138,37 @@ def test_simulate_with_a_budget_stops_at_the_last_affordable_round(tmp_path: Pat
     assert privacy["stopped"] == f"privacy budget reached (eps={epsilon(1.0, 1e-5, 3):.4g})"
     assert "stopped: privacy budget reached" in result.stdout
     assert summary["task"]["privacy"]["dp_epsilon_budget"] == 10.0
+
+
+def test_attack_a_round_that_failed_after_releasing_a_partition_spends_budget_and_the_nodes_stop(
+    tmp_path: Path,
+) -> None:
+    """A round whose aggregation timed out after one partition finalized published a noisy partition:
+    the accountant counts it, so with a budget of one round the nodes contribute no more (a coalition
+    cannot buy extra releases by making rounds fail after some partitions finalized)."""
+    # Prepare: a budget that affords one round; round 0 played by the members' own accounts with
+    # stand-in digests: partition 0 finalizes, then the round times out.
+    budget = epsilon(DP["dp_noise_multiplier"], DP["dp_delta"], 1) * 1.01
+    spec = dp_spec(dp_epsilon_budget=budget)
+    assert spec.affordable_rounds() == 1
+    chain, coordinator, task_id, nodes = build_federation(spec, nodes=NODES, state_root=tmp_path)
+    accounts = [node.account for node in nodes]
+    for i, account in enumerate(accounts):
+        coordinator.commit_update(account, task_id, 0, stand_in_digest(f"update/{i}"), 10)
+    coordinator.draw_assignment(accounts[0], task_id, 0)
+    for account in accounts:
+        if coordinator.is_assigned(task_id, 0, 0, account.address):
+            coordinator.commit_aggregate(account, task_id, 0, 0, stand_in_digest("partition/0"))
+    chain.increase_time(coordinator.get_round(task_id, 0).fallback_deadline - coordinator.client.block_timestamp() + 2)
+    coordinator.advance(accounts[0], task_id)
+    failed = coordinator.get_round(task_id, 0)
+    assert (failed.status, failed.finalized_partitions) == (RoundStatus.FAILED, 1)
+    assert coordinator.released_rounds(task_id) == [0]
+
+    # Execute
+    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
+
+    # Assert: every node stopped before round 1's update; the task is left to the operator.
+    assert status == TaskStatus.RUNNING
+    assert coordinator.get_task(task_id)[1].current_round == 1
+    assert coordinator.find_update_commits(task_id, 1) == []

@@ -24,7 +24,7 @@ import numpy as np
 
 from fl_chain.aggregation import ContributionRule, FedAvg, Submission
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus, UpdateCommit
-from fl_chain.errors import AggregationError, BlobInvalidError, BlobNotFoundError, ConfigError
+from fl_chain.errors import AggregationError, BlobInvalidError, BlobNotFoundError, ConfigError, PrivacyError
 from fl_chain.exchange.gather import fetch_global
 from fl_chain.exchange.secure import SecureParams, SecureRoundBlobs, secure_partition
 from fl_chain.exchange.updates import RoundUpdates
@@ -310,8 +310,8 @@ def round_verdict(
 
     A finalized round is recomputed with :func:`audit_round` (``rule``, ``initial``, ``secure`` and
     ``timeout`` as there); a failed or running round is reported with the chain's reason or phase.
-    Content that does not verify (a final partition, an update) makes the round not equal; content
-    that is not served makes it unverifiable.
+    Content that does not verify (a final partition, an update, a secure round's keys or shares)
+    makes the round not equal; content that is not served makes it unverifiable.
 
     Raises
     ------
@@ -334,6 +334,8 @@ def round_verdict(
         return RoundVerdict(round_, Verdict.NOT_EQUAL, f"content does not verify: {exc}")
     except AggregationError as exc:
         return RoundVerdict(round_, Verdict.NOT_EQUAL, f"its updates cannot be aggregated: {exc}")
+    except PrivacyError as exc:
+        return RoundVerdict(round_, Verdict.NOT_EQUAL, f"its secure-aggregation material does not unmask: {exc}")
     if audit.ok:
         return RoundVerdict(round_, Verdict.EQUAL)
     config, _ = coordinator.get_task(task_id)

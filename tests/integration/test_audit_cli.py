@@ -117,6 +117,13 @@ class Federation:
         )
 
 
+def federation_initial(federation: Federation) -> np.ndarray:
+    """The task's initial model, as the CLI builds it from the task file."""
+    from fl_chain.federation.operator import initial_vector_for
+
+    return initial_vector_for(federation.spec)
+
+
 def test_audit_of_a_finished_median_task_says_every_round_equal(
     anvil: ProcessChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: InProcessCli
 ) -> None:
@@ -170,12 +177,6 @@ def test_attack_colluding_quorum_finalizes_a_skewed_round_and_the_audit_exits_1_
     assert [v.verified for v in verdicts] == [True, False]
     assert verdicts[1].partitions == (0, 1, 2, 3)
     assert verdicts[1].max_abs_difference == pytest.approx(float(SKEW), abs=1e-6)
-
-
-def federation_initial(federation: Federation) -> np.ndarray:
-    from fl_chain.federation.operator import initial_vector_for
-
-    return initial_vector_for(federation.spec)
 
 
 def test_audit_verdicts_of_running_and_cancelled_rounds(anvil: ProcessChain, tmp_path: Path) -> None:

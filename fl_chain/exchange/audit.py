@@ -11,6 +11,10 @@ prefix of the exclusion list, longest first (usually there is no exclusion and o
 A secure-aggregation round is recomputed from its masked updates, setups and reveals with the same
 code every aggregator runs (:func:`~fl_chain.exchange.secure.secure_partition`); its exclusions all
 happened before its reveals, so there is one candidate set.
+
+:func:`round_verdict` and :func:`task_verdicts` say what an audit found for any round, finalized or
+not, as a :class:`RoundVerdict` (equal, not equal and why, unverifiable, failed on chain, not final):
+``flchain audit`` prints them, and anything else that shows a task's audit trail reads the same.
 """
 
 from __future__ import annotations

@@ -237,3 +237,27 @@ def test_audit_bad_input_is_one_line(
     assert_one_line_error(
         run_cli("audit", *federation.rpc, "--task", "1", "--task-file", "missing.toml", cwd=tmp_path), "missing.toml"
     )
+
+
+def test_audit_with_no_peer_serving_the_content_says_unverifiable_and_exits_1(
+    anvil: ProcessChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: InProcessCli
+) -> None:
+    """The nodes are gone (the auditor's peer reaches nobody): no round is proven wrong, none verifies."""
+    # Prepare
+    federation = Federation(anvil, tmp_path, monkeypatch)
+
+    @contextmanager
+    def nobody(coordinator: Coordinator, task_id: int, **_: Any) -> Iterator[MemoryStorage]:
+        yield MemoryStorage(MemoryNetwork())
+
+    monkeypatch.setattr("fl_chain.exchange.download.participant_storage", nobody)
+
+    # Execute
+    result = federation.audit(run_cli, tmp_path, "--timeout", "1")
+
+    # Assert
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.startswith(f"round {r}: unverifiable: not served: ") for r, line in enumerate(lines[:ROUNDS]))
+    assert lines[ROUNDS] == f"task {federation.task_id}: 2 round(s) audited: 2 unverifiable"
+    assert "are the participants' nodes running?" in lines[ROUNDS + 1]

@@ -77,11 +77,18 @@ REVERT_HINTS = {
     "FLCoordinatorUnknownTask": "task {taskId} does not exist",
     "FLCoordinatorWrongTaskStatus": "task {taskId} is {status}: only an open or running task can be cancelled",
 }
+#: Hints of ``task start`` where they differ from :data:`REVERT_HINTS`.
+START_HINTS = {
+    "FLCoordinatorWrongTaskStatus": "task {taskId} is {status}: only an open task can be started",
+    "FLCoordinatorNotEnoughParticipants": "task {taskId} has {joined} participant(s) and needs {required} "
+    "to start; wait for more sites to join",
+}
 
 
 @contextmanager
-def explained_reverts(coordinator: Coordinator) -> Iterator[None]:
-    """Add what to do to a :class:`~fl_chain.errors.ContractRevertError` of :data:`REVERT_HINTS`.
+def explained_reverts(coordinator: Coordinator, hints: dict[str, str] | None = None) -> Iterator[None]:
+    """Add what to do to a :class:`~fl_chain.errors.ContractRevertError` of :data:`REVERT_HINTS`
+    (or of ``hints``, which take precedence).
 
     The error stays the same class and keeps its name and arguments in its one-line message.
     """
@@ -90,7 +97,7 @@ def explained_reverts(coordinator: Coordinator) -> Iterator[None]:
     try:
         yield
     except ContractRevertError as exc:
-        hint = REVERT_HINTS.get(exc.name)
+        hint = {**REVERT_HINTS, **(hints or {})}.get(exc.name)
         if hint is None:
             raise
         values = {k: str(v) for k, v in exc.arguments.items()}

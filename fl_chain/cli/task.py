@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from fl_chain.cli.common import add_key, add_rpc, explained_reverts, load_account, open_coordinator
+from fl_chain.cli.common import START_HINTS, add_key, add_rpc, explained_reverts, load_account, open_coordinator
 from fl_chain.cli.simulate import CLIENT_HELP
 from fl_chain.errors import ConfigError
 
@@ -80,7 +80,8 @@ def task_start_command(args: argparse.Namespace) -> int:
     """Start ``--task``."""
     account = load_account(args)
     coordinator = open_coordinator(args)
-    coordinator.start_task(account, args.task)
+    with explained_reverts(coordinator, START_HINTS):
+        coordinator.start_task(account, args.task)
     print(f"started task {args.task}")
     return 0
 

@@ -250,3 +250,18 @@ def test_operator_commands_on_an_unreachable_chain_or_missing_deployment_are_one
         cwd=tmp_path,
     )  # fmt: skip
     assert_one_line_error(missing, "none.json", "deploy_contract.py")
+
+
+def test_task_start_with_too_few_participants_or_twice_is_one_line(
+    site: tuple[Coordinator, tuple[str, ...]], tmp_path: Path, run_cli: InProcessCli
+) -> None:
+    coordinator, rpc = site
+    few = open_task(coordinator, dev_account(0), members(4))
+    running = running_task(coordinator, dev_account(0), members(5, 6, 7))
+    start = ("task", "start", *rpc, "--key", "key-0", "--task")
+
+    too_few = run_cli(*start, str(few.task_id), cwd=tmp_path)
+    twice = run_cli(*start, str(running.task_id), cwd=tmp_path)
+
+    assert_one_line_error(too_few, "FLCoordinatorNotEnoughParticipants", f"task {few.task_id} has 1 participant(s)")
+    assert_one_line_error(twice, f"task {running.task_id} is running: only an open task can be started")

@@ -12,7 +12,8 @@ Usage::
 
 Each benchmark is imported as a module and driven through its ``measure(...)`` function, which
 returns a dict (``round_breakdown``, ``flower_compare``, ``bytes_per_node``, ``gas``,
-``aggregation``, ``largest_federation``, ``storage_throughput``, ``accuracy``, ``p2pfl_compare``);
+``aggregation``, ``largest_federation``, ``storage_throughput``, ``accuracy``, ``p2pfl_compare``,
+``serve``);
 ``robustness`` and ``faults`` are driven through their ``main`` with ``--output`` pointing at a
 temporary JSON file, which is read back; ``simulate_scale`` runs as a child process (its peak memory
 is its own). A benchmark that raises is recorded with its error and the others still run.
@@ -137,6 +138,8 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "p2pfl_compare": _p2pfl,
     "robustness": _robustness,
     "faults": _faults,
+    # flchain serve under bounded load: 10,000 requests per setting, each capped at 300 s.
+    "serve": lambda quick: _bench("serve").measure(quick=quick, progress=_log),
 }
 
 #: Full-mode minutes on this 2-core machine. Measured on a quiet machine on 2026-12-01 (bench/README.md,
@@ -155,6 +158,7 @@ FULL_MINUTES = {
     "p2pfl_compare": 5,
     "robustness": 10,
     "faults": 20,
+    "serve": 5,  # 12 settings of 10,000 requests; up to 60 min (its time caps) on a loaded machine
 }
 
 
@@ -591,6 +595,8 @@ def _table(name: str, result: dict[str, Any]) -> str | None:
             for j in result["jobs"]
         ]
         return "\n".join(lines)
+    if name == "serve":
+        return _bench("serve").format_table(result)  # type: ignore[no-any-return]
     if name == "robustness":
         lines = ["| strategy | clean | poisoned | diff pp |", "|---|---|---|---|"]
         lines += [

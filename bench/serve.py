@@ -144,6 +144,22 @@ def format_row(row: dict[str, Any]) -> str:
     )
 
 
+def format_table(result: dict[str, Any]) -> str:
+    """The settings as a markdown table (bench/README.md, docs/benchmarks.md)."""
+    lines = [
+        "| runtime | batch | clients | requests | req/s | rows/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["settings"]:
+        capped = " (time cap)" if row["capped"] else ""
+        failed = f", {row['failures']} failed" if row["failures"] else ""
+        lines.append(
+            f"| {row['runtime']} | {row['batch']} | {row['concurrency']} | {row['requests']:,}{capped}{failed} | "
+            f"{row['requests_per_s']:.0f} | {row['rows_per_s']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 requests per setting, ONNX only")

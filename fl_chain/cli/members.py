@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fl_chain.cli.common import add_key, add_rpc, load_account, open_coordinator
+from fl_chain.cli.common import add_key, add_rpc, explained_reverts, load_account, open_coordinator
 from fl_chain.errors import ConfigError
 
 
@@ -36,7 +36,8 @@ def admit_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"{address!r} is not an Ethereum address")
     account = load_account(args)
     coordinator = open_coordinator(args)
-    coordinator.admit(account, args.accounts)
+    with explained_reverts(coordinator):
+        coordinator.admit(account, args.accounts)
     print(f"admitted {len(args.accounts)} account(s)")
     return 0
 
@@ -51,12 +52,13 @@ def revoke_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.account!r} is not an Ethereum address")
     account = load_account(args)
     coordinator = open_coordinator(args)
-    coordinator.revoke(account, args.account)
     removed = []
-    for task_id in range(1, coordinator.task_count() + 1):
-        _, state = coordinator.get_task(task_id)
-        if state.status in (TaskStatus.OPEN, TaskStatus.RUNNING) and coordinator.has_joined(task_id, args.account):
-            coordinator.remove_participant(account, task_id, args.account)
-            removed.append(str(task_id))
+    with explained_reverts(coordinator):
+        coordinator.revoke(account, args.account)
+        for task_id in range(1, coordinator.task_count() + 1):
+            _, state = coordinator.get_task(task_id)
+            if state.status in (TaskStatus.OPEN, TaskStatus.RUNNING) and coordinator.has_joined(task_id, args.account):
+                coordinator.remove_participant(account, task_id, args.account)
+                removed.append(str(task_id))
     print(f"revoked {args.account}; removed from task(s): {', '.join(removed) or 'none'}")
     return 0

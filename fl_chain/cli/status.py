@@ -29,7 +29,9 @@ def status_command(args: argparse.Namespace) -> int:
     """One line per task (and its latest rounds); every round of ``--task`` in detail."""
     coordinator = open_coordinator(args)
     count = coordinator.task_count()
-    print(f"FLCoordinator {coordinator.address}: operator {coordinator.operator()}, {count} task(s)")
+    pending = coordinator.pending_operator()
+    offered = f" (offered to {pending})" if pending else ""
+    print(f"FLCoordinator {coordinator.address}: operator {coordinator.operator()}{offered}, {count} task(s)")
     if args.task is not None and not 1 <= args.task <= count:
         raise ConfigError(f"task {args.task} does not exist ({count} task(s))")
     if args.task_file is not None and args.task is None:

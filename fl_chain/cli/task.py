@@ -1,11 +1,11 @@
-"""``flchain task create`` and ``flchain task start``: the operator's tasks."""
+"""``flchain task create``, ``task start`` and ``task cancel``: the operator's tasks."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
-from fl_chain.cli.common import add_key, add_rpc, load_account, open_coordinator
+from fl_chain.cli.common import START_HINTS, add_key, add_rpc, explained_reverts, load_account, open_coordinator
 from fl_chain.cli.simulate import CLIENT_HELP
 from fl_chain.errors import ConfigError
 
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``task create`` and ``task start``."""
-    task = commands.add_parser("task", help="operator: create and start tasks")
+    """Add ``task create``, ``task start`` and ``task cancel``."""
+    task = commands.add_parser("task", help="operator: create, start and cancel tasks")
     task_commands = task.add_subparsers(dest="task_command", required=True)
     create = task_commands.add_parser("create", help="create a task from a TOML file")
     add_rpc(create)
@@ -39,6 +39,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start.add_argument("--deployment", default="deployment.json")
     start.add_argument("--task", type=int, required=True)
     start.set_defaults(func=task_start_command)
+
+    cancel = task_commands.add_parser(
+        "cancel", help="cancel an open or running task (its current round fails; finalized rounds stay)"
+    )
+    add_rpc(cancel)
+    add_key(cancel)
+    cancel.add_argument("--deployment", default="deployment.json")
+    cancel.add_argument("--task", type=int, required=True)
+    cancel.set_defaults(func=task_cancel_command)
 
 
 def task_create_command(args: argparse.Namespace) -> int:
@@ -71,8 +80,20 @@ def task_start_command(args: argparse.Namespace) -> int:
     """Start ``--task``."""
     account = load_account(args)
     coordinator = open_coordinator(args)
-    coordinator.start_task(account, args.task)
+    with explained_reverts(coordinator, START_HINTS):
+        coordinator.start_task(account, args.task)
     print(f"started task {args.task}")
+    return 0
+
+
+def task_cancel_command(args: argparse.Namespace) -> int:
+    """Cancel ``--task``."""
+    account = load_account(args)
+    coordinator = open_coordinator(args)
+    with explained_reverts(coordinator):
+        coordinator.cancel_task(account, args.task)
+    _, state = coordinator.get_task(args.task)
+    print(f"cancelled task {args.task} ({state.finalized_rounds} round(s) finalized stay on chain)")
     return 0
 
 

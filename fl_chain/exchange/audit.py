@@ -11,17 +11,24 @@ prefix of the exclusion list, longest first (usually there is no exclusion and o
 A secure-aggregation round is recomputed from its masked updates, setups and reveals with the same
 code every aggregator runs (:func:`~fl_chain.exchange.secure.secure_partition`); its exclusions all
 happened before its reveals, so there is one candidate set.
+
+:func:`round_verdict` and :func:`task_verdicts` say what an audit found for any round, finalized or
+not, as a :class:`RoundVerdict` (equal, not equal and why, unverifiable, failed on chain, not final):
+``flchain audit`` prints them, and anything else that shows a task's audit trail reads the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fl_chain.aggregation import ContributionRule, FedAvg, Submission
-from fl_chain.chain.coordinator import Coordinator, RoundStatus, UpdateCommit
-from fl_chain.errors import BlobNotFoundError, ConfigError
+from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus, UpdateCommit
+from fl_chain.errors import AggregationError, BlobInvalidError, BlobNotFoundError, ConfigError, PrivacyError
 from fl_chain.exchange.gather import fetch_global
 from fl_chain.exchange.secure import SecureParams, SecureRoundBlobs, secure_partition
 from fl_chain.exchange.updates import RoundUpdates
@@ -30,6 +37,9 @@ from fl_chain.privacy.dp import noise_key
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.storage.base import Storage
+
+if TYPE_CHECKING:
+    from fl_chain.protocol.task import TaskSpec
 
 
 @dataclass
@@ -232,3 +242,159 @@ def _base_model(
         if coordinator.get_round(task_id, earlier).status == RoundStatus.FINALIZED:
             return fetch_global(storage, coordinator, task_id, earlier, timeout=timeout, dimension=dimension)
     return initial
+
+
+# -- per-round verdicts (``flchain audit``, the dashboard's audit column) ----------------------------
+
+
+class Verdict(str, Enum):
+    """What an audit says of one round."""
+
+    #: Finalized, and its global model is exactly what the contribution rule makes of its updates.
+    EQUAL = "equal"
+    #: Finalized, but its global model is not what the rule makes of its updates (or does not verify).
+    NOT_EQUAL = "not equal"
+    #: Finalized, but content the check needs is not served: neither proven right nor wrong here.
+    UNVERIFIABLE = "unverifiable"
+    #: Failed on chain (too few contributors, timed out, disputed, cancelled): no global model.
+    FAILED = "failed"
+    #: Still running (or not started): nothing to check yet.
+    NOT_FINAL = "not final"
+
+
+@dataclass(frozen=True)
+class RoundVerdict:
+    """One round's audit outcome.
+
+    Attributes
+    ----------
+    round:
+        The round.
+    verdict:
+        What the audit found.
+    reason:
+        Why, in words: empty for :attr:`Verdict.EQUAL`; the largest difference and the partitions
+        that differ, the content that did not verify or was not served, the chain's failure reason,
+        or the round's phase.
+    max_abs_difference:
+        :attr:`Verdict.NOT_EQUAL` with both models at hand: the largest absolute difference between
+        the global model on chain and the recomputed one (None otherwise).
+    partitions:
+        The partitions whose final content differs from the recomputed one (empty when none or unknown).
+    """
+
+    round: int
+    verdict: Verdict
+    reason: str = ""
+    max_abs_difference: float | None = None
+    partitions: tuple[int, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        """False when the round finalized but did not verify (not equal, or unverifiable here)."""
+        return self.verdict not in (Verdict.NOT_EQUAL, Verdict.UNVERIFIABLE)
+
+    def line(self) -> str:
+        """``round R: <verdict>[: <reason>]``, as ``flchain audit`` prints it."""
+        return f"round {self.round}: {self.verdict.value}" + (f": {self.reason}" if self.reason else "")
+
+
+def round_verdict(
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    round_: int,
+    *,
+    rule: ContributionRule | None = None,
+    initial: np.ndarray | None = None,
+    secure: SecureParams | None = None,
+    timeout: float = 60,
+) -> RoundVerdict:
+    """Audit ``round_`` of ``task_id`` whatever its state, and say what was found.
+
+    A finalized round is recomputed with :func:`audit_round` (``rule``, ``initial``, ``secure`` and
+    ``timeout`` as there); a failed or running round is reported with the chain's reason or phase.
+    Content that does not verify (a final partition, an update, a secure round's keys or shares)
+    makes the round not equal; content that is not served makes it unverifiable.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`audit_round`, if the task's parameters it needs are missing.
+    """
+    info = coordinator.get_round(task_id, round_)
+    if info.status == RoundStatus.FAILED:
+        return RoundVerdict(round_, Verdict.FAILED, info.failure.name.lower().replace("_", " "))
+    if info.status != RoundStatus.FINALIZED:
+        phase = "not started" if info.status == RoundStatus.NONE else f"{info.status.name.lower()} phase"
+        return RoundVerdict(round_, Verdict.NOT_FINAL, phase)
+    try:
+        audit = audit_round(
+            storage, coordinator, task_id, round_, rule=rule, initial=initial, timeout=timeout, secure=secure
+        )
+    except BlobNotFoundError as exc:
+        return RoundVerdict(round_, Verdict.UNVERIFIABLE, f"not served: {exc}")
+    except BlobInvalidError as exc:
+        return RoundVerdict(round_, Verdict.NOT_EQUAL, f"content does not verify: {exc}")
+    except AggregationError as exc:
+        return RoundVerdict(round_, Verdict.NOT_EQUAL, f"its updates cannot be aggregated: {exc}")
+    except PrivacyError as exc:
+        return RoundVerdict(round_, Verdict.NOT_EQUAL, f"its secure-aggregation material does not unmask: {exc}")
+    if audit.ok:
+        return RoundVerdict(round_, Verdict.EQUAL)
+    config, _ = coordinator.get_task(task_id)
+    differing = tuple(
+        b.index
+        for b in partition_bounds(audit.actual.size, config.partitions)
+        if audit.actual[b.offset : b.offset + b.length].tobytes()
+        != audit.expected[b.offset : b.offset + b.length].tobytes()
+    )
+    listed = ", ".join(str(p) for p in differing)
+    if audit.unchecked:
+        return RoundVerdict(
+            round_,
+            Verdict.UNVERIFIABLE,
+            f"partition(s) {listed} match no set of updates served here; the excluded update(s) of "
+            f"{', '.join(audit.unchecked)} are not served",
+            partitions=differing,
+        )
+    with np.errstate(invalid="ignore", over="ignore"):
+        difference = float(np.max(np.abs(audit.actual.astype(np.float64) - audit.expected.astype(np.float64))))
+    return RoundVerdict(
+        round_,
+        Verdict.NOT_EQUAL,
+        f"max abs difference {difference:.6g} in partition(s) {listed} of {config.partitions}",
+        max_abs_difference=difference,
+        partitions=differing,
+    )
+
+
+def task_verdicts(
+    storage: Storage,
+    coordinator: Coordinator,
+    task_id: int,
+    rounds: Iterable[int] | None = None,
+    *,
+    spec: TaskSpec | None = None,
+    initial: np.ndarray | None = None,
+    timeout: float = 60,
+) -> Iterator[RoundVerdict]:
+    """:func:`round_verdict` of each of ``rounds`` (default: every round up to the current one), in order.
+
+    Parameters
+    ----------
+    spec:
+        The task's spec (checked against the chain by the caller): its contribution rule and, for a
+        secure task, its secure parameters. None audits as plain FedAvg with no bound (see :func:`audit_round`).
+    initial:
+        The task's initial model (the base of its first finalized round).
+    """
+    if rounds is None:
+        _, state = coordinator.get_task(task_id)
+        rounds = range(state.current_round + 1) if state.status != TaskStatus.OPEN else range(0)
+    rule = spec.contribution_rule() if spec is not None else None
+    secure = SecureParams.of(spec) if spec is not None and spec.secure_aggregation is not None else None
+    for round_ in rounds:
+        yield round_verdict(
+            storage, coordinator, task_id, round_, rule=rule, initial=initial, secure=secure, timeout=timeout
+        )

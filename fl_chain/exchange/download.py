@@ -1,8 +1,10 @@
-"""``flchain model get`` and ``model export``: fetch a round's global model from the participants' IPFS peers."""
+"""Reach the participants' IPFS peers and fetch a round's global model: ``model get``, ``model export``, ``audit``."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,30 @@ from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.unixfs import unixfs_digest
 from fl_chain.protocol.vector import vector_manifest
+from fl_chain.storage.base import Storage
 from fl_chain.storage.kubo import KuboStorage
+
+
+@contextmanager
+def participant_storage(
+    coordinator: Coordinator, task_id: int, *, ipfs_dir: str | Path | None = None
+) -> Iterator[Storage]:
+    """A kubo peer of this process connected to the registered peers of ``task_id``'s participants.
+
+    Its repo is ``ipfs_dir`` (default: a temporary one, removed afterwards); the peer is closed on
+    leaving. Used by ``model get``, ``model export`` and ``audit``: nothing but the chain tells them
+    where the content is.
+    """
+    with tempfile.TemporaryDirectory(prefix="flchain-ipfs-") as tmp:
+        repo = Path(ipfs_dir) if ipfs_dir else Path(tmp) / "ipfs"
+        storage = KuboStorage(repo, log_dir=Path(tmp))
+        try:
+            connect_to_participants(
+                storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)]
+            )
+            yield storage
+        finally:
+            storage.close()
 
 
 def fetch_global_model(
@@ -40,18 +65,11 @@ def fetch_global_model(
     digests = final_digests(coordinator, task_id, round_)
     if digests is None:
         raise ConfigError(f"round {round_} of task {task_id} is not finalized")
-    with tempfile.TemporaryDirectory(prefix="flchain-model-get-") as tmp:
-        repo = Path(ipfs_dir) if ipfs_dir else Path(tmp) / "ipfs"
-        storage = KuboStorage(repo, log_dir=Path(tmp))
+    with participant_storage(coordinator, task_id, ipfs_dir=ipfs_dir) as storage:
         try:
-            connect_to_participants(
-                storage, coordinator, task_id, [p.account for p in coordinator.get_participants(task_id)]
-            )
             vector = gather_partitions(storage, digests, task_id=task_id, round_=round_, timeout=timeout)
         except BlobNotFoundError as exc:
             raise BlobNotFoundError(f"{exc}; are the participants' nodes running?") from None
-        finally:
-            storage.close()
     manifest = vector_manifest(
         [cid_from_digest(d) for d in digests], dimension=vector.size, task_id=task_id, round_=round_
     )

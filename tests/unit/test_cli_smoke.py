@@ -35,6 +35,16 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
         ["task", "start", "--rpc", NO_SCHEME_RPC, "--key", "key.hex", "--task", "1"],
         "must start with http://",
     ),
+    "task cancel": (
+        ["task", "cancel", "--rpc", NO_SCHEME_RPC, "--key", "key.hex", "--task", "1"],
+        "must start with http://",
+    ),
+    "operator transfer": (
+        ["operator", "transfer", "--rpc", NO_SCHEME_RPC, "--key", "key.hex", "--to", "0x1234"],
+        "not an Ethereum address",
+    ),
+    "operator accept": (["operator", "accept", "--rpc", NO_SCHEME_RPC, "--key", "key.hex"], "must start with http://"),
+    "audit": (["audit", "--rpc", NO_SCHEME_RPC, "--task", "1", "--task-file", "none.toml"], "none.toml"),
     "node": (
         ["node", "--rpc", NO_SCHEME_RPC, "--key", "key.hex", "--task-file", "none.toml", "--state-dir", "state"],
         "none.toml",
@@ -97,10 +107,12 @@ def test_console_script_lists_every_command_and_loads_no_chain_or_torch(tmp_path
         "deploy",
         "admit",
         "revoke",
+        "operator",
         "status",
         "task",
         "node",
         "model",
+        "audit",
     ):
         assert command in help_text.stdout
     assert probe.stderr.strip() == "[]", probe.stderr

@@ -31,7 +31,6 @@ from fl_chain.chain.coordinator import Coordinator, RevealCommit, SetupCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, PrivacyError
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import DpMechanism
-from fl_chain.privacy.keys import validate_public_key
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.secagg import (
     RoundReveal,
@@ -82,11 +81,12 @@ class SecureParams:
         )
 
 
-def parse_setup(data: bytes, context: RoundContext, member: str, *, max_participants: int) -> RoundSetup:
+def parse_setup(
+    data: bytes, context: RoundContext, member: str, *, max_participants: int, threshold: int
+) -> RoundSetup:
     """``member``'s setup blob, checked: :class:`BlobInvalidError` or :class:`PrivacyError` if unusable."""
-    setup = RoundSetup.from_bytes(data, max_participants=max_participants)
+    setup = RoundSetup.from_bytes(data, max_participants=max_participants, threshold=threshold)
     check_blob_matches(setup, context, member)
-    validate_public_key(setup.mask_public)
     return setup
 
 
@@ -106,6 +106,8 @@ class SecureRoundBlobs:
         Where to fetch from, and the round.
     max_participants:
         The task's participant cap: it bounds every setup and reveal blob before it is read.
+    threshold:
+        The task's threshold t: a setup that deals shares of another threshold is unusable.
     timeout:
         Seconds each fetch may take.
     """
@@ -118,12 +120,14 @@ class SecureRoundBlobs:
         task_id: int,
         round_: int,
         max_participants: int,
+        threshold: int,
         timeout: float,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.context = RoundContext(task_id, round_)
         self.max_participants = max_participants
+        self.threshold = threshold
         self.timeout = timeout
         self._setup_commits: list[SetupCommit] | None = None
         self._parsed: dict[str, RoundSetup | str] = {}  # member -> setup, or why it is unusable
@@ -161,7 +165,7 @@ class SecureRoundBlobs:
                         max_size=setup_size_bound(self.max_participants),
                     )  # BlobNotFoundError propagates: not served (yet)
                     self._parsed[member] = parse_setup(
-                        data, self.context, member, max_participants=self.max_participants
+                        data, self.context, member, max_participants=self.max_participants, threshold=self.threshold
                     )
                 except (BlobInvalidError, PrivacyError) as exc:  # too large, or does not parse or verify
                     self._parsed[member] = f"unusable setup: {exc}"

@@ -6,7 +6,7 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"malformed_setup"``: publishes and commits bytes that are no setup blob;
 - ``"stale_setup"``: publishes and commits its (well-formed) setup of the previous round;
 - ``"malformed_reveal"``: publishes and commits bytes that are no reveal blob;
-- ``"wrong_share"``: reveals well-formed shares with every y changed (they match no commitment);
+- ``"wrong_share"``: reveals well-formed shares with every y changed (they verify against no commitment);
 - ``"withhold_reveal"``: contributes but never reveals;
 - ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
@@ -26,7 +26,7 @@ from fl_chain.chain.coordinator import RoundInfo
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
-from fl_chain.privacy.shamir import PRIME, Share
+from fl_chain.privacy.vss import ORDER, Share
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.secagg import RevealedShare, RoundReveal, reveal_size_bound, setup_size_bound
 from fl_chain.training.trainer import Trainer
@@ -72,7 +72,7 @@ class HostileSecureRounds(SecureRounds):
             return b"FLSR" + bytes(reveal_size_bound(self.params.max_participants) + 1)
         if round_ in self.rounds and self.attack == "wrong_share":
             wrong = tuple(
-                RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % PRIME)) for s in reveal.shares
+                RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % ORDER)) for s in reveal.shares
             )
             return RoundReveal(reveal.task_id, reveal.round, reveal.member, wrong).to_bytes()
         return super().reveal_blob(round_, reveal)

@@ -12,12 +12,15 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
 - ``"oversized_setup"`` / ``"oversized_reveal"``: a blob above the size bound every node applies.
 - ``"withhold_setup"``: commits the digest of a setup it never serves.
+- ``"inconsistent_shares"``: deals its real secrets, but the box to one other member holds shares of
+  them from other polynomials than the committed ones (they do not verify).
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 
 import numpy as np
@@ -26,9 +29,18 @@ from fl_chain.chain.coordinator import RoundInfo
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
-from fl_chain.privacy.vss import ORDER, Share
+from fl_chain.privacy.keys import MaskKeyPair, share_encryption_key
+from fl_chain.privacy.share_box import ShareBundle, seal_shares
+from fl_chain.privacy.vss import ORDER, Share, split
 from fl_chain.protocol.blob import BlobKind
-from fl_chain.protocol.secagg import RevealedShare, RoundReveal, reveal_size_bound, setup_size_bound
+from fl_chain.protocol.secagg import (
+    RevealedShare,
+    RoundReveal,
+    RoundSetup,
+    SetupEntry,
+    reveal_size_bound,
+    setup_size_bound,
+)
 from fl_chain.training.trainer import Trainer
 
 SECURE_ATTACKS = (
@@ -42,6 +54,7 @@ SECURE_ATTACKS = (
     "oversized_setup",
     "oversized_reveal",
     "withhold_setup",
+    "inconsistent_shares",
 )
 
 
@@ -63,7 +76,33 @@ class HostileSecureRounds(SecureRounds):
             earlier = self.node.state.load_secagg_round(self.node.task_id, round_ - 1)
             assert earlier is not None, "stale_setup needs a round before"
             return bytes.fromhex(earlier["setup"])
+        if round_ in self.rounds and self.attack == "inconsistent_shares":
+            return self._inconsistent_setup(round_, record)
         return super().setup_blob(round_, record)
+
+    def _inconsistent_setup(self, round_: int, record: dict[str, str]) -> bytes:
+        """The honest setup with the box to the first other recipient resealed around shares of the same
+        secrets from other polynomials: they rebuild nothing with the others' and do not verify."""
+        params = self.params
+        setup = RoundSetup.from_bytes(
+            bytes.fromhex(record["setup"]), max_participants=params.max_participants, threshold=params.threshold
+        )
+        seed = int.from_bytes(bytes.fromhex(record["self_seed"]), "big")
+        key = MaskKeyPair.from_private(bytes.fromhex(record["mask_private"])).scalar
+        seed_shares, _ = split(seed, threshold=params.threshold, count=len(setup.entries))
+        key_shares, _ = split(key, threshold=params.threshold, count=len(setup.entries))
+        victim = next(e.recipient for e in setup.entries if e.recipient != self.me)
+        x = setup.position_of(victim)
+        assert x is not None
+        box = seal_shares(
+            ShareBundle(seed_shares[x - 1], key_shares[x - 1]),
+            key=share_encryption_key(self.long_term, self._publics()[victim], self.context(round_)),
+            context=self.context(round_),
+            sender=self.me,
+            recipient=victim,
+        )
+        entries = tuple(SetupEntry(victim, box) if e.recipient == victim else e for e in setup.entries)
+        return dataclasses.replace(setup, entries=entries).to_bytes()
 
     def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
         if round_ in self.rounds and self.attack == "malformed_reveal":

@@ -195,6 +195,20 @@ def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(t
     check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
 
 
+def test_attack_a_dealer_with_shares_off_its_commitments_cannot_fail_the_round(tmp_path: Path) -> None:
+    # Prepare / Execute: t = 3 of 4; in round 1, node HOSTILE deals one member shares of its secrets from
+    # other polynomials than the committed ones (with hash commitments, mixing them failed the round).
+    spec = secure_spec(threshold=3)
+    coordinator, task_id, nodes, recorders, status = run(spec, tmp_path, {HOSTILE: ("inconsistent_shares", {1})})
+
+    # Assert: that member's check leaves the dealer's box out; the t shares that verify (the dealer's own
+    # and two honest ones) rebuild its committed self seed, so the round is everyone's FedAvg.
+    assert status == TaskStatus.COMPLETED
+    info = coordinator.get_round(task_id, 1)
+    assert info.status == RoundStatus.FINALIZED and info.contributors == NODES and info.reveals == NODES
+    check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
+
+
 def test_attack_an_unmasked_update_is_excluded_in_the_check_window_and_the_round_recovers(tmp_path: Path) -> None:
     # Prepare / Execute: in round 1, node HOSTILE publishes its update in the clear (float32 blobs) and commits it.
     spec = secure_spec()

@@ -31,7 +31,10 @@ pragma solidity 0.8.28;
 ///                                             (per-round mask public key and encrypted Shamir shares,
 ///                                             threshold t); ends early when every joined member did.
 ///               The members that did form the key set U1; fewer than `minContributors` fail the round.
-///   Update      [U1 freeze, updateDeadline)   only U1 members commit (masked) updates; ends early
+///   Update      [U1 freeze, +unmaskDuration)  key check window: U1 members report setups they cannot
+///                                             use (`reportSetup`); a strict U1 majority, or |U1| - t
+///                                             reports, takes the member out of U1;
+///               [.., updateDeadline)          only U1 members commit (masked) updates; ends early
 ///                                             when every U1 member still joined did. The set U2 freezes.
 ///   Unmask      [U2 freeze, +unmaskDuration)  check window: contributors report updates they cannot
 ///                                             fetch (a strict contributor majority excludes one, which
@@ -206,8 +209,11 @@ contract FLCoordinator {
         uint48 sharesDeadline; // the start time is sharesDeadline - sharesDuration
         uint48 unmaskDeadline; // set when U2 freezes; the reveal window opens unmaskDuration before it
         uint32 setups; // |U1|
-        uint32 setupDeparted; // U1 members removed from the task during the shares or update phase
+        uint32 setupDeparted; // U1 members removed from the task, or excluded from the key set, in this round
         uint32 reveals; // |U3|
+        uint32 setupsExcluded; // U1 members a key-set majority reported in the key check window
+        mapping(address member => uint256 reports) setupReports;
+        mapping(address member => mapping(address reporter => bool)) hasReportedSetup;
     }
 
     /// @notice Everything a node needs about one round, returned by one call.
@@ -478,6 +484,11 @@ contract FLCoordinator {
     /// @param taskId The task.
     /// @param round The round.
     error FLCoordinatorReportWindowClosed(uint256 taskId, uint256 round);
+    /// @dev With secure aggregation, updates are accepted only once the key check window (the first
+    /// `unmaskDuration` seconds of the update phase) is over and the key set is final.
+    /// @param taskId The task.
+    /// @param round The round.
+    error FLCoordinatorKeySetNotFinal(uint256 taskId, uint256 round);
 
     // ---------------------------------------------------------------------------------------------
     // Events
@@ -533,6 +544,14 @@ contract FLCoordinator {
     /// @notice Secure aggregation: the key set U1 froze with `setups` members; updates are accepted
     /// from them until `updateDeadline`.
     event SharesPhaseClosed(uint256 indexed taskId, uint256 indexed round, uint32 setups, uint64 updateDeadline);
+    /// @notice Secure aggregation: `reporter`, a key-set member, cannot use `member`'s setup (not
+    /// served, not valid, or its share box for the reporter does not open); `reports` so far.
+    event SetupReported(
+        uint256 indexed taskId, uint256 indexed round, address indexed member, address reporter, uint256 reports
+    );
+    /// @notice Secure aggregation: a majority of the key set, or `|U1| - t` of its members, reported
+    /// `member`'s setup: it leaves the key set U1 (nobody masks towards it, it commits no update, no share of it is revealed).
+    event SetupExcluded(uint256 indexed taskId, uint256 indexed round, address indexed member);
     /// @notice Secure aggregation: the contributor set U2 froze. Unavailable updates are reported
     /// until `revealStart`, reveals are accepted from then until `unmaskDeadline`.
     event UnmaskPhaseStarted(
@@ -843,8 +862,11 @@ contract FLCoordinator {
         Participant storage participant = _joinedParticipant(taskId, msg.sender);
         _requireAdmitted(taskId, task);
         if (participant.updateRound == round + 1) revert FLCoordinatorUpdateAlreadyCommitted(taskId, round, msg.sender);
-        if (task.config.secureAggregation && participant.setupRound != round + 1) {
-            revert FLCoordinatorNotInKeySet(taskId, round, msg.sender);
+        if (task.config.secureAggregation) {
+            if (participant.setupRound != round + 1) revert FLCoordinatorNotInKeySet(taskId, round, msg.sender);
+            if (block.timestamp < r.updateDeadline - task.config.updateDuration) {
+                revert FLCoordinatorKeySetNotFinal(taskId, round);
+            }
         }
         if (digest == bytes32(0)) revert FLCoordinatorZeroDigest();
         if (samples == 0) revert FLCoordinatorZeroSamples();
@@ -888,6 +910,50 @@ contract FLCoordinator {
         emit SetupCommitted(taskId, round, msg.sender, index, digest);
 
         if (_everyoneSetUp(task, r)) _closeShares(taskId, task, round, r);
+    }
+
+    /// @notice Secure aggregation: reports that the caller cannot use `member`'s setup of `round`: its
+    /// blob is not served, does not verify, or the share box it addressed to the caller does not open
+    /// (only the recipient can tell). Once a strict majority of the key set U1 reported it, or so many
+    /// that fewer than t others hold usable shares of it (`reports >= |U1| - t`), `member` leaves the key set: honest members mask towards the remaining key set only, and `member` cannot
+    /// commit an update. Fewer than `minContributors` left fails the round (`TooFewSetups`).
+    /// @dev Only in the key check window, the first `unmaskDuration` seconds of the update phase,
+    /// before any update can be committed; only by key-set members, about another key-set member.
+    /// @param taskId The running secure-aggregation task.
+    /// @param round The current round, in its key check window.
+    /// @param member A key-set member of `round` other than the caller.
+    function reportSetup(uint256 taskId, uint256 round, address member) external {
+        Task storage task = _runningTask(taskId);
+        Round storage r = _currentRound(taskId, task, round);
+        if (r.status != RoundStatus.Update || block.timestamp >= r.updateDeadline - task.config.updateDuration) {
+            revert FLCoordinatorReportWindowClosed(taskId, round);
+        }
+        _requireAdmitted(taskId, task);
+        if (_joinedParticipant(taskId, msg.sender).setupRound != round + 1) {
+            revert FLCoordinatorNotInKeySet(taskId, round, msg.sender);
+        }
+        if (member == msg.sender) revert FLCoordinatorSelfReport(taskId, msg.sender);
+        Participant storage target = _participants[taskId][member];
+        if (target.setupRound != round + 1) revert FLCoordinatorNotInKeySet(taskId, round, member);
+        if (r.hasReportedSetup[member][msg.sender]) revert FLCoordinatorAlreadyReported(taskId, round, member, msg.sender);
+        r.hasReportedSetup[member][msg.sender] = true;
+        uint256 reports = r.setupReports[member] + 1;
+        r.setupReports[member] = reports;
+        emit SetupReported(taskId, round, member, msg.sender, reports);
+        // Excluded by a strict majority, or once the members left to hold its shares are fewer than t
+        // (|U1| - 1 - reports < t): its secrets could not be rebuilt, so nobody may mask towards it.
+        uint256 setups = r.setups;
+        if (!_isMajority(reports, setups) && reports + task.config.secaggThreshold < setups) return;
+
+        target.setupRound = 0;
+        // A member removed from the task was counted as departed already.
+        if (target.joined) r.setupDeparted += 1;
+        uint32 excluded = r.setupsExcluded + 1;
+        r.setupsExcluded = excluded;
+        emit SetupExcluded(taskId, round, member);
+        if (setups - excluded < task.config.minContributors) {
+            _failRound(taskId, task, round, r, FailureReason.TooFewSetups);
+        }
     }
 
     /// @notice Secure aggregation: commits the digest of this contributor's reveal blob for `round`:
@@ -1561,7 +1627,8 @@ contract FLCoordinator {
             _failRound(taskId, task, round, r, FailureReason.TooFewSetups);
             return;
         }
-        uint48 updateDeadline = uint48(block.timestamp) + task.config.updateDuration;
+        // The key check window (unmaskDuration) comes first: updates are accepted after it.
+        uint48 updateDeadline = uint48(block.timestamp) + task.config.unmaskDuration + task.config.updateDuration;
         r.status = RoundStatus.Update;
         r.updateDeadline = updateDeadline;
         emit SharesPhaseClosed(taskId, round, setups, updateDeadline);

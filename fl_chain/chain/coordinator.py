@@ -317,6 +317,11 @@ class Coordinator:
         """Report that ``contributor``'s update of ``round_`` could not be fetched (fallback phase only)."""
         return self._transact(account, "reportUnavailable", task_id, round_, Web3.to_checksum_address(contributor))
 
+    def report_setup(self, account: LocalAccount, task_id: int, round_: int, member: str) -> dict[str, Any]:
+        """Secure aggregation: report that ``member``'s setup of ``round_`` is unusable to this account
+        (not served, not valid, or its share box for this account does not open); key check window only."""
+        return self._transact(account, "reportSetup", task_id, round_, Web3.to_checksum_address(member))
+
     def commit_setup(self, account: LocalAccount, task_id: int, round_: int, digest: bytes) -> dict[str, Any]:
         """Secure aggregation: commit the digest of this member's setup blob (shares phase)."""
         return self._transact(account, "commitSetup", task_id, round_, digest)
@@ -537,6 +542,21 @@ class Coordinator:
             )
             for e in self.find_events("SetupCommitted", taskId=task_id, round=round_)
         ]
+
+    def find_setup_exclusions(self, task_id: int, round_: int) -> list[str]:
+        """Secure aggregation: the key-set members of ``round_`` a key-set majority excluded in the key
+        check window (``SetupExcluded``), in order of exclusion."""
+        return [
+            Web3.to_checksum_address(e["args"]["member"])
+            for e in self.find_events("SetupExcluded", taskId=task_id, round=round_)
+        ]
+
+    def find_reported_contributors(self, task_id: int, round_: int) -> list[str]:
+        """The contributors of ``round_`` someone reported unavailable (``UnavailabilityReported``), once each."""
+        seen: dict[str, None] = {}
+        for e in self.find_events("UnavailabilityReported", taskId=task_id, round=round_):
+            seen.setdefault(Web3.to_checksum_address(e["args"]["contributor"]), None)
+        return list(seen)
 
     def find_reveal_commits(self, task_id: int, round_: int) -> list[RevealCommit]:
         """Secure aggregation: the reveal set U3 of ``round_`` with the reveal digests, in commit order."""

@@ -3,15 +3,19 @@
 Shared by the node (its update, reveal and aggregation) and the audit, so both apply the same rules
 (``fl_chain.protocol.secagg`` holds the formats; this module adds storage and the chain's sets):
 
-* **Key set.** The usable setups of a round are those of the key set U1 (``SetupCommitted``) whose
-  blob parses within its size bound, is the member's for this task and round, carries a usable
-  X25519 mask public key (32 bytes, not of low order) and does not repeat the mask key of a setup
-  committed before it. Every honest node decides this alike (content is addressed by hash);
-  contributors mask towards exactly these members, and a contributor whose setup is unusable is
-  left out of every sum (no honest member masked towards it).
+* **Key set.** The usable setups of a round are those of the key set U1 (``SetupCommitted``) that a
+  key-set majority did not exclude in the key check window (``SetupExcluded``: members report setups
+  that are not served, do not verify, or whose share box for them does not open or holds shares that do not verify, see
+  :meth:`SecureRoundBlobs.setup_problems`), whose blob parses within its size bound, is the member's for
+  this task and round, deals t-of-n Feldman shares for the task's threshold t (commitments that are
+  secp256k1 points; the mask public key is ``C_0`` of the key sharing) and does not repeat the mask
+  key of a setup committed before it. Every honest node decides this alike
+  (content is addressed by hash, exclusions are on chain); contributors mask towards exactly these
+  members, and a contributor whose setup is unusable is left out of every sum (no honest member
+  masked towards it).
 * **Reveals.** The reveal blobs of U3 (``RevealCommitted``) that parse and are the revealer's for
-  this round; a reveal that is not served is simply missing (every share is checked against its
-  owner's commitment, so any t valid shares rebuild the same secret).
+  this round; a reveal that is not served is simply missing (every share is verified against its
+  owner's Feldman commitments, so any t verified shares rebuild the same secret).
 * **A partition.** The masked slices of the contributors U2 minus the chain's exclusions (and minus
   members without a usable setup) are summed in the ring, unmasked
   (:func:`~fl_chain.protocol.secagg.unmask_partition`) and divided by their committed sample counts
@@ -31,11 +35,13 @@ from fl_chain.chain.coordinator import Coordinator, RevealCommit, SetupCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, PrivacyError
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import DpMechanism
+from fl_chain.privacy.keys import KeyPair
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.secagg import (
     RoundReveal,
     RoundSetup,
     check_blob_matches,
+    open_boxes,
     reveal_size_bound,
     setup_size_bound,
     unmask_partition,
@@ -130,6 +136,7 @@ class SecureRoundBlobs:
         self.threshold = threshold
         self.timeout = timeout
         self._setup_commits: list[SetupCommit] | None = None
+        self._excluded: set[str] | None = None
         self._parsed: dict[str, RoundSetup | str] = {}  # member -> setup, or why it is unusable
         self._reveals: dict[str, RoundReveal | str] = {}
 
@@ -144,8 +151,64 @@ class SecureRoundBlobs:
         """U1's members (lower-case addresses), in commit order."""
         return [c.member.lower() for c in self.setup_commits()]
 
+    def excluded_setups(self) -> set[str]:
+        """U1 members a key-set majority excluded (lower-case), read once: call only after the key check
+        window closed on chain (no exclusion can follow; the node checks the chain's time first)."""
+        if self._excluded is None:
+            found = self.coordinator.find_setup_exclusions(self.context.task_id, self.context.round)
+            self._excluded = {m.lower() for m in found}
+        return set(self._excluded)
+
+    def _setup(self, commit: SetupCommit) -> RoundSetup | str:
+        """``commit``'s setup blob parsed, or why it is unusable (fetched once; BlobNotFoundError while not served)."""
+        member = commit.member.lower()
+        if member not in self._parsed:
+            try:
+                data = self.storage.get(
+                    cid_from_digest(commit.digest),
+                    timeout=self.timeout,
+                    max_size=setup_size_bound(self.max_participants),
+                )  # BlobNotFoundError propagates: not served (yet)
+                self._parsed[member] = parse_setup(
+                    data, self.context, member, max_participants=self.max_participants, threshold=self.threshold
+                )
+            except (BlobInvalidError, PrivacyError) as exc:  # too large, or does not parse or verify
+                self._parsed[member] = f"unusable setup: {exc}"
+        return self._parsed[member]
+
+    def setup_problems(self, me: str, long_term: KeyPair, long_term_publics: Mapping[str, bytes]) -> dict[str, str]:
+        """The key set's other members whose setup ``me`` cannot use, and why: not served within the
+        timeout, unusable (see the module docstring), or no share box for ``me`` that opens and verifies
+        under ``me``'s long-term key. These are what ``me`` reports in the key check window."""
+        me = me.lower()
+        problems: dict[str, str] = {}
+        usable: dict[str, RoundSetup] = {}
+        seen_keys: set[bytes] = set()
+        for commit in self.setup_commits():
+            member = commit.member.lower()
+            try:
+                setup = self._setup(commit)
+            except BlobNotFoundError:
+                if member != me:
+                    problems[member] = "setup not served"
+                continue
+            if isinstance(setup, str):
+                problems[member] = setup
+            elif setup.mask_public in seen_keys:
+                problems[member] = "unusable setup: repeats the mask key of an earlier setup"
+            else:
+                seen_keys.add(setup.mask_public)
+                usable[member] = setup
+        opened = open_boxes(self.context, me, long_term, usable, long_term_publics)
+        for member in usable:
+            if member != me and member not in opened:
+                problems[member] = "no share box for this member that opens"
+        problems.pop(me, None)
+        return problems
+
     def usable_setups(self) -> dict[str, RoundSetup]:
-        """The usable setups of U1 (see the module docstring), by member.
+        """The usable setups of U1 (see the module docstring), by member. Call only once the key check
+        window closed on chain (:meth:`excluded_setups`).
 
         Raises
         ------
@@ -155,21 +218,12 @@ class SecureRoundBlobs:
         """
         usable: dict[str, RoundSetup] = {}
         seen_keys: set[bytes] = set()
+        excluded = self.excluded_setups()
         for commit in self.setup_commits():
+            if commit.member.lower() in excluded:
+                continue
             member = commit.member.lower()
-            if member not in self._parsed:
-                try:
-                    data = self.storage.get(
-                        cid_from_digest(commit.digest),
-                        timeout=self.timeout,
-                        max_size=setup_size_bound(self.max_participants),
-                    )  # BlobNotFoundError propagates: not served (yet)
-                    self._parsed[member] = parse_setup(
-                        data, self.context, member, max_participants=self.max_participants, threshold=self.threshold
-                    )
-                except (BlobInvalidError, PrivacyError) as exc:  # too large, or does not parse or verify
-                    self._parsed[member] = f"unusable setup: {exc}"
-            setup = self._parsed[member]
+            setup = self._setup(commit)
             if isinstance(setup, RoundSetup) and setup.mask_public not in seen_keys:
                 usable[member] = setup
                 seen_keys.add(setup.mask_public)

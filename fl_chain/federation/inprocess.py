@@ -87,7 +87,7 @@ class InProcessFederation:
         return self.coordinator.get_task(self.task_id)[1].status
 
     def _jump_to_next_deadline(self) -> None:
-        _, task = self.coordinator.get_task(self.task_id)
+        config, task = self.coordinator.get_task(self.task_id)
         now = int(chain_clock(self.chain)())
         if task.status != TaskStatus.RUNNING:
             self.chain.mine()
@@ -95,7 +95,8 @@ class InProcessFederation:
             return
         info = self.coordinator.get_round(self.task_id, task.current_round)
         if info.status == RoundStatus.UPDATE:
-            target = info.update_deadline
+            key_check_end = info.update_deadline - config.update_duration  # secure rounds' key check window
+            target = key_check_end if info.shares_deadline and now < key_check_end else info.update_deadline
         elif info.status == RoundStatus.AGGREGATION:
             target = info.aggregation_deadline if now < info.aggregation_deadline else info.fallback_deadline
         elif info.status == RoundStatus.SHARES:

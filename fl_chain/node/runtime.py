@@ -468,6 +468,9 @@ class Node:
         except ContractRevertError as exc:
             if exc.name == "FLCoordinatorUpdateAlreadyCommitted":
                 log.info("round %d: update was already committed before a restart", round_)
+            elif exc.name == "FLCoordinatorKeySetNotFinal":  # the chain's clock lags this node's: retry
+                log.info("round %d: key check window still open on chain; retrying the update", round_)
+                return Step.IDLE
             elif exc.name in ("FLCoordinatorUpdatePhaseClosed", "FLCoordinatorNotInKeySet", *_BENIGN_REVERTS):
                 log.warning("round %d: update too late (%s)", round_, exc.name)
                 return Step.PROGRESS

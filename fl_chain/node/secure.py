@@ -5,11 +5,16 @@ Per round, driven by the chain's phase, one idempotent unit of work per step lik
 - SHARES: make a setup (fresh mask key pair and self seed, shares boxed to every participant with a
   usable registered key), keep it with its secrets in the state directory *before* publishing it (a
   restart publishes the same blob, never a second setup), publish, ``commitSetup``.
-- UPDATE (key-set members only): train as usual, mask the weighted, clipped change from the global
-  model towards every usable setup of the key set, publish it as uint64 partition blobs, ``commitUpdate``
-  with the weight (the sample count capped at ``max_samples``).
+- UPDATE, key check window (key-set members only): fetch every other key-set member's setup and open
+  the share box addressed to this node; report each that is not served, not valid or whose box does
+  not open with ``reportSetup``; train meanwhile.
+- UPDATE, after the window: mask the weighted, clipped change from the global model towards every
+  usable setup of the final key set, publish it as uint64 partition blobs, ``commitUpdate`` with the
+  weight (the sample count capped at ``max_samples``).
 - UNMASK, check window: fetch every other contributor's masked manifest and the slices of this node's
-  assigned partitions; report those not served, or not verifying, with ``reportUnavailable``.
+  assigned partitions; report those not served, or not verifying, with ``reportUnavailable``. A
+  contributor someone else reported is checked in every partition (the reporter may be the only one
+  assigned a slice that does not verify), so an honest majority forms whenever the report is true.
 - UNMASK, reveal window: open the boxes addressed to this node and reveal exactly one share per
   key-set member (self seed for the contributors minus the exclusions, mask key for the rest),
   publish, ``commitReveal``.
@@ -62,6 +67,7 @@ log = logging.getLogger("fl_chain.node")
 #: Reverts that only mean the phase moved on or another node got there first.
 _LATE = {
     "FLCoordinatorSharesPhaseClosed",
+    "FLCoordinatorReportWindowClosed",
     "FLCoordinatorRevealWindowClosed",
     "FLCoordinatorNothingToAdvance",
     "FLCoordinatorRoundNotCurrent",
@@ -89,6 +95,8 @@ class SecureRounds:
         self.me = node.address.lower()
         self._blobs: dict[int, SecureRoundBlobs] = {}
         self._checked: dict[int, set[str]] = {}  # round -> contributors whose check-window fetch succeeded
+        self._checked_in_full: dict[int, set[str]] = {}  # round -> reported contributors verified in every partition
+        self._setups_checked: set[int] = set()  # rounds whose key check this node has done
         self._warned: set[tuple[int, str]] = set()
 
     # -- helpers --------------------------------------------------------------------------------
@@ -215,7 +223,14 @@ class SecureRounds:
         if self.me not in blobs.key_set() or secrets is None:
             node.observers.wait(node.task_id, round_)
             return Step.IDLE  # not in the key set U1: this node sits the round out
+        if round_ not in self._setups_checked:
+            return self._key_check(round_, blobs)
         update, samples = node._trained_update(round_, base, progress)
+        # Masks go towards the final key set only: wait until the chain's own time closed the key check
+        # window (no exclusion can land after that).
+        if node.coordinator.client.block_timestamp() < info.update_deadline - node.config.update_duration:
+            node.observers.wait(node.task_id, round_)
+            return Step.IDLE
         node._connect_all()
         try:
             setups = blobs.usable_setups()
@@ -223,7 +238,8 @@ class SecureRounds:
             log.warning("round %d: a setup of the key set is not served yet (%s); retrying", round_, exc)
             return Step.IDLE
         if self.me not in setups:
-            self._warn_once(round_, f"this node's own setup is unusable ({blobs.unusable().get(self.me)})")
+            reason = "excluded by the key set" if self.me in blobs.excluded_setups() else blobs.unusable().get(self.me)
+            self._warn_once(round_, f"this node's own setup is unusable ({reason}): sitting the round out")
             return Step.IDLE
         for member, reason in blobs.unusable().items():
             self._warn_once(round_, f"leaving out {member}: {reason}")
@@ -255,6 +271,27 @@ class SecureRounds:
                 contributor=node.address,
             )
         return node._commit_update(round_, digest, weight, progress)
+
+    def _key_check(self, round_: int, blobs: SecureRoundBlobs) -> Step:
+        """Fetch every other key-set member's setup and open this node's box in it; report those it
+        cannot use (``reportSetup``), once per round."""
+        node = self.node
+        with node.observers.phase(node.task_id, round_, Phase.SETUP):
+            node._connect_all()
+            problems = blobs.setup_problems(self.me, self.long_term, self._publics())
+            for member, reason in sorted(problems.items()):
+                try:
+                    node._transact("report_setup", round_, member)
+                    node.report(f"round {round_}: reported the setup of {member} ({reason})")
+                except ContractRevertError as exc:
+                    if exc.name in _LATE:
+                        log.warning("round %d: setup report on %s too late (%s)", round_, member, exc.name)
+                        break
+                    if exc.name not in ("FLCoordinatorAlreadyReported", "FLCoordinatorNotInKeySet"):
+                        raise
+                    log.info("round %d: setup report on %s not taken (%s)", round_, member, exc.name)
+        self._setups_checked.add(round_)
+        return Step.PROGRESS
 
     def _dp_masked(
         self, round_: int, update: np.ndarray, base: np.ndarray, secrets: RoundSecrets, masks: dict[str, bytes]
@@ -345,12 +382,13 @@ class SecureRounds:
         node = self.node
         progress = node.state.round(node.task_id, round_)
         checked = self._checked.setdefault(round_, set())
-        others = [
-            c
-            for c in sorted(commits, key=lambda c: c.contributor.lower())
-            if c.contributor.lower() not in excluded | checked | {self.me} and c.contributor not in progress.reported
-        ]
-        if not others:
+        in_full = self._checked_in_full.setdefault(round_, set())
+        done = excluded | {self.me} | {c.lower() for c in progress.reported}
+        others = [c for c in sorted(commits, key=lambda c: c.contributor.lower()) if c.contributor.lower() not in done]
+        accused = {a.lower() for a in node.coordinator.find_reported_contributors(node.task_id, round_)}
+        in_full_todo = [c for c in others if c.contributor.lower() in accused - in_full]
+        others = [c for c in others if c.contributor.lower() not in checked]
+        if not others and not in_full_todo:
             node.observers.wait(node.task_id, round_)
             return Step.IDLE
         assert info.assignment_key is not None
@@ -366,17 +404,20 @@ class SecureRounds:
             node._connect_all()
             updates = node._round_updates(round_, base.size)
             updates.prefetch(others, todo)
-            for commit in others:
+            every = list(range(node.config.partitions))
+            for commit, partitions, ok in [(c, todo, checked) for c in others] + [
+                (c, every, in_full) for c in in_full_todo
+            ]:
                 try:
                     if isinstance(updates.manifest(commit), str) or any(
-                        updates.submission(commit, p).values is None for p in todo
+                        updates.submission(commit, p).values is None for p in partitions
                     ):
                         bad.add(commit.contributor)
                         continue
                 except BlobNotFoundError:
                     bad.add(commit.contributor)
                     continue
-                checked.add(commit.contributor.lower())
+                ok.add(commit.contributor.lower())
         if bad:
             return Step.PROGRESS if node._report_unavailable(round_, bad, progress) else Step.IDLE
         return Step.PROGRESS

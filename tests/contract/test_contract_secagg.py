@@ -92,7 +92,20 @@ def commit_setups(task: Task, round_: int, members: Sequence[LocalAccount]) -> l
     ]
 
 
-def commit_updates(task: Task, round_: int, members: Sequence[LocalAccount]) -> list[dict[str, Any]]:
+def pass_key_check(chain: Chain, client: ChainClient, task: Task, round_: int) -> None:
+    """Move chain time past the key check window of ``round_`` (if it is in its update phase)."""
+    info = task.round(round_)
+    if info.status == RoundStatus.UPDATE:
+        end = info.update_deadline - task.config.update_duration
+        if client.block_timestamp() < end:
+            pass_deadline(chain, client, end)
+
+
+def commit_updates(
+    chain: Chain, client: ChainClient, task: Task, round_: int, members: Sequence[LocalAccount]
+) -> list[dict[str, Any]]:
+    """Every member's update of ``round_``, once the key check window is over."""
+    pass_key_check(chain, client, task, round_)
     return [
         task.coordinator.commit_update(
             m, task.task_id, round_, update_digest(round_, task.member_index(m)), update_samples(task.member_index(m))
@@ -120,7 +133,7 @@ def unmasking_task(
     """Round 0 with every member in U1, the first ``contributors`` (all) in U2, in the reveal window."""
     task = secure_task(coordinator, operator, members)
     commit_setups(task, 0, task.members)
-    commit_updates(task, 0, task.members[:contributors])
+    commit_updates(chain, client, task, 0, task.members[:contributors])
     if contributors is not None and contributors < len(members):
         pass_deadline(chain, client, task.round(0).update_deadline)
         coordinator.advance(operator, task.task_id)
@@ -270,7 +283,8 @@ def test_secure_round_starts_in_the_shares_phase(
 def test_shares_phase_closes_when_every_member_committed_a_setup(
     coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
-    """The last setup closes the phase: SharesPhaseClosed, then UPDATE until now + updateDuration."""
+    """The last setup closes the phase: SharesPhaseClosed, then UPDATE (key check window, then updates)
+    until now + unmaskDuration + updateDuration."""
     # Prepare
     task = secure_task(coordinator, operator, accounts[1:5])
 
@@ -283,16 +297,12 @@ def test_shares_phase_closes_when_every_member_committed_a_setup(
         for i, m in enumerate(task.members)
     ]
     assert all(events(coordinator, "SharesPhaseClosed", r) == [] for r in receipts[:-1])
-    now = block_timestamp(client, receipts[-1])
+    deadline = block_timestamp(client, receipts[-1]) + UNMASK_DURATION + task.config.update_duration
     assert events(coordinator, "SharesPhaseClosed", receipts[-1]) == [
-        {"taskId": task.task_id, "round": 0, "setups": 4, "updateDeadline": now + task.config.update_duration}
+        {"taskId": task.task_id, "round": 0, "setups": 4, "updateDeadline": deadline}
     ]
     info = task.round(0)
-    assert (info.status, info.setups, info.update_deadline) == (
-        RoundStatus.UPDATE,
-        4,
-        now + task.config.update_duration,
-    )
+    assert (info.status, info.setups, info.update_deadline) == (RoundStatus.UPDATE, 4, deadline)
 
 
 def test_shares_phase_closes_at_its_deadline_through_advance(
@@ -363,23 +373,23 @@ def test_only_key_set_members_commit_updates(
     # Prepare
     task = secure_task(coordinator, operator, accounts[1:5])
     early = task.members[0]
-    assert revert(lambda: commit_updates(task, 0, [early]))[0] == "FLCoordinatorUpdatePhaseClosed"
+    assert revert(lambda: commit_updates(chain, client, task, 0, [early]))[0] == "FLCoordinatorUpdatePhaseClosed"
     commit_setups(task, 0, task.members[:3])
     pass_deadline(chain, client, task.round(0).shares_deadline)
     coordinator.advance(operator, task.task_id)
     outsider = task.members[3]
 
     # Execute, Assert
-    assert revert(lambda: commit_updates(task, 0, [outsider])) == (
+    assert revert(lambda: commit_updates(chain, client, task, 0, [outsider])) == (
         "FLCoordinatorNotInKeySet",
         {"taskId": task.task_id, "round": 0, "account": outsider.address},
     )
-    commit_updates(task, 0, task.members[:3])  # the key set completes the phase without the outsider
+    commit_updates(chain, client, task, 0, task.members[:3])  # the key set completes the phase without the outsider
     assert task.round(0).status == RoundStatus.UNMASK
 
 
 def test_update_phase_closes_when_the_key_set_committed_and_unmask_opens(
-    coordinator: Coordinator, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     """The last key-set update freezes U2: UnmaskPhaseStarted with the check and reveal windows; the
     assignment is drawn from the freezing block already."""
@@ -388,7 +398,7 @@ def test_update_phase_closes_when_the_key_set_committed_and_unmask_opens(
     commit_setups(task, 0, task.members)
 
     # Execute
-    receipts = commit_updates(task, 0, task.members)
+    receipts = commit_updates(chain, client, task, 0, task.members)
 
     # Assert
     now = block_timestamp(client, receipts[-1])
@@ -414,6 +424,136 @@ def test_update_phase_closes_when_the_key_set_committed_and_unmask_opens(
     assert info.frozen and info.aggregation_deadline == now + 2 * UNMASK_DURATION + task.config.aggregation_duration
     draw_assignment(task, 0)
     assert sum(len(task.assigned(0, m)) for m in task.members) == task.config.partitions * task.config.replication
+
+
+# -- key check window -----------------------------------------------------------------------------
+
+
+def closed_shares(
+    coordinator: Coordinator, operator: LocalAccount, members: Sequence[LocalAccount], **overrides: Any
+) -> Task:
+    """Round 0 with every member in U1: the update phase's key check window is open."""
+    task = secure_task(coordinator, operator, members, **overrides)
+    commit_setups(task, 0, task.members)
+    assert task.round(0).status == RoundStatus.UPDATE
+    return task
+
+
+def report_setups(task: Task, member: LocalAccount, reporters: Sequence[LocalAccount]) -> list[dict[str, Any]]:
+    return [task.coordinator.report_setup(r, task.task_id, 0, member.address) for r in reporters]
+
+
+def test_updates_wait_for_the_key_check_window(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """The key set is final only after the key check window: an update before it reverts, after it counts."""
+    task = closed_shares(coordinator, operator, accounts[1:5])
+    member = task.members[0]
+    assert revert(
+        lambda: coordinator.commit_update(member, task.task_id, 0, update_digest(0, 0), update_samples(0))
+    ) == ("FLCoordinatorKeySetNotFinal", {"taskId": task.task_id, "round": 0})
+    commit_updates(chain, client, task, 0, task.members)
+    assert task.round(0).status == RoundStatus.UNMASK
+
+
+def test_a_key_set_majority_excludes_a_setup_and_its_member_commits_no_update(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Four of seven report a setup (t = 2, so |U1| - t = 5 would take more): the majority excludes it,
+    SetupExcluded, the member leaves U1 (no update, not waited for)."""
+    # Prepare
+    secure = SecureAggregationConfig(threshold=2, shares_duration=SHARES_DURATION, unmask_duration=UNMASK_DURATION)
+    task = closed_shares(coordinator, operator, accounts[1:8], secure_aggregation=secure, min_contributors=2)
+    target = task.members[6]
+
+    # Execute
+    receipts = report_setups(task, target, task.members[:4])
+
+    # Assert
+    assert [e["reports"] for r in receipts for e in events(coordinator, "SetupReported", r)] == [1, 2, 3, 4]
+    assert [events(coordinator, "SetupExcluded", r) for r in receipts[:3]] == [[], [], []]
+    assert events(coordinator, "SetupExcluded", receipts[3]) == [
+        {"taskId": task.task_id, "round": 0, "member": target.address}
+    ]
+    assert coordinator.find_setup_exclusions(task.task_id, 0) == [target.address]
+    assert not coordinator.get_secure_member(task.task_id, 0, target.address).in_key_set
+    pass_key_check(chain, client, task, 0)
+    assert revert(lambda: commit_updates(chain, client, task, 0, [target])) == (
+        "FLCoordinatorNotInKeySet",
+        {"taskId": task.task_id, "round": 0, "account": target.address},
+    )
+    commit_updates(chain, client, task, 0, task.members[:6])  # the phase ends without waiting for it
+    assert task.round(0).status == RoundStatus.UNMASK
+
+
+def test_reports_from_all_but_t_members_exclude_a_setup_too_few_could_rebuild(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """|U1| = 5, t = 3: two reports leave only two other holders of its shares (< t), so it is excluded
+    although two is no majority; one report is not enough."""
+    task = closed_shares(coordinator, operator, accounts[1:6])
+    target = task.members[4]
+    first = report_setups(task, target, task.members[:1])
+    assert events(coordinator, "SetupExcluded", first[0]) == []
+    second = report_setups(task, target, task.members[1:2])
+    assert [e["member"] for e in events(coordinator, "SetupExcluded", second[0])] == [target.address]
+
+
+def test_setup_exclusions_below_min_contributors_fail_the_round(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """|U1| = t = minContributors = 3: one report excludes (nobody else could rebuild the member's
+    secrets), two members are left, the round fails with TooFewSetups and the next one starts."""
+    task = closed_shares(coordinator, operator, accounts[1:4])
+    receipt = report_setups(task, task.members[2], task.members[:1])[0]
+    assert [e["reason"] for e in events(coordinator, "RoundFailed", receipt)] == [FailureReason.TOO_FEW_SETUPS]
+    assert task.round(1).status == RoundStatus.SHARES
+
+
+def test_attack_setup_reports_outside_the_rules_are_refused(
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Only key-set members report, about another key-set member, once, and only in the key check window."""
+    task = secure_task(coordinator, operator, accounts[1:7])  # |U1| = 5: one report excludes nobody
+    a, b, c, d, e, outsider = task.members
+    assert revert(lambda: report_setups(task, b, [a])) == (
+        "FLCoordinatorReportWindowClosed",
+        {"taskId": task.task_id, "round": 0},
+    )  # the shares phase: the key set is not even frozen
+    commit_setups(task, 0, [a, b, c, d, e])
+    pass_deadline(chain, client, task.round(0).shares_deadline)
+    coordinator.advance(operator, task.task_id)
+    assert revert(lambda: report_setups(task, b, [outsider]))[0] == "FLCoordinatorNotInKeySet"
+    assert revert(lambda: report_setups(task, outsider, [a])) == (
+        "FLCoordinatorNotInKeySet",
+        {"taskId": task.task_id, "round": 0, "account": outsider.address},
+    )
+    assert revert(lambda: report_setups(task, a, [a])) == (
+        "FLCoordinatorSelfReport",
+        {"taskId": task.task_id, "account": a.address},
+    )
+    report_setups(task, b, [a])
+    assert revert(lambda: report_setups(task, b, [a])) == (
+        "FLCoordinatorAlreadyReported",
+        {"taskId": task.task_id, "round": 0, "contributor": b.address, "reporter": a.address},
+    )
+    pass_key_check(chain, client, task, 0)
+    assert revert(lambda: report_setups(task, b, [c])) == (
+        "FLCoordinatorReportWindowClosed",
+        {"taskId": task.task_id, "round": 0},
+    )
+    assert coordinator.get_secure_member(task.task_id, 0, b.address).in_key_set  # one report of five excluded nothing
+
+
+def test_attack_an_excluded_member_cannot_vote_its_way_back(
+    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+):
+    """Once out of U1, a member can neither report others' setups nor be reported again."""
+    task = closed_shares(coordinator, operator, accounts[1:6])
+    target = task.members[4]
+    report_setups(task, target, task.members[:2])
+    assert revert(lambda: report_setups(task, task.members[0], [target]))[0] == "FLCoordinatorNotInKeySet"
+    assert revert(lambda: report_setups(task, target, task.members[2:3]))[0] == "FLCoordinatorNotInKeySet"
 
 
 # -- unmask phase ---------------------------------------------------------------------------------
@@ -492,12 +632,12 @@ def test_fewer_than_threshold_reveals_fail_the_round_and_the_next_starts(
 
 
 def test_reveals_are_refused_in_the_check_window(
-    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     """Until the check window ends (exclusions may still come) nobody reveals."""
     task = secure_task(coordinator, operator, accounts[1:5])
     commit_setups(task, 0, task.members)
-    commit_updates(task, 0, task.members)
+    commit_updates(chain, client, task, 0, task.members)
     assert revert(lambda: commit_reveals(task, 0, task.members[:1])) == (
         "FLCoordinatorRevealWindowClosed",
         {"taskId": task.task_id, "round": 0},
@@ -512,7 +652,7 @@ def test_exclusion_in_the_check_window_treats_the_contributor_as_dropped(
     # Prepare: five contributors, the last withholds its update blobs.
     task = secure_task(coordinator, operator, accounts[1:6])
     commit_setups(task, 0, task.members)
-    commit_updates(task, 0, task.members)
+    commit_updates(chain, client, task, 0, task.members)
     withholder = task.members[4]
 
     # Execute
@@ -534,12 +674,12 @@ def test_exclusion_in_the_check_window_treats_the_contributor_as_dropped(
 
 
 def test_exclusion_below_min_contributors_fails_the_secure_round(
-    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     """Excluding in the check window below minContributors (>= t) fails the round as without secure aggregation."""
     task = secure_task(coordinator, operator, accounts[1:4])
     commit_setups(task, 0, task.members)
-    commit_updates(task, 0, task.members)
+    commit_updates(chain, client, task, 0, task.members)
     coordinator.report_unavailable(task.members[0], task.task_id, 0, task.members[2].address)
     receipt = coordinator.report_unavailable(task.members[1], task.task_id, 0, task.members[2].address)
     assert [e["reason"] for e in events(coordinator, "RoundFailed", receipt)] == [FailureReason.TOO_FEW_CONTRIBUTORS]
@@ -547,13 +687,13 @@ def test_exclusion_below_min_contributors_fails_the_secure_round(
 
 
 def test_cancel_fails_a_secure_round_in_shares_or_unmask(
-    coordinator: Coordinator, operator: LocalAccount, accounts: list[LocalAccount]
+    coordinator: Coordinator, chain: Chain, client: ChainClient, operator: LocalAccount, accounts: list[LocalAccount]
 ):
     for finish_updates in (False, True):
         task = secure_task(coordinator, operator, accounts[1:4])
         if finish_updates:
             commit_setups(task, 0, task.members)
-            commit_updates(task, 0, task.members)
+            commit_updates(chain, client, task, 0, task.members)
         receipt = coordinator.cancel_task(operator, task.task_id)
         assert [e["reason"] for e in events(coordinator, "RoundFailed", receipt)] == [FailureReason.TASK_CANCELLED]
 
@@ -738,7 +878,7 @@ def test_attack_coalition_withholding_reveals_only_fails_the_round(
     assert task.round(0).failure == FailureReason.TOO_FEW_REVEALS
     # Round 1: the coalition takes part until unmasking, then withholds again; the round fails again.
     commit_setups(task, 1, task.members)
-    commit_updates(task, 1, task.members)
+    commit_updates(chain, client, task, 1, task.members)
     pass_deadline(chain, client, task.round(1).reveal_start)
     commit_reveals(task, 1, honest)
     pass_deadline(chain, client, task.round(1).unmask_deadline)
@@ -746,7 +886,7 @@ def test_attack_coalition_withholding_reveals_only_fails_the_round(
     assert task.round(1).failure == FailureReason.TOO_FEW_REVEALS
     # Round 2: one coalition member gives in; t reveals suffice and the round finalizes.
     commit_setups(task, 2, task.members)
-    commit_updates(task, 2, task.members)
+    commit_updates(chain, client, task, 2, task.members)
     pass_deadline(chain, client, task.round(2).reveal_start)
     commit_reveals(task, 2, [*honest, coalition[0]])
     pass_deadline(chain, client, task.round(2).unmask_deadline)
@@ -769,7 +909,7 @@ def test_attack_stalled_member_never_blocks_the_phases(
     commit_setups(task, 0, active)
     pass_deadline(chain, client, task.round(0).shares_deadline)
     coordinator.advance(operator, task.task_id)
-    commit_updates(task, 0, active)
+    commit_updates(chain, client, task, 0, active)
     assert task.round(0).status == RoundStatus.UNMASK
     pass_deadline(chain, client, task.round(0).reveal_start)
     commit_reveals(task, 0, active)
@@ -788,7 +928,7 @@ def test_attack_key_set_member_withholding_its_update_only_delays_the_update_pha
     deadline; it is then a dropped member of U1 \\ U2 and the round unmasks without it."""
     task = secure_task(coordinator, operator, accounts[1:5])
     commit_setups(task, 0, task.members)
-    commit_updates(task, 0, task.members[:3])
+    commit_updates(chain, client, task, 0, task.members[:3])
     assert task.round(0).status == RoundStatus.UPDATE
     pass_deadline(chain, client, task.round(0).update_deadline)
     receipt = coordinator.advance(operator, task.task_id)

@@ -14,6 +14,10 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"withhold_setup"``: commits the digest of a setup it never serves.
 - ``"inconsistent_shares"``: deals its real secrets, but the box to one other member holds shares of
   them from other polynomials than the committed ones (they do not verify).
+- ``"bad_boxes"``: a well-formed setup whose share boxes open for nobody;
+- ``"bad_box_for_one"``: a well-formed setup whose box for one recipient (the lowest address) does not open;
+- ``"invalid_slice"``: masks honestly but publishes partition 0 of its masked update one word short
+  (only partition 0's aggregators can see it).
 
 :class:`RecordingTrainer` keeps what each node trained in each round, for plaintext references.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +37,7 @@ from fl_chain.node.secure import SecureRounds
 from fl_chain.privacy.keys import MaskKeyPair, share_encryption_key
 from fl_chain.privacy.share_box import ShareBundle, seal_shares
 from fl_chain.privacy.vss import ORDER, Share, split
+from fl_chain.protocol.blob import MAGIC as BLOB_MAGIC
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.secagg import (
     RevealedShare,
@@ -41,6 +47,7 @@ from fl_chain.protocol.secagg import (
     reveal_size_bound,
     setup_size_bound,
 )
+from fl_chain.storage.base import Storage
 from fl_chain.training.trainer import Trainer
 
 SECURE_ATTACKS = (
@@ -55,7 +62,31 @@ SECURE_ATTACKS = (
     "oversized_reveal",
     "withhold_setup",
     "inconsistent_shares",
+    "bad_boxes",
+    "bad_box_for_one",
+    "invalid_slice",
 )
+
+
+def _flip_last_byte(box: bytes) -> bytes:
+    return box[:-1] + bytes([box[-1] ^ 1])
+
+
+class _ShortFirstBlob:
+    """Storage whose first ``put`` of a masked partition blob stores it one ring word short."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.cut = False
+
+    def put(self, data: bytes) -> str:
+        if not self.cut and data.startswith(BLOB_MAGIC):
+            self.cut = True
+            data = data[:-8]
+        return self.inner.put(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class HostileSecureRounds(SecureRounds):
@@ -78,6 +109,20 @@ class HostileSecureRounds(SecureRounds):
             return bytes.fromhex(earlier["setup"])
         if round_ in self.rounds and self.attack == "inconsistent_shares":
             return self._inconsistent_setup(round_, record)
+        if round_ in self.rounds and self.attack in ("bad_boxes", "bad_box_for_one"):
+            setup = RoundSetup.from_bytes(
+                bytes.fromhex(record["setup"]),
+                max_participants=self.params.max_participants,
+                threshold=self.params.threshold,
+            )
+            victims = sorted(e.recipient for e in setup.entries if e.recipient != self.me)
+            if self.attack == "bad_box_for_one":
+                victims = victims[:1]
+            entries = tuple(
+                dataclasses.replace(e, box=_flip_last_byte(e.box)) if e.recipient in victims else e
+                for e in setup.entries
+            )
+            return dataclasses.replace(setup, entries=entries).to_bytes()
         return super().setup_blob(round_, record)
 
     def _inconsistent_setup(self, round_: int, record: dict[str, str]) -> bytes:
@@ -131,6 +176,13 @@ class HostileSecureRounds(SecureRounds):
     def update_phase(self, round_: int, info: RoundInfo, base: np.ndarray) -> Step:
         if round_ in self.rounds and self.attack == "drop_after_setup":
             return Step.IDLE
+        if round_ in self.rounds and self.attack == "invalid_slice":
+            node = self.node
+            honest, node.storage = node.storage, _ShortFirstBlob(node.storage)  # type: ignore[assignment]
+            try:
+                return super().update_phase(round_, info, base)
+            finally:
+                node.storage = honest
         if round_ in self.rounds and self.attack == "plain_update":
             node = self.node
             progress = node.state.round(node.task_id, round_)

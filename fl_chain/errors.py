@@ -25,8 +25,9 @@
     │       ├── BlobMismatchError     a valid blob, but not the one the chain says (task, round, ...)
     │       └── BlobTooLargeError     content larger than the bound its use allows (not read past it)
     ├── PrivacyError                  secure-aggregation material from a peer that cannot be used
-    │   ├── InvalidPublicKeyError     an X25519 public key of the wrong size, or of low order
-    │   ├── InvalidShareError         a secret share that does not decrypt, parse or agree with the others
+    │   ├── InvalidPublicKeyError     a public key of the wrong size, of low order, or not on its curve
+    │   ├── InvalidCommitmentError    a Feldman commitment (secp256k1 point) that does not parse
+    │   ├── InvalidShareError         a secret share that does not decrypt, parse or verify
     │   └── NotEnoughSharesError      fewer distinct shares than the threshold: the secret stays hidden
     ├── ExportCheckError              an exported model, loaded back, predicts unlike the torch model it came from
     ├── FederationStalledError        the nodes of an in-process federation (simulate) stopped making progress
@@ -158,11 +159,17 @@ class PrivacyError(FLChainError):
 
 
 class InvalidPublicKeyError(PrivacyError):
-    """An X25519 public key that is not 32 bytes, or whose shared secret is all zero (low order)."""
+    """A long-term X25519 public key that is not 32 bytes or of low order (all-zero shared secret), or a
+    secp256k1 mask public key that is not a canonical compressed point of the curve."""
+
+
+class InvalidCommitmentError(PrivacyError):
+    """A Feldman commitment that is not a canonical compressed secp256k1 point, or a set of them of the
+    wrong number."""
 
 
 class InvalidShareError(PrivacyError):
-    """A secret share that does not decrypt, parse, lie in range, or agree with the other shares."""
+    """A secret share that does not decrypt, parse, lie in range, or verify against its dealer's commitments."""
 
 
 class NotEnoughSharesError(PrivacyError):

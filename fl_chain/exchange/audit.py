@@ -190,7 +190,13 @@ def _secure_expected(
 ) -> np.ndarray:
     """A secure round's global model as the aggregators must have computed it (raises when it cannot be)."""
     blobs = SecureRoundBlobs(
-        storage, coordinator, task_id=task_id, round_=round_, max_participants=secure.max_participants, timeout=timeout
+        storage,
+        coordinator,
+        task_id=task_id,
+        round_=round_,
+        max_participants=secure.max_participants,
+        threshold=secure.threshold,
+        timeout=timeout,
     )
     setups = blobs.usable_setups()
     reveals, missing = blobs.reveals()

@@ -5,16 +5,17 @@ Shared by the node (its update, reveal and aggregation) and the audit, so both a
 
 * **Key set.** The usable setups of a round are those of the key set U1 (``SetupCommitted``) that a
   key-set majority did not exclude in the key check window (``SetupExcluded``: members report setups
-  that are not served, do not verify, or whose share box for them does not open, see
+  that are not served, do not verify, or whose share box for them does not open or holds shares that do not verify, see
   :meth:`SecureRoundBlobs.setup_problems`), whose blob parses within its size bound, is the member's for
-  this task and round, carries a usable X25519 mask public key (32 bytes, not of low order) and does
-  not repeat the mask key of a setup committed before it. Every honest node decides this alike
+  this task and round, deals t-of-n Feldman shares for the task's threshold t (commitments that are
+  secp256k1 points; the mask public key is ``C_0`` of the key sharing) and does not repeat the mask
+  key of a setup committed before it. Every honest node decides this alike
   (content is addressed by hash, exclusions are on chain); contributors mask towards exactly these
   members, and a contributor whose setup is unusable is left out of every sum (no honest member
   masked towards it).
 * **Reveals.** The reveal blobs of U3 (``RevealCommitted``) that parse and are the revealer's for
-  this round; a reveal that is not served is simply missing (every share is checked against its
-  owner's commitment, so any t valid shares rebuild the same secret).
+  this round; a reveal that is not served is simply missing (every share is verified against its
+  owner's Feldman commitments, so any t verified shares rebuild the same secret).
 * **A partition.** The masked slices of the contributors U2 minus the chain's exclusions (and minus
   members without a usable setup) are summed in the ring, unmasked
   (:func:`~fl_chain.protocol.secagg.unmask_partition`) and divided by their committed sample counts
@@ -34,7 +35,7 @@ from fl_chain.chain.coordinator import Coordinator, RevealCommit, SetupCommit
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, PrivacyError
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import DpMechanism
-from fl_chain.privacy.keys import KeyPair, validate_public_key
+from fl_chain.privacy.keys import KeyPair
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.secagg import (
     RoundReveal,
@@ -86,11 +87,12 @@ class SecureParams:
         )
 
 
-def parse_setup(data: bytes, context: RoundContext, member: str, *, max_participants: int) -> RoundSetup:
+def parse_setup(
+    data: bytes, context: RoundContext, member: str, *, max_participants: int, threshold: int
+) -> RoundSetup:
     """``member``'s setup blob, checked: :class:`BlobInvalidError` or :class:`PrivacyError` if unusable."""
-    setup = RoundSetup.from_bytes(data, max_participants=max_participants)
+    setup = RoundSetup.from_bytes(data, max_participants=max_participants, threshold=threshold)
     check_blob_matches(setup, context, member)
-    validate_public_key(setup.mask_public)
     return setup
 
 
@@ -110,6 +112,8 @@ class SecureRoundBlobs:
         Where to fetch from, and the round.
     max_participants:
         The task's participant cap: it bounds every setup and reveal blob before it is read.
+    threshold:
+        The task's threshold t: a setup that deals shares of another threshold is unusable.
     timeout:
         Seconds each fetch may take.
     """
@@ -122,12 +126,14 @@ class SecureRoundBlobs:
         task_id: int,
         round_: int,
         max_participants: int,
+        threshold: int,
         timeout: float,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
         self.context = RoundContext(task_id, round_)
         self.max_participants = max_participants
+        self.threshold = threshold
         self.timeout = timeout
         self._setup_commits: list[SetupCommit] | None = None
         self._excluded: set[str] | None = None
@@ -163,7 +169,9 @@ class SecureRoundBlobs:
                     timeout=self.timeout,
                     max_size=setup_size_bound(self.max_participants),
                 )  # BlobNotFoundError propagates: not served (yet)
-                self._parsed[member] = parse_setup(data, self.context, member, max_participants=self.max_participants)
+                self._parsed[member] = parse_setup(
+                    data, self.context, member, max_participants=self.max_participants, threshold=self.threshold
+                )
             except (BlobInvalidError, PrivacyError) as exc:  # too large, or does not parse or verify
                 self._parsed[member] = f"unusable setup: {exc}"
         return self._parsed[member]

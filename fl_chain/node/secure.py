@@ -42,9 +42,9 @@ from fl_chain.node.hooks import Phase
 from fl_chain.node.step import Step
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.dp import contributor_noise_units
-from fl_chain.privacy.keys import KeyPair, validate_public_key
-from fl_chain.privacy.shamir import Share
+from fl_chain.privacy.keys import KeyPair, MaskKeyPair, validate_public_key
 from fl_chain.privacy.share_box import ShareBundle
+from fl_chain.privacy.vss import Share
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind
 from fl_chain.protocol.cid import digest_from_cid
@@ -114,6 +114,7 @@ class SecureRounds:
                     task_id=self.node.task_id,
                     round_=round_,
                     max_participants=self.params.max_participants,
+                    threshold=self.params.threshold,
                     timeout=self.node.options.fetch_timeout,
                 )
             }
@@ -130,7 +131,7 @@ class SecureRounds:
         if record is None:
             return None
         return RoundSecrets(
-            mask_key=KeyPair.from_private(bytes.fromhex(record["mask_private"])),
+            mask_key=MaskKeyPair.from_private(bytes.fromhex(record["mask_private"])),
             self_seed=bytes.fromhex(record["self_seed"]),
             own_shares=ShareBundle(
                 self_seed=Share.from_bytes(bytes.fromhex(record["own_seed_share"])),

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Version prefix of every label; a change to any derivation changes it, so old material never matches.
-PROTOCOL_LABEL = b"fl-chain/secagg/v1"
+PROTOCOL_LABEL = b"fl-chain/secagg/v2"
 
-#: Purpose of the pairwise mask seed two members agree on (keys.py).
+#: Purpose of the pairwise mask seed two members agree on (keys.py, from their secp256k1 mask keys).
 PAIRWISE_MASK = b"pairwise-mask"
 #: Purpose of the key that encrypts the secret shares one member sends another (keys.py, share_box.py).
 SHARE_ENCRYPTION = b"share-encryption"

@@ -1,26 +1,38 @@
-"""X25519 key agreement: the pairwise mask seed and the share-encryption key two members both derive.
+"""Key agreement: the share-encryption key (X25519) and the pairwise mask seed (secp256k1) two members derive.
 
-Each member has an X25519 key pair; its raw 32-byte public key goes on chain. Two members ``u`` and
-``v`` compute the same shared secret and derive from it, with HKDF-SHA256 (salt ``PROTOCOL_LABEL``,
-info binding the purpose, task, round and both public keys in byte order), one seed per purpose:
-the pairwise mask seed and the key that encrypts the shares they send each other. No seed is ever
-sent. A peer's public key that is not 32 bytes, or whose shared secret is all zero (a low-order
-point), is invalid (:class:`~fl_chain.errors.InvalidPublicKeyError`), never a crash.
+Two kinds of key pair, one per job:
+
+* the **long-term** key (:class:`KeyPair`, X25519): its raw 32-byte public key goes on chain at join;
+  two members derive from it the key that encrypts the shares they send each other. It is never shared.
+* the per-round **mask** key (:class:`MaskKeyPair`, secp256k1 through ``coincurve``): its public key is
+  the compressed 33-byte point in the member's setup blob, which is also the Feldman commitment ``C_0``
+  of the shares of its private key (``fl_chain.privacy.vss``), so a private key rebuilt from verified
+  shares always matches it. Two members derive the pairwise mask seed from it.
+
+From the shared secret (X25519's 32 bytes; for secp256k1 libsecp256k1's ECDH output, SHA-256 of the
+compressed shared point) HKDF-SHA256 (salt ``PROTOCOL_LABEL``, info binding the purpose, task, round
+and both public keys in byte order) derives one 32-byte value per purpose. No seed is ever sent. A
+peer's public key of the wrong size, of low order (X25519: all-zero shared secret) or not a canonical
+point of secp256k1 is invalid (:class:`~fl_chain.errors.InvalidPublicKeyError`), never a crash.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coincurve import PrivateKey
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fl_chain.errors import InvalidPublicKeyError, InvalidShareError
+from fl_chain.errors import InvalidCommitmentError, InvalidPublicKeyError, InvalidShareError
 from fl_chain.privacy.context import PAIRWISE_MASK, PROTOCOL_LABEL, SHARE_ENCRYPTION, RoundContext
+from fl_chain.privacy.vss import ORDER, POINT_BYTES, SCALAR_BYTES, parse_point, public_point, random_scalar
 
 #: Bytes of a raw X25519 public key, and of a raw private key.
 KEY_BYTES = 32
+#: Bytes of a mask public key (a compressed secp256k1 point); its private key is ``SCALAR_BYTES``.
+MASK_PUBLIC_BYTES = POINT_BYTES
 #: Bytes of a derived seed or key.
 DERIVED_BYTES = 32
 
@@ -29,7 +41,7 @@ _RAW = serialization.Encoding.Raw
 
 @dataclass(frozen=True, repr=False)
 class KeyPair:
-    """A member's X25519 key pair as raw bytes; ``private`` is what it secret-shares for dropout recovery."""
+    """A member's long-term X25519 key pair as raw bytes (registered on chain; never shared)."""
 
     private: bytes
     public: bytes
@@ -57,21 +69,61 @@ class KeyPair:
         return f"KeyPair(public={self.public.hex()})"
 
 
-def recover_key_pair(private: bytes, registered_public: bytes) -> KeyPair:
-    """The key pair of a private key reconstructed from shares, checked against the member's public key.
+@dataclass(frozen=True, repr=False)
+class MaskKeyPair:
+    """A member's per-round secp256k1 mask key pair: ``private`` a 32-byte big-endian scalar in
+    ``1..n-1`` (what it secret-shares for dropout recovery), ``public`` the compressed 33-byte point."""
+
+    private: bytes
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> MaskKeyPair:
+        """A fresh key pair from the operating system's randomness."""
+        return cls.from_private(random_scalar().to_bytes(SCALAR_BYTES, "big"))
+
+    @classmethod
+    def from_private(cls, private: bytes) -> MaskKeyPair:
+        """The key pair of a 32-byte big-endian scalar in ``1..n-1``."""
+        scalar = int.from_bytes(private, "big")
+        if len(private) != SCALAR_BYTES or not 0 < scalar < ORDER:
+            raise ValueError(f"a secp256k1 private key is {SCALAR_BYTES} bytes, a scalar in 1..n-1")
+        return cls(private=bytes(private), public=public_point(scalar))
+
+    @property
+    def scalar(self) -> int:
+        """The private key as an integer."""
+        return int.from_bytes(self.private, "big")
+
+    def __repr__(self) -> str:
+        return f"MaskKeyPair(public={self.public.hex()})"
+
+
+def validate_mask_public_key(public: bytes) -> None:
+    """Raise :class:`InvalidPublicKeyError` unless ``public`` is a canonical compressed secp256k1 point
+    (the group has prime order: every such point is a usable key)."""
+    try:
+        parse_point(public)
+    except InvalidCommitmentError as exc:
+        raise InvalidPublicKeyError(f"not a mask public key: {exc}") from None
+
+
+def recover_key_pair(private: int, registered_public: bytes) -> MaskKeyPair:
+    """The mask key pair of a private scalar reconstructed from shares, checked against the public key.
+
+    Shares verified against the dealer's commitments always rebuild the key of ``C_0`` = its public
+    key; the check guards against a caller that skipped verification.
 
     Raises
     ------
     InvalidShareError
-        If the private key is not 32 bytes or does not match ``registered_public``: a share was wrong.
+        If the scalar is out of range or does not match ``registered_public``: a share was wrong.
     """
-    if len(private) != KEY_BYTES:
-        raise InvalidShareError(f"a reconstructed private key must be {KEY_BYTES} bytes, got {len(private)}")
-    pair = KeyPair.from_private(private)
+    if not 0 < private < ORDER:
+        raise InvalidShareError("a reconstructed private key must be a scalar in 1..n-1")
+    pair = MaskKeyPair.from_private(private.to_bytes(SCALAR_BYTES, "big"))
     if pair.public != registered_public:
-        raise InvalidShareError(
-            "the reconstructed private key does not match the registered public key: a share was wrong"
-        )
+        raise InvalidShareError("the reconstructed private key does not match the mask public key: a share was wrong")
     return pair
 
 
@@ -95,26 +147,28 @@ def validate_public_key(public: bytes) -> None:
     _exchange(KeyPair.generate().private, public)
 
 
-def _derive(own: KeyPair, peer_public: bytes, context: RoundContext, purpose: bytes) -> bytes:
-    secret = _exchange(own.private, peer_public)
-    if own.public == peer_public:
+def _hkdf(secret: bytes, own_public: bytes, peer_public: bytes, context: RoundContext, purpose: bytes) -> bytes:
+    if own_public == peer_public:
         raise InvalidPublicKeyError("a peer's public key equals our own: pairwise keys need two members")
-    low, high = sorted((own.public, peer_public))
+    low, high = sorted((own_public, peer_public))
     hkdf = HKDF(
         algorithm=hashes.SHA256(), length=DERIVED_BYTES, salt=PROTOCOL_LABEL, info=context.info(purpose, low, high)
     )
     return hkdf.derive(secret)
 
 
-def pairwise_mask_seed(own: KeyPair, peer_public: bytes, context: RoundContext) -> bytes:
-    """The 32-byte seed of the pairwise mask ``own`` and the peer share in this round (both derive it).
+def pairwise_mask_seed(own: MaskKeyPair, peer_public: bytes, context: RoundContext) -> bytes:
+    """The 32-byte seed of the pairwise mask ``own`` and the peer share in this round (both derive it):
+    HKDF over the secp256k1 ECDH output of ``own`` and the peer's mask public key.
 
     Raises
     ------
     InvalidPublicKeyError
-        If the peer's key is not 32 bytes, of low order, or equal to ours.
+        If the peer's key is not a canonical compressed secp256k1 point, or equals ours.
     """
-    return _derive(own, peer_public, context, PAIRWISE_MASK)
+    validate_mask_public_key(peer_public)
+    secret = PrivateKey(own.private).ecdh(bytes(peer_public))
+    return _hkdf(secret, own.public, peer_public, context, PAIRWISE_MASK)
 
 
 def share_encryption_key(own: KeyPair, peer_public: bytes, context: RoundContext) -> bytes:
@@ -125,4 +179,4 @@ def share_encryption_key(own: KeyPair, peer_public: bytes, context: RoundContext
     InvalidPublicKeyError
         If the peer's key is not 32 bytes, of low order, or equal to ours.
     """
-    return _derive(own, peer_public, context, SHARE_ENCRYPTION)
+    return _hkdf(_exchange(own.private, peer_public), own.public, peer_public, context, SHARE_ENCRYPTION)

@@ -1,10 +1,12 @@
 """The sealed box in which one member sends another its two shares for a round.
 
-A box holds the recipient's share of the sender's self-mask seed and of the sender's private key,
+A box holds the recipient's share of the sender's self-mask seed and of the sender's mask private key
+(Feldman shares over secp256k1's group order, ``fl_chain.privacy.vss``),
 encrypted with AES-256-GCM under the pair's share-encryption key
 (:func:`fl_chain.privacy.keys.share_encryption_key`). The associated data binds the task, the round,
 the sender and the recipient, so a box opened with any other of these fails, as does a tampered one:
-:class:`~fl_chain.errors.InvalidShareError`, never a crash. Layout, ``BOX_BYTES`` = 164 bytes:
+:class:`~fl_chain.errors.InvalidShareError`, never a crash (whether the shares verify against the
+sender's commitments is the caller's check). Layout, ``BOX_BYTES`` = 96 bytes:
 a 12-byte random nonce, then the ciphertext of ``self-seed share | private-key share``
 (2 x ``SHARE_BYTES``), then the 16-byte tag.
 """
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fl_chain.errors import InvalidShareError
 from fl_chain.privacy.context import RoundContext, member_bytes
-from fl_chain.privacy.shamir import SHARE_BYTES, Share
+from fl_chain.privacy.vss import SHARE_BYTES, Share
 
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -29,7 +31,7 @@ BOX_BYTES = _NONCE_BYTES + 2 * SHARE_BYTES + _TAG_BYTES
 
 
 class ShareBundle(NamedTuple):
-    """What a sender gives one recipient: a share of its self-mask seed and one of its private key."""
+    """What a sender gives one recipient: a share of its self-mask seed and one of its mask private key."""
 
     self_seed: Share
     private_key: Share

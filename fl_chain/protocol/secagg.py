@@ -2,50 +2,66 @@
 
 A round with secure aggregation has two extra exchanges (their digests go on chain, the bytes in IPFS):
 
-* **setup** (before updates): a member publishes a fresh per-round X25519 *mask* public key, a hash
-  commitment to its fresh self-mask seed, and for every other participant a share box (AES-GCM under
-  the two members' long-term keys) holding that participant's Shamir shares of the self-mask seed
-  and of the mask private key, with a hash commitment to each share in the clear. The members whose
-  setup the chain recorded are the round's *key set* U1.
+* **setup** (before updates): a member deals two fresh per-round secrets, its self-mask seed and the
+  private key of its secp256k1 *mask* key pair, by Feldman verifiable secret sharing
+  (``fl_chain.privacy.vss``, threshold t): it publishes the commitments of both polynomials (the
+  key's ``C_0`` *is* its mask public key; the seed's ``C_0`` is ``seed * G``) and for every other
+  participant a share box (AES-GCM under the two members' long-term X25519 keys) holding that
+  participant's shares of both. A recipient checks its shares against the commitments when it opens
+  its box (:func:`open_boxes` leaves out a box that does not open or whose shares do not verify).
+  The members whose setup the chain recorded are the round's *key set* U1.
 * **reveal** (after the contributor set U2 froze): each contributor publishes the shares it holds:
   the self-seed share of every member of U2 and the mask-key share of every member of U1 not in U2,
   never both for one member.
 
 Each contributor adds its weighted, clipped, fixed-point update to the pairwise masks it shares with
 every other member of U1 and its self mask (``fl_chain.privacy.masks``). An aggregator sums the masked
-slices of U2, checks every revealed share against its owner's commitment (a wrong share is dropped,
-alike on every honest node), rebuilds the self seeds of U2 and the mask keys of U1 minus U2, removes
-their masks from its slice and divides by the total weight: the same bytes on every honest node.
+slices of U2, verifies every revealed share against its owner's commitments (a wrong share is
+dropped, alike on every honest node), rebuilds the self seeds of U2 and the mask keys of U1 minus U2
+from the t verified shares of lowest x (any t verified shares give exactly the committed secret, so a
+dealer whose shares verified cannot make this fail), removes their masks from its slice and divides by
+the total weight: the same bytes on every honest node.
 
-Share x-coordinates are positions in the task's participant list sorted by address (1-based), the
-same for every node. Every byte of a blob from a peer has a bound known before it is read.
+A share's x-coordinate is its holder's 1-based place among the recipients of the dealer's setup,
+which lists them sorted by address (the dealer's own entry included). Every byte of a blob from a peer
+has a bound known before it is read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+import itertools
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 import numpy as np
 
-from fl_chain.errors import BlobFormatError, BlobMismatchError, InvalidShareError, PrivacyError
+from fl_chain.errors import BlobFormatError, BlobMismatchError, InvalidCommitmentError, InvalidShareError, PrivacyError
 from fl_chain.privacy.context import RoundContext, member_bytes
 from fl_chain.privacy.fixed_point import MAX_EXACT_SUM, MAX_FRAC_BITS, Ring, decode, encode, ring_sum
-from fl_chain.privacy.keys import KEY_BYTES, KeyPair, pairwise_mask_seed, recover_key_pair, share_encryption_key
-from fl_chain.privacy.masks import SEED_BYTES, mask_update, unmask_sum
-from fl_chain.privacy.shamir import SHARE_BYTES, Share, combine, split
+from fl_chain.privacy.keys import KeyPair, MaskKeyPair, pairwise_mask_seed, recover_key_pair, share_encryption_key
+from fl_chain.privacy.masks import mask_update, unmask_sum
 from fl_chain.privacy.share_box import BOX_BYTES, ShareBundle, open_shares, seal_shares
+from fl_chain.privacy.vss import (
+    POINT_BYTES,
+    SHARE_BYTES,
+    Commitments,
+    Share,
+    combine,
+    random_scalar,
+    scalar_bytes,
+    split,
+    verify,
+)
 
 SETUP_MAGIC = b"FLSS"
 REVEAL_MAGIC = b"FLSR"
-VERSION = 1
-_DIGEST = 32
+VERSION = 2
 _HEADER = struct.Struct(">4sBQQ20sH")  # magic, version, task, round, member, entry count
-_SETUP_ENTRY = 20 + 2 * _DIGEST + BOX_BYTES
+_THRESHOLD = struct.Struct(">H")
+_SETUP_ENTRY = 20 + BOX_BYTES
 _REVEAL_ENTRY = 20 + 1 + SHARE_BYTES
 
 
@@ -57,8 +73,8 @@ class ShareKind(IntEnum):
 
 
 def setup_size_bound(participants: int) -> int:
-    """Largest setup blob of a task with at most ``participants`` members."""
-    return _HEADER.size + KEY_BYTES + _DIGEST + participants * _SETUP_ENTRY
+    """Largest setup blob of a task with at most ``participants`` members (its threshold is at most that)."""
+    return _HEADER.size + _THRESHOLD.size + participants * (2 * POINT_BYTES + _SETUP_ENTRY)
 
 
 def reveal_size_bound(participants: int) -> int:
@@ -68,17 +84,6 @@ def reveal_size_bound(participants: int) -> int:
 
 def _address(raw: bytes) -> str:
     return "0x" + raw.hex()
-
-
-def share_commitment(context: RoundContext, owner: str, holder: str, kind: ShareKind, share: Share) -> bytes:
-    """Hash commitment to the share of ``owner``'s secret held by ``holder`` (hides a 521-bit random point)."""
-    info = context.info(b"share-commitment", member_bytes(owner), member_bytes(holder), bytes([kind]))
-    return hashlib.sha256(info + share.to_bytes()).digest()
-
-
-def seed_commitment(context: RoundContext, member: str, seed: bytes) -> bytes:
-    """Hash commitment to ``member``'s self-mask seed of the round (a 32-byte random secret)."""
-    return hashlib.sha256(context.info(b"self-seed-commitment", member_bytes(member)) + seed).digest()
 
 
 def share_positions(participants: Sequence[str]) -> dict[str, int]:
@@ -94,55 +99,103 @@ def share_positions(participants: Sequence[str]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class SetupEntry:
-    """What one member sends one other in its setup."""
+    """What one member sends one other in its setup: the box with its two shares."""
 
     recipient: str
-    seed_share_commitment: bytes
-    key_share_commitment: bytes
     box: bytes
 
 
 @dataclass(frozen=True)
 class RoundSetup:
-    """A member's setup blob of a round."""
+    """A member's setup blob of a round.
+
+    Layout (``VERSION`` 2): the header (magic ``FLSS``, version, task, round, member, entry count),
+    the threshold t (2 bytes), the t commitments of the self-seed sharing and the t of the mask-key
+    sharing (33 bytes each), then per recipient, sorted by address: its address (20 bytes) and its
+    share box (``BOX_BYTES``). The dealer's own entry carries an all-zero box.
+    """
 
     task_id: int
     round: int
     member: str
-    mask_public: bytes
-    self_seed_commitment: bytes
+    seed_commitments: Commitments
+    key_commitments: Commitments
     entries: tuple[SetupEntry, ...]
+
+    @property
+    def mask_public(self) -> bytes:
+        """The member's mask public key of the round: ``C_0`` of its mask-key sharing."""
+        return self.key_commitments.secret_point
+
+    @property
+    def threshold(self) -> int:
+        """How many shares rebuild each of the member's secrets."""
+        return self.seed_commitments.threshold
+
+    def commitments(self, kind: ShareKind) -> Commitments:
+        """The commitments the shares of ``kind`` verify against."""
+        return self.seed_commitments if kind is ShareKind.SELF_SEED else self.key_commitments
 
     def to_bytes(self) -> bytes:
         head = _HEADER.pack(
             SETUP_MAGIC, VERSION, self.task_id, self.round, member_bytes(self.member), len(self.entries)
         )
-        body = b"".join(
-            member_bytes(e.recipient) + e.seed_share_commitment + e.key_share_commitment + e.box for e in self.entries
-        )
-        return head + self.mask_public + self.self_seed_commitment + body
+        body = b"".join(member_bytes(e.recipient) + e.box for e in self.entries)
+        commitments = self.seed_commitments.to_bytes() + self.key_commitments.to_bytes()
+        return head + _THRESHOLD.pack(self.threshold) + commitments + body
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, max_participants: int) -> RoundSetup:
-        """Parse a setup blob; :class:`BlobFormatError` for anything malformed or past the bound."""
+    def from_bytes(cls, data: bytes, *, max_participants: int, threshold: int) -> RoundSetup:
+        """Parse a setup blob of a task with threshold ``threshold``; :class:`BlobFormatError` for anything
+        malformed or past the bound: another threshold (a polynomial of higher degree would let t
+        verified shares miss the secret), fewer entries than t, recipients not in strictly ascending
+        order, a commitment that is not a point."""
         if len(data) > setup_size_bound(max_participants):
             raise BlobFormatError(f"a setup blob is at most {setup_size_bound(max_participants)} bytes")
         task, round_, member, count, rest = _split_header(data, SETUP_MAGIC)
-        if len(rest) != KEY_BYTES + _DIGEST + count * _SETUP_ENTRY:
+        if len(rest) < _THRESHOLD.size:
+            raise BlobFormatError(f"a setup blob is at least {_HEADER.size + _THRESHOLD.size} bytes")
+        (dealt,) = _THRESHOLD.unpack_from(rest)
+        if dealt != threshold:
+            raise BlobFormatError(f"a setup blob deals {dealt}-of-n shares, the task's threshold is {threshold}")
+        if count < threshold:
+            raise BlobFormatError(f"a setup blob with {count} recipients cannot deal {threshold}-of-n shares")
+        at = _THRESHOLD.size + 2 * threshold * POINT_BYTES
+        if len(rest) != at + count * _SETUP_ENTRY:
             raise BlobFormatError(f"a setup blob with {count} entries has the wrong length ({len(data)} bytes)")
+        size = threshold * POINT_BYTES
+        try:
+            seed = Commitments.from_bytes(rest[_THRESHOLD.size : _THRESHOLD.size + size], threshold=threshold)
+            key = Commitments.from_bytes(rest[_THRESHOLD.size + size : at], threshold=threshold)
+        except InvalidCommitmentError as exc:
+            raise BlobFormatError(f"a setup blob with a malformed commitment: {exc}") from None
         entries = []
-        at = KEY_BYTES + _DIGEST
         for _ in range(count):
             raw = rest[at : at + _SETUP_ENTRY]
-            entries.append(SetupEntry(_address(raw[:20]), raw[20:52], raw[52:84], raw[84:]))
+            entries.append(SetupEntry(_address(raw[:20]), raw[20:]))
             at += _SETUP_ENTRY
-        if len({e.recipient for e in entries}) != len(entries):
-            raise BlobFormatError("a setup blob names a recipient twice")
-        return cls(task, round_, member, rest[:KEY_BYTES], rest[KEY_BYTES : KEY_BYTES + _DIGEST], tuple(entries))
+        if any(member_bytes(a.recipient) >= member_bytes(b.recipient) for a, b in itertools.pairwise(entries)):
+            raise BlobFormatError("a setup blob lists its recipients out of order, or one twice")
+        return cls(task, round_, member, seed, key, tuple(entries))
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {e.recipient: i + 1 for i, e in enumerate(self.entries)}
 
     def entry_for(self, recipient: str) -> SetupEntry | None:
         """The entry addressed to ``recipient``, if any."""
-        return next((e for e in self.entries if e.recipient == recipient.lower()), None)
+        position = self.position_of(recipient)
+        return None if position is None else self.entries[position - 1]
+
+    def position_of(self, holder: str) -> int | None:
+        """The x-coordinate of ``holder``'s shares of this member's secrets (its 1-based place among the
+        recipients), or None if it is no recipient."""
+        return self._positions.get(holder.lower())
+
+    def verifies(self, holder: str, kind: ShareKind, share: Share) -> bool:
+        """Whether ``share`` is a valid share of this member's secret ``kind`` held by ``holder``: at
+        ``holder``'s position and on the committed polynomial."""
+        return share.x == self.position_of(holder) and verify(share, self.commitments(kind))
 
 
 @dataclass(frozen=True)
@@ -222,7 +275,8 @@ def check_blob_matches(blob: RoundSetup | RoundReveal, context: RoundContext, me
 class RoundSecrets:
     """What a member keeps (in its state directory) between its setup and its update: never published."""
 
-    mask_key: KeyPair
+    mask_key: MaskKeyPair
+    #: The self-mask seed: a scalar in 1..n-1 as 32 big-endian bytes (``C_0`` of its sharing is public).
     self_seed: bytes
     #: The member's own shares of both secrets (it reveals its self-seed share like any holder).
     own_shares: ShareBundle
@@ -235,26 +289,28 @@ def make_setup(
     participants: Mapping[str, bytes],
     threshold: int,
 ) -> tuple[RoundSetup, RoundSecrets]:
-    """A fresh setup: mask key pair, self seed, their shares boxed to every other participant.
+    """A fresh setup: mask key pair, self seed, their Feldman commitments, their shares boxed to every
+    other participant.
 
     ``participants`` maps every participant of the task (this member included) to its long-term
     public key as registered on chain.
     """
     member = member.lower()
-    mask_key, self_seed = KeyPair.generate(), secrets.token_bytes(SEED_BYTES)
+    mask_key, seed = MaskKeyPair.generate(), random_scalar()
     positions = share_positions(list(participants))
     count = len(positions)
-    seed_shares = {s.x: s for s in split(self_seed, threshold=threshold, count=count)}
-    key_shares = {s.x: s for s in split(mask_key.private, threshold=threshold, count=count)}
+    seed_list, seed_commitments = split(seed, threshold=threshold, count=count)
+    key_list, key_commitments = split(mask_key.scalar, threshold=threshold, count=count)
+    seed_shares, key_shares = {s.x: s for s in seed_list}, {s.x: s for s in key_list}
     own = ShareBundle(self_seed=seed_shares[positions[member]], private_key=key_shares[positions[member]])
-    secrets_ = RoundSecrets(mask_key, self_seed, own)
+    secrets_ = RoundSecrets(mask_key, scalar_bytes(seed), own)
     entries = []
     for peer, public in sorted(participants.items(), key=lambda item: member_bytes(item[0])):
         peer = peer.lower()
         x = positions[peer]
         bundle = ShareBundle(self_seed=seed_shares[x], private_key=key_shares[x])
         box = (
-            bytes(BOX_BYTES)  # its own shares stay in its state directory; the entry carries their commitments
+            bytes(BOX_BYTES)  # its own shares stay in its state directory
             if peer == member
             else seal_shares(
                 bundle,
@@ -264,22 +320,9 @@ def make_setup(
                 recipient=peer,
             )
         )
-        entries.append(
-            SetupEntry(
-                recipient=peer,
-                seed_share_commitment=share_commitment(context, member, peer, ShareKind.SELF_SEED, seed_shares[x]),
-                key_share_commitment=share_commitment(context, member, peer, ShareKind.MASK_KEY, key_shares[x]),
-                box=box,
-            )
-        )
-    setup = RoundSetup(
-        context.task_id,
-        context.round,
-        member,
-        secrets_.mask_key.public,
-        seed_commitment(context, member, secrets_.self_seed),
-        tuple(entries),
-    )
+        entries.append(SetupEntry(recipient=peer, box=box))
+    setup = RoundSetup(context.task_id, context.round, member, seed_commitments, key_commitments, tuple(entries))
+    assert setup.mask_public == mask_key.public  # C_0 of the key's sharing is its public key
     return setup, secrets_
 
 
@@ -290,7 +333,9 @@ def open_boxes(
     setups: Mapping[str, RoundSetup],
     long_term_publics: Mapping[str, bytes],
 ) -> dict[str, ShareBundle]:
-    """The shares every other key-set member sent ``member``; a box that does not open is left out."""
+    """The shares every other key-set member sent ``member``, each verified against its dealer's
+    commitments; a box that does not open, or whose shares do not verify (wrong position, not on the
+    committed polynomial), is left out: its dealer is at fault and ``member`` cannot use its setup."""
     member = member.lower()
     bundles: dict[str, ShareBundle] = {}
     for owner, setup in setups.items():
@@ -300,9 +345,13 @@ def open_boxes(
             continue
         try:
             key = share_encryption_key(long_term, long_term_publics[owner], context)
-            bundles[owner] = open_shares(entry.box, key=key, context=context, sender=owner, recipient=member)
+            bundle = open_shares(entry.box, key=key, context=context, sender=owner, recipient=member)
         except (PrivacyError, KeyError):
             continue
+        if setup.verifies(member, ShareKind.SELF_SEED, bundle.self_seed) and setup.verifies(
+            member, ShareKind.MASK_KEY, bundle.private_key
+        ):
+            bundles[owner] = bundle
     return bundles
 
 
@@ -396,21 +445,26 @@ def _masked(
 
 
 def _verified_shares(
-    context: RoundContext, setups: Mapping[str, RoundSetup], reveals: Sequence[RoundReveal]
-) -> dict[tuple[str, ShareKind], list[Share]]:
-    """Revealed shares that match their owner's commitment, by (owner, kind); others are dropped."""
-    found: dict[tuple[str, ShareKind], list[Share]] = {}
+    setups: Mapping[str, RoundSetup], reveals: Sequence[RoundReveal], wanted: Mapping[str, ShareKind]
+) -> dict[str, list[Share]]:
+    """For each owner in ``wanted``, the first t revealed shares of the wanted kind that verify against
+    its commitments (reveals in revealer address order, so lowest x first); others are dropped.
+
+    Any t verified shares rebuild the same secret, so stopping at t (and a reveal not served yet) changes
+    nothing in the result: every honest node gets the same bytes."""
+    found: dict[str, list[Share]] = {owner: [] for owner in wanted}
+    seen: set[str] = set()
     for reveal in sorted(reveals, key=lambda r: member_bytes(r.member)):
+        if reveal.member in seen:
+            continue
+        seen.add(reveal.member)
         for revealed in reveal.shares:
             setup = setups.get(revealed.owner)
-            entry = setup.entry_for(reveal.member) if setup is not None else None
-            if entry is None:
+            if setup is None or wanted.get(revealed.owner) is not revealed.kind:
                 continue
-            expected = (
-                entry.seed_share_commitment if revealed.kind is ShareKind.SELF_SEED else entry.key_share_commitment
-            )
-            if share_commitment(context, revealed.owner, reveal.member, revealed.kind, revealed.share) == expected:
-                found.setdefault((revealed.owner, revealed.kind), []).append(revealed.share)
+            shares = found[revealed.owner]
+            if len(shares) < setup.threshold and setup.verifies(reveal.member, revealed.kind, revealed.share):
+                shares.append(revealed.share)
     return found
 
 
@@ -431,23 +485,25 @@ def unmask_partition(
     Raises
     ------
     NotEnoughSharesError
-        If a secret has fewer verified shares than ``threshold``.
+        If a secret has fewer verified shares than ``threshold`` (too few revealers, or revealers who
+        never got a verifying share of it).
     InvalidShareError
-        If verified shares disagree or rebuild a secret its owner did not commit to (the owner dealt
-        them wrong): the slice cannot be unmasked, alike on every honest node.
+        If a setup deals another threshold than ``threshold`` (the parser refuses those, so only a
+        caller that skipped it sees this).
     """
     survivors = sorted((m.lower() for m in masked), key=member_bytes)
     dropped = sorted((m for m in setups if m not in set(survivors)), key=member_bytes)
-    shares = _verified_shares(context, setups, reveals)
+    if any(setup.threshold != threshold for setup in setups.values()):
+        raise InvalidShareError(f"a setup deals shares of another threshold than {threshold}")
+    wanted = {m: ShareKind.SELF_SEED for m in survivors} | {m: ShareKind.MASK_KEY for m in dropped}
+    shares = _verified_shares(setups, reveals, wanted)
     self_seeds = {}
     for member in survivors:
-        seed = combine(shares.get((member, ShareKind.SELF_SEED), []), threshold=threshold)
-        if seed_commitment(context, member, seed) != setups[member].self_seed_commitment:
-            raise InvalidShareError(f"the self-seed shares of {member} rebuild a seed it did not commit to")
-        self_seeds[member] = seed
+        seed = combine(shares[member], commitments=setups[member].seed_commitments)
+        self_seeds[member] = scalar_bytes(seed)
     pairwise = {}
     for member in dropped:
-        private = combine(shares.get((member, ShareKind.MASK_KEY), []), threshold=threshold)
+        private = combine(shares[member], commitments=setups[member].key_commitments)
         pair = recover_key_pair(private, setups[member].mask_public)
         for survivor in survivors:
             pairwise[(survivor, member)] = pairwise_mask_seed(pair, setups[survivor].mask_public, context)

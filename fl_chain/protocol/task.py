@@ -67,7 +67,7 @@ from fl_chain.aggregation.contribution import ContributionRule
 from fl_chain.aggregation.registry import get_strategy
 from fl_chain.errors import ConfigError, PrivacyError
 from fl_chain.privacy.dp import DpMechanism
-from fl_chain.privacy.shamir import MAX_SHARES
+from fl_chain.privacy.vss import MAX_SHARES
 from fl_chain.protocol.capture import CaptureBound, worst_capture
 from fl_chain.protocol.catalog import DATASET_OPTIONS, DATASETS, MODELS, SHARD_SCHEMES, check_dataset_options
 from fl_chain.protocol.secagg import frac_bits_for

@@ -6,12 +6,14 @@ changes one thing, in the rounds listed in ``rounds``:
 - ``"malformed_setup"``: publishes and commits bytes that are no setup blob;
 - ``"stale_setup"``: publishes and commits its (well-formed) setup of the previous round;
 - ``"malformed_reveal"``: publishes and commits bytes that are no reveal blob;
-- ``"wrong_share"``: reveals well-formed shares with every y changed (they match no commitment);
+- ``"wrong_share"``: reveals well-formed shares with every y changed (they verify against no commitment);
 - ``"withhold_reveal"``: contributes but never reveals;
 - ``"drop_after_setup"``: commits its setup, then neither an update nor anything else that round.
 - ``"plain_update"``: publishes its update unmasked, as float32 blobs of a plain task, and commits it.
 - ``"oversized_setup"`` / ``"oversized_reveal"``: a blob above the size bound every node applies.
 - ``"withhold_setup"``: commits the digest of a setup it never serves.
+- ``"inconsistent_shares"``: deals its real secrets, but the box to one other member holds shares of
+  them from other polynomials than the committed ones (they do not verify).
 - ``"bad_boxes"``: a well-formed setup whose share boxes open for nobody;
 - ``"bad_box_for_one"``: a well-formed setup whose box for one recipient (the lowest address) does not open;
 - ``"invalid_slice"``: masks honestly but publishes partition 0 of its masked update one word short
@@ -32,10 +34,19 @@ from fl_chain.chain.coordinator import RoundInfo
 from fl_chain.exchange.transfer import publish_vector
 from fl_chain.node.runtime import Node, Step
 from fl_chain.node.secure import SecureRounds
-from fl_chain.privacy.shamir import PRIME, Share
+from fl_chain.privacy.keys import MaskKeyPair, share_encryption_key
+from fl_chain.privacy.share_box import ShareBundle, seal_shares
+from fl_chain.privacy.vss import ORDER, Share, split
 from fl_chain.protocol.blob import MAGIC as BLOB_MAGIC
 from fl_chain.protocol.blob import BlobKind
-from fl_chain.protocol.secagg import RevealedShare, RoundReveal, RoundSetup, reveal_size_bound, setup_size_bound
+from fl_chain.protocol.secagg import (
+    RevealedShare,
+    RoundReveal,
+    RoundSetup,
+    SetupEntry,
+    reveal_size_bound,
+    setup_size_bound,
+)
 from fl_chain.storage.base import Storage
 from fl_chain.training.trainer import Trainer
 
@@ -50,6 +61,7 @@ SECURE_ATTACKS = (
     "oversized_setup",
     "oversized_reveal",
     "withhold_setup",
+    "inconsistent_shares",
     "bad_boxes",
     "bad_box_for_one",
     "invalid_slice",
@@ -95,8 +107,14 @@ class HostileSecureRounds(SecureRounds):
             earlier = self.node.state.load_secagg_round(self.node.task_id, round_ - 1)
             assert earlier is not None, "stale_setup needs a round before"
             return bytes.fromhex(earlier["setup"])
+        if round_ in self.rounds and self.attack == "inconsistent_shares":
+            return self._inconsistent_setup(round_, record)
         if round_ in self.rounds and self.attack in ("bad_boxes", "bad_box_for_one"):
-            setup = RoundSetup.from_bytes(bytes.fromhex(record["setup"]), max_participants=self.params.max_participants)
+            setup = RoundSetup.from_bytes(
+                bytes.fromhex(record["setup"]),
+                max_participants=self.params.max_participants,
+                threshold=self.params.threshold,
+            )
             victims = sorted(e.recipient for e in setup.entries if e.recipient != self.me)
             if self.attack == "bad_box_for_one":
                 victims = victims[:1]
@@ -107,6 +125,30 @@ class HostileSecureRounds(SecureRounds):
             return dataclasses.replace(setup, entries=entries).to_bytes()
         return super().setup_blob(round_, record)
 
+    def _inconsistent_setup(self, round_: int, record: dict[str, str]) -> bytes:
+        """The honest setup with the box to the first other recipient resealed around shares of the same
+        secrets from other polynomials: they rebuild nothing with the others' and do not verify."""
+        params = self.params
+        setup = RoundSetup.from_bytes(
+            bytes.fromhex(record["setup"]), max_participants=params.max_participants, threshold=params.threshold
+        )
+        seed = int.from_bytes(bytes.fromhex(record["self_seed"]), "big")
+        key = MaskKeyPair.from_private(bytes.fromhex(record["mask_private"])).scalar
+        seed_shares, _ = split(seed, threshold=params.threshold, count=len(setup.entries))
+        key_shares, _ = split(key, threshold=params.threshold, count=len(setup.entries))
+        victim = next(e.recipient for e in setup.entries if e.recipient != self.me)
+        x = setup.position_of(victim)
+        assert x is not None
+        box = seal_shares(
+            ShareBundle(seed_shares[x - 1], key_shares[x - 1]),
+            key=share_encryption_key(self.long_term, self._publics()[victim], self.context(round_)),
+            context=self.context(round_),
+            sender=self.me,
+            recipient=victim,
+        )
+        entries = tuple(SetupEntry(victim, box) if e.recipient == victim else e for e in setup.entries)
+        return dataclasses.replace(setup, entries=entries).to_bytes()
+
     def reveal_blob(self, round_: int, reveal: RoundReveal) -> bytes:
         if round_ in self.rounds and self.attack == "malformed_reveal":
             return b"FLSR" + bytes(300)
@@ -114,7 +156,7 @@ class HostileSecureRounds(SecureRounds):
             return b"FLSR" + bytes(reveal_size_bound(self.params.max_participants) + 1)
         if round_ in self.rounds and self.attack == "wrong_share":
             wrong = tuple(
-                RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % PRIME)) for s in reveal.shares
+                RevealedShare(s.owner, s.kind, Share(s.share.x, (s.share.y + 1) % ORDER)) for s in reveal.shares
             )
             return RoundReveal(reveal.task_id, reveal.round, reveal.member, wrong).to_bytes()
         return super().reveal_blob(round_, reveal)

@@ -195,6 +195,25 @@ def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(t
     check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
 
 
+def test_attack_a_dealer_with_shares_off_its_commitments_cannot_fail_the_round(tmp_path: Path) -> None:
+    # Prepare / Execute: in round 1, node HOSTILE deals one member shares of its secrets from other
+    # polynomials than the committed ones (with hash commitments, mixing them failed the round).
+    spec = secure_spec()
+    coordinator, task_id, nodes, recorders, status = run_short_fetches(
+        spec, tmp_path, {HOSTILE: ("inconsistent_shares", {1})}
+    )
+
+    # Assert: that member's check sees it and reports the dealer (one report of the |U1| - t = 2
+    # needed); the shares that verify rebuild its committed self seed, so the round is everyone's FedAvg.
+    assert status == TaskStatus.COMPLETED
+    reports = coordinator.find_events("SetupReported", taskId=task_id, round=1)
+    assert [e["args"]["member"] for e in reports] == [nodes[HOSTILE].address]
+    assert coordinator.find_setup_exclusions(task_id, 1) == []
+    info = coordinator.get_round(task_id, 1)
+    assert info.status == RoundStatus.FINALIZED and info.contributors == NODES and info.reveals == NODES
+    check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
+
+
 def test_attack_an_unmasked_update_is_excluded_in_the_check_window_and_the_round_recovers(tmp_path: Path) -> None:
     # Prepare / Execute: in round 1, node HOSTILE publishes its update in the clear (float32 blobs) and commits it.
     spec = secure_spec()

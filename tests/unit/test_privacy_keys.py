@@ -1,4 +1,5 @@
-"""X25519 key agreement: both sides derive the same seeds, bound to task, round and purpose; bad keys are refused."""
+"""Key agreement (X25519 long-term keys, secp256k1 mask keys): both sides derive the same seeds, bound to task,
+round and purpose; bad keys are refused."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from fl_chain.errors import InvalidPublicKeyError, InvalidShareError, PrivacyErr
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.keys import (
     KeyPair,
+    MaskKeyPair,
     pairwise_mask_seed,
     recover_key_pair,
     share_encryption_key,
+    validate_mask_public_key,
     validate_public_key,
 )
+from fl_chain.privacy.vss import ORDER
 
 CONTEXT = RoundContext(task_id=7, round=3)
 
@@ -36,25 +40,30 @@ LOW_ORDER = [
 def test_both_members_derive_the_same_seeds() -> None:
     # Prepare
     alice, bob = KeyPair.generate(), KeyPair.generate()
+    alice_mask, bob_mask = MaskKeyPair.generate(), MaskKeyPair.generate()
 
     # Execute / Assert
-    assert pairwise_mask_seed(alice, bob.public, CONTEXT) == pairwise_mask_seed(bob, alice.public, CONTEXT)
+    assert pairwise_mask_seed(alice_mask, bob_mask.public, CONTEXT) == pairwise_mask_seed(
+        bob_mask, alice_mask.public, CONTEXT
+    )
     assert share_encryption_key(alice, bob.public, CONTEXT) == share_encryption_key(bob, alice.public, CONTEXT)
-    assert len(pairwise_mask_seed(alice, bob.public, CONTEXT)) == 32
+    assert len(pairwise_mask_seed(alice_mask, bob_mask.public, CONTEXT)) == 32
+    assert len(alice_mask.public) == 33 and alice_mask.public[0] in (2, 3)
 
 
 def test_seeds_differ_per_task_round_purpose_and_pair() -> None:
     # Prepare
-    alice, bob, carol = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    alice, bob = KeyPair.generate(), KeyPair.generate()
+    a, b, c = MaskKeyPair.generate(), MaskKeyPair.generate(), MaskKeyPair.generate()
 
     # Execute
     seeds = {
-        pairwise_mask_seed(alice, bob.public, CONTEXT),
-        pairwise_mask_seed(alice, bob.public, RoundContext(task_id=7, round=4)),
-        pairwise_mask_seed(alice, bob.public, RoundContext(task_id=8, round=3)),
+        pairwise_mask_seed(a, b.public, CONTEXT),
+        pairwise_mask_seed(a, b.public, RoundContext(task_id=7, round=4)),
+        pairwise_mask_seed(a, b.public, RoundContext(task_id=8, round=3)),
         share_encryption_key(alice, bob.public, CONTEXT),
-        pairwise_mask_seed(alice, carol.public, CONTEXT),
-        pairwise_mask_seed(bob, carol.public, CONTEXT),
+        pairwise_mask_seed(a, c.public, CONTEXT),
+        pairwise_mask_seed(b, c.public, CONTEXT),
     }
 
     # Assert
@@ -62,7 +71,7 @@ def test_seeds_differ_per_task_round_purpose_and_pair() -> None:
 
 
 @pytest.mark.parametrize("size", [0, 31, 33, 64])
-def test_attack_public_key_of_wrong_length_is_rejected(size: int) -> None:
+def test_attack_long_term_public_key_of_wrong_length_is_rejected(size: int) -> None:
     # Prepare
     alice = KeyPair.generate()
 
@@ -70,7 +79,7 @@ def test_attack_public_key_of_wrong_length_is_rejected(size: int) -> None:
     with pytest.raises(InvalidPublicKeyError, match="32 bytes"):
         validate_public_key(bytes(size))
     with pytest.raises(InvalidPublicKeyError, match="32 bytes"):
-        pairwise_mask_seed(alice, bytes(size), CONTEXT)
+        share_encryption_key(alice, bytes(size), CONTEXT)
 
 
 @pytest.mark.parametrize("point", LOW_ORDER)
@@ -85,25 +94,72 @@ def test_attack_low_order_public_key_is_rejected(point: str) -> None:
         share_encryption_key(alice, bytes.fromhex(point), CONTEXT)
 
 
-def test_attack_own_public_key_as_peer_is_rejected() -> None:
-    alice = KeyPair.generate()
-    with pytest.raises(InvalidPublicKeyError, match="equals our own"):
-        pairwise_mask_seed(alice, alice.public, CONTEXT)
+_NOT_ON_CURVE = "02" + "00" * 31 + "05"  # x = 5: 5^3 + 7 = 132 is not a square mod p
+_P = 2**256 - 2**32 - 977
 
 
-def test_recover_key_pair_checks_the_registered_public_key() -> None:
+@pytest.mark.parametrize(
+    "public",
+    [
+        b"",
+        bytes(33),  # prefix 00: the point at infinity has no compressed encoding
+        b"\x04" + bytes(32),
+        bytes.fromhex(_NOT_ON_CURVE),
+        b"\x02" + (_P + 1).to_bytes(32, "big"),  # x >= p: not canonical
+        b"\x02" + b"\xff" * 32,
+        MaskKeyPair.generate().public[:32],
+        MaskKeyPair.generate().public + b"\x00",
+    ],
+    ids=["empty", "infinity", "bad-prefix", "off-curve", "x-above-p", "all-ff", "short", "long"],
+)
+def test_attack_invalid_mask_public_key_is_rejected_not_a_crash(public: bytes) -> None:
     # Prepare
-    alice, bob = KeyPair.generate(), KeyPair.generate()
+    alice = MaskKeyPair.generate()
 
     # Execute / Assert
-    assert recover_key_pair(alice.private, alice.public) == alice
+    with pytest.raises(InvalidPublicKeyError):
+        validate_mask_public_key(public)
+    with pytest.raises(InvalidPublicKeyError):
+        pairwise_mask_seed(alice, public, CONTEXT)
+
+
+def test_attack_uncompressed_encoding_of_a_valid_mask_key_is_rejected() -> None:
+    from coincurve import PublicKey
+
+    alice, bob = MaskKeyPair.generate(), MaskKeyPair.generate()
+    uncompressed = PublicKey(bob.public).format(compressed=False)
+    with pytest.raises(InvalidPublicKeyError):
+        pairwise_mask_seed(alice, uncompressed, CONTEXT)
+
+
+def test_attack_own_public_key_as_peer_is_rejected() -> None:
+    alice, mask = KeyPair.generate(), MaskKeyPair.generate()
+    with pytest.raises(InvalidPublicKeyError, match="equals our own"):
+        pairwise_mask_seed(mask, mask.public, CONTEXT)
+    with pytest.raises(InvalidPublicKeyError, match="equals our own"):
+        share_encryption_key(alice, alice.public, CONTEXT)
+
+
+def test_recover_key_pair_checks_the_mask_public_key() -> None:
+    # Prepare
+    alice, bob = MaskKeyPair.generate(), MaskKeyPair.generate()
+
+    # Execute / Assert
+    assert recover_key_pair(alice.scalar, alice.public) == alice
     with pytest.raises(InvalidShareError, match="does not match"):
-        recover_key_pair(bob.private, alice.public)
-    with pytest.raises(InvalidShareError, match="32 bytes"):
-        recover_key_pair(bytes(31), alice.public)
+        recover_key_pair(bob.scalar, alice.public)
+    for out_of_range in (0, ORDER, ORDER + 1, -1):
+        with pytest.raises(InvalidShareError, match="1..n-1"):
+            recover_key_pair(out_of_range, alice.public)
+
+
+@pytest.mark.parametrize("private", [bytes(32), ORDER.to_bytes(32, "big"), b"\xff" * 32, bytes(31)])
+def test_mask_private_key_out_of_range_is_a_programming_error(private: bytes) -> None:
+    with pytest.raises(ValueError):
+        MaskKeyPair.from_private(private)
 
 
 def test_key_pair_repr_shows_no_private_key() -> None:
-    alice = KeyPair.generate()
-    assert alice.private.hex() not in repr(alice)
-    assert alice.public.hex() in repr(alice)
+    for pair in (KeyPair.generate(), MaskKeyPair.generate()):
+        assert pair.private.hex() not in repr(pair)
+        assert pair.public.hex() in repr(pair)

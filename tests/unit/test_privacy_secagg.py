@@ -1,6 +1,6 @@
 """A whole secure-aggregation round in process, with the real primitives: masking, share boxes, dropouts, unmasking.
 
-Members share their self-mask seed and private key (t of n, one sealed box per recipient), mask
+Members share their self-mask seed and mask private key (Feldman, t of n, one sealed box per recipient), mask
 their fixed-point update, and some drop after masking. Survivors open their boxes and reveal
 self-seed shares of survivors and key shares of the dropped; an aggregator rebuilds the seeds and
 unmasks the ring sum of its slice.
@@ -20,10 +20,10 @@ import pytest
 from fl_chain.errors import NotEnoughSharesError
 from fl_chain.privacy.context import RoundContext
 from fl_chain.privacy.fixed_point import Ring, check_no_wrap, decode, encode, quantization_bound, ring_sum
-from fl_chain.privacy.keys import KeyPair, pairwise_mask_seed, recover_key_pair, share_encryption_key
+from fl_chain.privacy.keys import KeyPair, MaskKeyPair, pairwise_mask_seed, recover_key_pair, share_encryption_key
 from fl_chain.privacy.masks import mask_update, unmask_sum
-from fl_chain.privacy.shamir import Share, combine, split
 from fl_chain.privacy.share_box import ShareBundle, open_shares, seal_shares
+from fl_chain.privacy.vss import ORDER, Commitments, Share, combine, scalar_bytes, split, verify
 from fl_chain.protocol.partitioning import partition_bounds
 
 CONTEXT = RoundContext(task_id=3, round=11)
@@ -36,34 +36,53 @@ def _digest(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
+def _scalar(label: str) -> bytes:
+    """A fixed scalar in 1..n-1 (32 bytes), from a label."""
+    return scalar_bytes(int.from_bytes(_digest(label), "big") % (ORDER - 1) + 1)
+
+
 @dataclass(frozen=True)
 class Member:
     address: str
-    position: int  # Shamir x, 1-based
-    keys: KeyPair
-    self_seed: bytes
+    position: int  # share x, 1-based
+    keys: KeyPair  # long-term: seals the share boxes
+    mask: MaskKeyPair  # per round: the pairwise mask seeds
+    self_seed: bytes  # a scalar in 1..n-1, 32 bytes
 
 
 def _members(n: int) -> list[Member]:
     """Members with fixed keys and seeds, so masked bytes are the same on every run."""
     addresses = [("0x" + _digest(f"address {i}")[:20].hex()) for i in range(n)]
     return [
-        Member(a, i + 1, KeyPair.from_private(_digest(f"key {i}")), _digest(f"self seed {i}"))
+        Member(
+            a,
+            i + 1,
+            KeyPair.from_private(_digest(f"key {i}")),
+            MaskKeyPair.from_private(_scalar(f"mask {i}")),
+            _scalar(f"self seed {i}"),
+        )
         for i, a in enumerate(addresses)
     ]
 
 
-def _share_boxes(members: list[Member], threshold: int) -> tuple[dict[tuple[str, str], bytes], dict[str, ShareBundle]]:
-    """Every member's sealed box to every other, keyed ``(sender, recipient)``, and the share each keeps."""
+Kept = dict[str, tuple[ShareBundle, Commitments, Commitments]]
+
+
+def _share_boxes(members: list[Member], threshold: int) -> tuple[dict[tuple[str, str], bytes], Kept]:
+    """Every member's sealed box to every other, keyed ``(sender, recipient)``, and the share each keeps
+    with its two sets of commitments (self seed, mask key)."""
     boxes: dict[tuple[str, str], bytes] = {}
-    kept: dict[str, ShareBundle] = {}
+    kept: Kept = {}
     for sender in members:
-        seed_shares = split(sender.self_seed, threshold=threshold, count=len(members))
-        key_shares = split(sender.keys.private, threshold=threshold, count=len(members))
+        seed_shares, seed_commitments = split(
+            int.from_bytes(sender.self_seed, "big"), threshold=threshold, count=len(members)
+        )
+        key_shares, key_commitments = split(sender.mask.scalar, threshold=threshold, count=len(members))
+        assert key_commitments.secret_point == sender.mask.public
         for recipient in members:
             bundle = ShareBundle(seed_shares[recipient.position - 1], key_shares[recipient.position - 1])
             if recipient is sender:
-                kept[sender.address] = bundle
+                kept[sender.address] = (bundle, seed_commitments, key_commitments)
                 continue
             key = share_encryption_key(sender.keys, recipient.keys.public, CONTEXT)
             boxes[sender.address, recipient.address] = seal_shares(
@@ -74,7 +93,7 @@ def _share_boxes(members: list[Member], threshold: int) -> tuple[dict[tuple[str,
 
 def _mask(member: Member, members: list[Member], encoded: Ring, offset: int = 0) -> Ring:
     pairwise = {
-        peer.address: pairwise_mask_seed(member.keys, peer.keys.public, CONTEXT)
+        peer.address: pairwise_mask_seed(member.mask, peer.mask.public, CONTEXT)
         for peer in members
         if peer is not member
     }
@@ -97,7 +116,7 @@ def _reveal(
     members: list[Member],
     survivors: list[Member],
     boxes: dict[tuple[str, str], bytes],
-    kept: dict[str, ShareBundle],
+    kept: Kept,
     threshold: int,
 ) -> tuple[dict[str, bytes], dict[tuple[str, str], bytes]]:
     """Survivors reveal self-seed shares of survivors and key shares of the dropped; rebuild the seeds."""
@@ -107,22 +126,28 @@ def _reveal(
     for holder in survivors:
         for sender in members:
             if sender is holder:
-                bundle = kept[holder.address]
+                bundle = kept[holder.address][0]
             else:
                 key = share_encryption_key(holder.keys, sender.keys.public, CONTEXT)
                 box = boxes[sender.address, holder.address]
                 bundle = open_shares(box, key=key, context=CONTEXT, sender=sender.address, recipient=holder.address)
+            _, seed_commitments, key_commitments = kept[sender.address]
+            assert verify(bundle.self_seed, seed_commitments) and verify(bundle.private_key, key_commitments)
             if sender.address in alive:  # never both shares of one member
                 seed_shares[sender.address].append(bundle.self_seed)
             else:
                 key_shares[sender.address].append(bundle.private_key)
-    self_seeds = {address: combine(shares, threshold=threshold) for address, shares in seed_shares.items()}
+    assert all(kept[m.address][1].threshold == threshold for m in members)
+    self_seeds = {
+        address: scalar_bytes(combine(shares, commitments=kept[address][1])) for address, shares in seed_shares.items()
+    }
     dropped_pairwise: dict[tuple[str, str], bytes] = {}
     for dropped in (m for m in members if m.address not in alive):
-        pair = recover_key_pair(combine(key_shares[dropped.address], threshold=threshold), dropped.keys.public)
+        private = combine(key_shares[dropped.address], commitments=kept[dropped.address][2])
+        pair = recover_key_pair(private, dropped.mask.public)
         for survivor in survivors:
             dropped_pairwise[survivor.address, dropped.address] = pairwise_mask_seed(
-                pair, survivor.keys.public, CONTEXT
+                pair, survivor.mask.public, CONTEXT
             )
     return self_seeds, dropped_pairwise
 

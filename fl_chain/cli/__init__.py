@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from fl_chain import __version__
-from fl_chain.cli import chain, demo, deploy, members, model, node, serve, simulate, status, task
+from fl_chain.cli import chain, dashboard, demo, deploy, members, model, node, serve, simulate, status, task
 from fl_chain.cli.stopping import Interrupted, ignore_stop_signals, stop_on_signals
 from fl_chain.errors import FLChainError
 
@@ -27,7 +27,7 @@ EXIT_USAGE_OR_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: Command groups in the order ``flchain --help`` lists their commands.
-_GROUPS = (demo, simulate, chain, deploy, members, status, task, node, model, serve)
+_GROUPS = (demo, simulate, chain, deploy, members, status, task, node, model, serve, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 // fl-chain dashboard: fills the page from the JSON API and polls it; charts are inline SVG.
 "use strict";
 
-const POLL_MS = 2000;
+// Milliseconds between two polls: 2 s, or ?poll=MS in the page's address (250 to 60000).
+const POLL_MS = Math.min(60000, Math.max(250, Number(new URLSearchParams(location.search).get("poll")) || 2000));
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -74,7 +75,7 @@ function tasksPage(root) {
     const tasks = await api("/api/tasks");
     const rows = tasks.map((t) =>
       el("tr", { "data-task": t.id },
-        el("td", {}, el("a", { href: `/tasks/${t.id}`, class: "task-link" }, `task ${t.id}`)),
+        el("td", {}, el("a", { href: `/tasks/${t.id}${location.search}`, class: "task-link" }, `task ${t.id}`)),
         el("td", { class: "state" }, badge("state", t.state)),
         el("td", { class: "num rounds-done" }, `${t.rounds_done}/${t.rounds_total}`),
         el("td", { class: "num" }, t.state === "running" ? t.current_round : "–"),
@@ -178,7 +179,7 @@ function taskPage(root) {
       ));
     const people = participants.map((p) =>
       el("tr", { "data-account": p.account },
-        el("td", { class: "mono" }, el("a", { href: `/tasks/${id}/participants/${p.account}`, class: "participant" }, p.account)),
+        el("td", { class: "mono" }, el("a", { href: `/tasks/${id}/participants/${p.account}${location.search}`, class: "participant" }, p.account)),
         el("td", { class: "num" }, p.updates), el("td", { class: "num" }, p.aggregates), el("td", { class: "num" }, p.dissent),
         el("td", { class: "num" }, p.reports_filed), el("td", { class: "num" }, p.excluded), el("td", {}, p.active ? "member" : "removed")));
     const mean = (m) => ({ x: m.round, y: m.accuracy, lo: m.accuracy_min, hi: m.accuracy_max });

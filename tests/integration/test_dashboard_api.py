@@ -8,8 +8,15 @@ and a peer of the federation's storage network.
 from __future__ import annotations
 
 import io
+import json
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,7 @@ from fl_chain.node.state import FINAL_MODEL
 from fl_chain.ports import free_port
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.memory import MemoryStorage
+from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
 
 ROUNDS = 3
 #: Bound of every wait for the audit worker (a round's audit takes well under a second here).
@@ -221,3 +229,57 @@ def test_wrong_contract_address_gives_503(federation: dict[str, Any]) -> None:
     assert response.status_code == 503 and "no contract at" in response.json()["detail"]
     with pytest.raises(ContractNotFoundError):
         wrong_contract()
+
+
+@pytest.fixture()
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
+    return InProcessCli(capsys, monkeypatch)
+
+
+def _deployment_file(tmp_path: Path) -> Path:
+    return Deployment(31337, "0x" + "12" * 20, 0, "0" * 64, "0x" + "34" * 20, "").write(tmp_path / "deployment.json")
+
+
+def test_dashboard_command_refuses_a_missing_deployment_file_and_a_taken_port(
+    tmp_path: Path, run_cli: InProcessCli
+) -> None:
+    missing = run_cli("dashboard", "--rpc", "http://127.0.0.1:1", "--deployment", "nope.json", cwd=tmp_path)
+    assert_one_line_error(missing, "deployment file nope.json does not exist")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_cli(
+            "dashboard", "--rpc", "http://127.0.0.1:1", "--port", port, cwd=_deployment_file(tmp_path).parent
+        )
+    assert_one_line_error(busy, f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_simulate_dashboard_needs_a_chain_with_a_url(tmp_path: Path, run_cli: InProcessCli) -> None:
+    result = run_cli("simulate", "--chain", "embedded", "--dashboard", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert_one_line_error(result, "--dashboard reads the chain over JSON-RPC")
+
+
+def test_dashboard_process_on_an_unreachable_chain_says_so_and_stops_on_sigint(tmp_path: Path) -> None:
+    """The real command: it serves 503 pages while the chain is down, and Ctrl-C ends it (status 130)."""
+    port = free_port()
+    command = [sys.executable, "-m", "fl_chain.cli", "dashboard", "--rpc", f"http://127.0.0.1:{free_port()}"]
+    command += ["--deployment", str(_deployment_file(tmp_path)), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5)
+            except urllib.error.HTTPError as exc:
+                answer = (exc.code, json.load(exc))
+            except OSError:
+                time.sleep(0.1)
+        assert answer is not None, "the dashboard did not answer"
+        assert answer[0] == 503 and "no Ethereum JSON-RPC answer" in answer[1]["detail"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from web3 import Web3
 
-from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
+from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskStatus
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ChainError, ConfigError, FLChainError, NotFoundError
 from fl_chain.exchange.audit import audit_round
 from fl_chain.exchange.gather import gather_partitions
@@ -133,6 +133,8 @@ class DashboardData:
         self._models: OrderedDict[tuple[int, int, tuple[bytes, ...]], bytes] = OrderedDict()
         self._audits: dict[tuple[int, int], AuditState] = {}
         self._dimensions: dict[int, int] = {}  # task -> parameters, once a manifest or model told
+        self._settled: dict[tuple[int, int], tuple[RoundInfo, list[bytes | None], list[str]]] = {}
+        self._models_lock = threading.Lock()
         self._auditor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-audit")
 
     # -- connections ----------------------------------------------------------------------------
@@ -250,10 +252,9 @@ class DashboardData:
         gas = self._round_gas(c, events)
         rounds = []
         for round_ in range(row["current_round"] + 1):
-            info = c.get_round(task_id, round_)
+            info, final, excluded = self._round_views(c, task_id, round_, row["latest_finalized_round"])
             if info.status == RoundStatus.NONE:
                 continue
-            final = c.get_final_digests(task_id, round_)
             commits = sorted(events.of("UpdateCommitted", round_), key=lambda e: int(e["args"]["index"]))
             aggregates = events.of("AggregateCommitted", round_)
             dissent = [
@@ -272,7 +273,7 @@ class DashboardData:
                     "fallback_deadline": info.fallback_deadline,
                     "contributors": [str(e["args"]["contributor"]) for e in commits],
                     "samples": info.total_samples,
-                    "excluded": c.get_excluded(task_id, round_),
+                    "excluded": excluded,
                     "reports": len(events.of("UnavailabilityReported", round_)),
                     "disputes": info.disputes,
                     "aggregate_commits": len(aggregates),
@@ -288,6 +289,22 @@ class DashboardData:
             )
         now = c.client.block_timestamp()
         return {**row, "chain_time": now, "rounds": rounds}
+
+    def _round_views(
+        self, c: Coordinator, task_id: int, round_: int, latest_finalized: int | None
+    ) -> tuple[RoundInfo, list[bytes | None], list[str]]:
+        """A round's state, final digests and exclusions; kept once nothing can change them any more
+        (a failed round, or a finalized one before the latest finalized round: only that one can be disputed)."""
+        key = (task_id, round_)
+        if key in self._settled:
+            return self._settled[key]
+        views = (c.get_round(task_id, round_), c.get_final_digests(task_id, round_), c.get_excluded(task_id, round_))
+        status = views[0].status
+        if status == RoundStatus.FAILED or (
+            status == RoundStatus.FINALIZED and latest_finalized is not None and round_ < latest_finalized
+        ):
+            self._settled[key] = views
+        return views
 
     def _round_gas(self, c: Coordinator, events: _TaskEvents) -> dict[int, int]:
         """Gas of the transactions that emitted each round's events (a transaction counts for its first round)."""

@@ -65,7 +65,7 @@ ROUND_EVENTS = (
 )
 #: Downloaded global models kept in memory (the most recent).
 MODELS_KEPT = 4
-#: Seconds before an audit that could not fetch what it needs is tried again.
+#: Seconds before an audit that could not fetch what it needs, or a manifest fetch that timed out, is tried again.
 AUDIT_RETRY_SECONDS = 30.0
 #: Seconds between two attempts to connect the storage to a task's participants.
 RECONNECT_SECONDS = 10.0
@@ -130,6 +130,7 @@ class DashboardData:
         self._connected: dict[int, float] = {}
         self._gas: dict[bytes, int] = {}
         self._manifests: dict[bytes, Manifest | None] = {}
+        self._unserved: dict[bytes, float] = {}  # manifest digest -> when a fetch of it last timed out
         self._models: OrderedDict[tuple[int, int, tuple[bytes, ...]], bytes] = OrderedDict()
         self._audits: dict[tuple[int, int], AuditState] = {}
         self._dimensions: dict[int, int] = {}  # task -> parameters, once a manifest or model told
@@ -435,6 +436,8 @@ class DashboardData:
     ) -> Manifest | None:
         """An update manifest, fetched once (None if it is invalid; not kept if it was not served)."""
         if digest not in self._manifests:
+            if time.monotonic() - self._unserved.get(digest, -AUDIT_RETRY_SECONDS) < AUDIT_RETRY_SECONDS:
+                return None  # not served a moment ago: the chart does not wait for it on every poll
             try:
                 self._manifests[digest] = fetch_manifest(
                     storage,
@@ -447,6 +450,7 @@ class DashboardData:
                     timeout=min(self.fetch_timeout, 5.0),
                 )
             except BlobNotFoundError:
+                self._unserved[digest] = time.monotonic()
                 return None
             except BlobInvalidError:
                 self._manifests[digest] = None

@@ -6,7 +6,8 @@
     ├── ConfigError                   bad user input: options, files, task specs
     │   ├── KeyFileError              key file or keystore missing, malformed, wrong password
     │   ├── NumPyClientError          a user's NumPyClient broke its contract (arrays, counts, returns)
-    │   └── RingOverflowError         a value or a sum the fixed-point ring of secure aggregation cannot hold
+    │   ├── RingOverflowError         a value or a sum the fixed-point ring of secure aggregation cannot hold
+    │   └── NotFoundError             a task, round or participant the chain does not have
     ├── CompilerError                 the pinned Solidity compiler is missing or failed
     ├── AggregationError              contributions that cannot be aggregated (none, mismatched, bad values)
     ├── ChainError                    anything between us and an Ethereum node
@@ -49,6 +50,10 @@ class FLChainError(Exception):
 
 class ConfigError(FLChainError):
     """Bad user input: a command-line option, a file or a task specification."""
+
+
+class NotFoundError(ConfigError):
+    """A task, round or participant asked for that the chain does not have (the dashboard answers 404)."""
 
 
 class KeyFileError(ConfigError):

@@ -38,4 +38,22 @@ ensure_fashion_mnist() {
   echo "$FASHION_MNIST_HINT"
 }
 ensure_fashion_mnist
+
+# Headless Chromium and its driver from Debian, for the dashboard's browser test
+# (tests/integration/test_dashboard_browser.py skips without them); optional otherwise.
+CHROMIUM_HINT="chromium not installed (only the dashboard's browser test needs it): run as root \
+apt-get install chromium chromium-driver"
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; then
+      return 0
+    fi
+  fi
+  echo "$CHROMIUM_HINT"
+}
+ensure_chromium
 echo "installed: .venv (python), contracts/node_modules (solc), ganache/node_modules (ganache, anvil)"

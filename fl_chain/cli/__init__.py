@@ -19,7 +19,21 @@ import sys
 from collections.abc import Sequence
 
 from fl_chain import __version__
-from fl_chain.cli import audit, chain, demo, deploy, members, model, node, operator, serve, simulate, status, task
+from fl_chain.cli import (
+    audit,
+    chain,
+    dashboard,
+    demo,
+    deploy,
+    members,
+    model,
+    node,
+    operator,
+    serve,
+    simulate,
+    status,
+    task,
+)
 from fl_chain.cli.stopping import Interrupted, ignore_stop_signals, stop_on_signals
 from fl_chain.errors import FLChainError
 
@@ -27,7 +41,7 @@ EXIT_USAGE_OR_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: Command groups in the order ``flchain --help`` lists their commands.
-_GROUPS = (demo, simulate, chain, deploy, members, operator, status, task, node, model, audit, serve)
+_GROUPS = (demo, simulate, chain, deploy, members, operator, status, task, node, model, audit, serve, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=int,
         help="secure aggregation: Shamir threshold t (default: the quorum, at least 2; rounds need t revealers)",
     )
+    sim.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="watch it live in a web dashboard on 127.0.0.1 (needs --chain anvil or ganache); "
+        "it stays up after the run until Ctrl-C",
+    )
+    sim.add_argument("--dashboard-port", type=int, default=8080, help="port of --dashboard (default 8080)")
     sim.add_argument("--quiet", action="store_true", help="no progress display or table")
     sim.add_argument("--out", help="run folder (default: runs/sim-<time>)")
     sim.set_defaults(func=simulate_command)
@@ -103,5 +110,21 @@ def simulate_command(args: argparse.Namespace) -> int:
         trainer_factory=trainer_factory(args.client) if args.client else None,
     )
     options.validate()
-    run_simulation(spec, options, SimulationDisplay(quiet=args.quiet))
+    if not args.dashboard:
+        run_simulation(spec, options, SimulationDisplay(quiet=args.quiet))
+        return 0
+    from fl_chain.cli.dashboard import SimulationDashboard
+    from fl_chain.webserver import check_bindable
+
+    if options.chain == "embedded":
+        raise ConfigError(
+            "--dashboard reads the chain over JSON-RPC: use --chain anvil or ganache (the embedded chain has no URL)"
+        )
+    check_bindable("127.0.0.1", args.dashboard_port)
+    dashboard = SimulationDashboard(args.dashboard_port, options.out, storage=options.storage)
+    options.on_started, options.on_finished = dashboard.started, dashboard.finished
+    try:
+        run_simulation(spec, options, SimulationDisplay(quiet=args.quiet))
+    finally:
+        dashboard.close()
     return 0

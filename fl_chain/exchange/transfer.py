@@ -21,7 +21,7 @@ from fl_chain.protocol.blob import (
     decode_partition,
 )
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
-from fl_chain.protocol.manifest import Manifest, manifest_size_limit, parse_manifest
+from fl_chain.protocol.manifest import Evaluation, Manifest, manifest_size_limit, parse_manifest
 from fl_chain.protocol.partitioning import as_model_vector, join_partitions, partition_bounds
 from fl_chain.protocol.vector import vector_blobs, vector_manifest
 from fl_chain.storage.base import DEFAULT_GET_TIMEOUT, Storage
@@ -36,10 +36,12 @@ def publish_vector(
     round_: int,
     partitions: int,
     contributor: str | None = None,
+    evaluation: Evaluation | None = None,
 ) -> tuple[bytes, Manifest]:
     """Store ``vector`` as ``partitions`` blobs plus a manifest; returns the manifest digest and manifest.
 
-    ``contributor`` set makes an update manifest (and goes into every blob header), otherwise a
+    ``contributor`` set makes an update manifest (and goes into every blob header, and the
+    contributor's ``evaluation`` of the global model it trained from into the manifest), otherwise a
     model manifest. A ``BlobKind.MASKED_UPDATE`` vector is uint64 ring words (secure aggregation).
     """
     masked = blob_kind == BlobKind.MASKED_UPDATE
@@ -55,6 +57,7 @@ def publish_vector(
         round_=round_,
         contributor=contributor,
         dtype=blob_dtype_name(blob_kind),
+        evaluation=evaluation,
     )
     return digest_from_cid(storage.put(manifest.to_bytes())), manifest
 

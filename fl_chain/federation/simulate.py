@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fl_chain.chain.coordinator import Coordinator
 from fl_chain.errors import ConfigError, FederationStalledError
 from fl_chain.federation.comparison import compare_with_baselines
 from fl_chain.federation.display import SimulationDisplay
@@ -28,6 +29,7 @@ from fl_chain.federation.inprocess import DevChain, InProcessFederation, Storage
 from fl_chain.federation.records import RoundRecord, RoundRecorder
 from fl_chain.federation.run_folder import save_final_model, write_run_folder
 from fl_chain.node.logs import RoundLogs
+from fl_chain.node.runtime import Node
 from fl_chain.node.state import FINAL_MODEL, NodeState
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
@@ -110,6 +112,12 @@ class SimulationOptions:
     storage: str = "memory"
     compare: bool = False
     trainer_factory: Callable[..., Trainer] | None = None
+    #: Called once the federation is set up, with the chain, the coordinator, the task id and the nodes
+    #: (``flchain simulate --dashboard`` starts its dashboard here).
+    on_started: Callable[[Any, Coordinator, int, list[Node]], None] | None = None
+    #: Called with the summary after the run folder is written, while the chain and the nodes' storage
+    #: are still open (a live dashboard keeps serving here until the user stops it).
+    on_finished: Callable[[dict[str, Any]], None] | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad option; resolve ``chain="auto"``."""
@@ -165,6 +173,17 @@ def run_simulation(
     spec: TaskSpec, options: SimulationOptions, display: SimulationDisplay | None = None
 ) -> dict[str, Any]:
     """Run the federation to completion and write the run folder; returns the summary."""
+    with ExitStack() as resources:
+        summary = _run_simulation(spec, options, display, resources)
+        if options.on_finished is not None:
+            options.on_finished(summary)
+        return summary
+
+
+def _run_simulation(
+    spec: TaskSpec, options: SimulationOptions, display: SimulationDisplay | None, resources: ExitStack
+) -> dict[str, Any]:
+    """:func:`run_simulation`; the chain and storage close with ``resources`` when ``on_finished`` is set."""
     options.validate()
     display = display or SimulationDisplay(quiet=True)
     out = options.out
@@ -172,7 +191,9 @@ def run_simulation(
     started = time.monotonic()
     with ExitStack() as cleanup:
         cleanup.callback(display.stop)
-        chain = _open_chain(options, cleanup)
+        # With on_finished, the chain and the storages outlive the run (closed by the caller's stack).
+        keep = resources if options.on_finished is not None else cleanup
+        chain = _open_chain(options, keep)
         display.start(
             f"simulating {options.nodes} nodes, {spec.protocol['rounds']} rounds of {spec.model['name']} on "
             f"{spec.dataset['name']} ({spec.dataset.get('split', 'iid')}), P={spec.protocol['partitions']} "
@@ -190,11 +211,13 @@ def run_simulation(
             nodes=options.nodes,
             state_root=out / "nodes",
             chain=chain,
-            storage_factory=_storage_factory(options, cleanup),
+            storage_factory=_storage_factory(options, keep),
             trainer_factory=options.trainer_factory,
         )
         for member in members:
             member.logs = logs
+        if options.on_started is not None:
+            options.on_started(chain, coordinator, task_id, members)
         # The simulation's chain is its own: every block comes from its nodes' transactions and
         # the runner's time jumps, so views can be kept between them.
         coordinator.client.assume_sole_writer()

@@ -74,7 +74,7 @@ from fl_chain.privacy.keys import KeyPair
 from fl_chain.protocol.assignment import assigned_partitions
 from fl_chain.protocol.blob import BlobKind, blob_size, encode_partition
 from fl_chain.protocol.cid import cid_from_digest, digest_from_cid
-from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.manifest import Evaluation, Manifest
 from fl_chain.protocol.partitioning import partition_bounds
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
@@ -175,6 +175,8 @@ class Node:
         self._joined = False
         self._peers = PeerDirectory.shared(coordinator, task_id)
         self.last_metrics: dict[str, float] = {}
+        #: This node's evaluation of the latest global model it fetched, published in its next update manifest.
+        self._evaluation: Evaluation | None = None
         #: Secure aggregation (a task created with ``createSecureTask``): setups, masking, reveals, unmasking.
         self.secure: SecureRounds | None = (
             SecureRounds(self, SecureParams.of(spec)) if self.config.secure_aggregation is not None else None
@@ -364,6 +366,7 @@ class Node:
         self._global = (want, vector)
         if want >= 0:
             self.last_metrics = self.trainer.evaluate(vector)
+            self._evaluation = _evaluation(want, self.last_metrics, getattr(self.trainer, "test_samples", 0))
             shown = " ".join(f"{k}={v:.4f}" for k, v in self.last_metrics.items())
             released = len(self.coordinator.released_rounds(self.task_id)) if self.spec.differential_privacy else 0
             eps = self.spec.epsilon_after(released)
@@ -373,6 +376,11 @@ class Node:
                 log.info("round %d: differential privacy spent: %s", want, privacy)
             self.report(f"round {want} global model {self.global_cid(want)[:16]}… {shown}".rstrip())
         return vector
+
+    def _base_evaluation(self) -> Evaluation | None:
+        """This node's evaluation of the global model its update is trained from (None for the initial model)."""
+        evaluation, base = self._evaluation, self._global
+        return evaluation if evaluation is not None and base is not None and evaluation.round == base[0] else None
 
     def global_cid(self, round_: int) -> str:
         """CID of the model manifest of ``round_``'s global model (computed, not fetched)."""
@@ -465,6 +473,7 @@ class Node:
                 round_=round_,
                 partitions=self.config.partitions,
                 contributor=self.address,
+                evaluation=self._base_evaluation(),
             )
         assert progress.samples is not None
         return self._commit_update(round_, digest, int(progress.samples), progress)
@@ -796,6 +805,14 @@ class Node:
             raise
         log.info("advanced the round past its deadline")
         return Step.PROGRESS
+
+
+def _evaluation(round_: int, metrics: dict[str, float], samples: int) -> Evaluation | None:
+    """The evaluation a node publishes of ``round_``'s global model (None without test accuracy and loss)."""
+    accuracy, loss = metrics.get("test_accuracy"), metrics.get("test_loss")
+    if accuracy is None or loss is None:
+        return None
+    return Evaluation.of(round_, float(accuracy), float(loss), int(samples))
 
 
 def _manifest_digest(manifest: Manifest) -> bytes:

@@ -10,6 +10,11 @@ Manifest bytes come from peers, so parsing is total: any bytes give a :class:`Ma
 canonical manifest has exactly one of each, so nesting is at most two deep: no deep recursion);
 integers longer than 20 digits, floats, NaN and Infinity are refused while parsing (no quadratic
 big-int conversion), and anything else that escapes is turned into BlobFormatError.
+
+An update manifest may carry the contributor's evaluation of the global model it trained from
+(:class:`Evaluation`: four flat integer fields, so the pre-scan and the no-float rule still hold).
+It is informative only: nothing in aggregation reads it, and a value no honest node would publish
+(:meth:`Evaluation.plausible`) is ignored by its readers (the dashboard), never trusted.
 """
 
 from __future__ import annotations
@@ -34,6 +39,46 @@ _LONGEST_CID = "b" + "a" * 58  # CIDv1 dag-pb sha2-256 base32: always 59 charact
 DTYPES = ("float32", "uint64")
 
 
+#: Fixed-point scale of an evaluation's accuracy and loss (parts per million).
+EVAL_SCALE = 1_000_000
+#: The manifest fields of an :class:`Evaluation`, all or none present.
+EVAL_FIELDS = ("eval_round", "eval_accuracy", "eval_loss", "eval_samples")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A contributor's evaluation of a global model on its local test data, in integers.
+
+    ``round`` is the finalized round whose global model was evaluated (the model the update was
+    trained from); ``accuracy`` and ``loss`` are in millionths (:data:`EVAL_SCALE`); ``samples`` is
+    the number of local test samples it was measured on.
+    """
+
+    round: int
+    accuracy: int
+    loss: int
+    samples: int
+
+    @classmethod
+    def of(cls, round_: int, accuracy: float, loss: float, samples: int) -> Evaluation | None:
+        """The evaluation of measured figures; None when they cannot be one (not finite, no samples)."""
+        if samples < 1 or not (0.0 <= accuracy <= 1.0) or not (0.0 <= loss < 1e12):  # also refuses NaN
+            return None
+        return cls(round_, round(accuracy * EVAL_SCALE), round(loss * EVAL_SCALE), int(samples))
+
+    def plausible(self, update_round: int) -> bool:
+        """Whether an honest node of ``update_round`` could have published this (else: ignore it)."""
+        return self.round < update_round and 0 <= self.accuracy <= EVAL_SCALE and 0 < self.samples < 2**40
+
+    @property
+    def accuracy_value(self) -> float:
+        return self.accuracy / EVAL_SCALE
+
+    @property
+    def loss_value(self) -> float:
+        return self.loss / EVAL_SCALE
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A model vector stored as partitions.
@@ -50,6 +95,8 @@ class Manifest:
     contributor: str | None = None
     #: The blobs' payload: ``float32``, or ``uint64`` ring words for a masked update (secure aggregation).
     dtype: str = "float32"
+    #: An update's evaluation of the global model it was trained from (optional, informative only).
+    evaluation: Evaluation | None = None
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes."""
@@ -64,6 +111,9 @@ class Manifest:
         }
         if self.kind == "update":
             body["contributor"] = self.contributor
+            if self.evaluation is not None:
+                e = self.evaluation
+                body.update(eval_round=e.round, eval_accuracy=e.accuracy, eval_loss=e.loss, eval_samples=e.samples)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def check(
@@ -99,7 +149,15 @@ def manifest_size_limit(partitions: int) -> int:
     """The largest canonical manifest of ``partitions`` partitions, in bytes (the fetch bound)."""
     if partitions < 1:
         raise ValueError(f"a manifest has at least one partition, got {partitions}")
-    widest = Manifest("update", _MAX_INT, _MAX_INT, _MAX_INT, (_LONGEST_CID,) * partitions, "0x" + "f" * 40)
+    widest = Manifest(
+        "update",
+        _MAX_INT,
+        _MAX_INT,
+        _MAX_INT,
+        (_LONGEST_CID,) * partitions,
+        "0x" + "f" * 40,
+        evaluation=Evaluation(_MAX_INT, _MAX_INT, _MAX_INT, _MAX_INT),
+    )
     return len(widest.to_bytes())
 
 
@@ -143,6 +201,7 @@ def _parse(data: bytes) -> Manifest:
             partitions=tuple(normalize_cid(c) for c in partitions),
             contributor=body.get("contributor") if fmt == UPDATE_FORMAT else None,
             dtype=str(body.get("dtype")) if body.get("dtype") in DTYPES else "float32",
+            evaluation=_evaluation(body) if fmt == UPDATE_FORMAT else None,
         )
     except KeyError as exc:
         raise BlobFormatError(f"manifest lacks field {exc.args[0]!r}") from None
@@ -155,6 +214,16 @@ def _parse(data: bytes) -> Manifest:
     if manifest.to_bytes() != data:
         raise BlobFormatError("manifest bytes are not canonical")
     return manifest
+
+
+def _evaluation(body: dict[str, Any]) -> Evaluation | None:
+    """The evaluation fields of an update manifest: all four non-negative integers, or none of them."""
+    present = [name for name in EVAL_FIELDS if name in body]
+    if not present:
+        return None
+    if len(present) != len(EVAL_FIELDS):
+        raise BlobFormatError(f"manifest has {', '.join(present)} without the other evaluation fields")
+    return Evaluation(*(_int(body[name], name) for name in EVAL_FIELDS))
 
 
 def _bounded_int(text: str) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from fl_chain.errors import ConfigError
 from fl_chain.protocol.blob import BlobKind, encode_partition
 from fl_chain.protocol.cid import cid_from_digest
-from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.manifest import Evaluation, Manifest
 from fl_chain.protocol.partitioning import as_model_vector, partition_bounds
 from fl_chain.protocol.unixfs import unixfs_digest
 
@@ -59,8 +59,10 @@ def vector_manifest(
     round_: int,
     contributor: str | None = None,
     dtype: str = "float32",
+    evaluation: Evaluation | None = None,
 ) -> Manifest:
-    """The manifest of a vector whose blobs have ``cids``: an update manifest when ``contributor`` is set."""
+    """The manifest of a vector whose blobs have ``cids``: an update manifest when ``contributor`` is set
+    (with the contributor's ``evaluation`` of the global model it trained from, if given)."""
     return Manifest(
         kind="update" if contributor is not None else "model",
         task_id=task_id,
@@ -69,6 +71,7 @@ def vector_manifest(
         partitions=tuple(cids),
         contributor=contributor,
         dtype=dtype,
+        evaluation=evaluation if contributor is not None else None,
     )
 
 

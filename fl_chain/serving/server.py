@@ -1,34 +1,13 @@
-"""``flchain serve``'s process: load the model, build the app, run uvicorn until SIGINT or SIGTERM."""
+"""``flchain serve``'s process: load the model, build the app, run it until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from pathlib import Path
 
 from fl_chain.errors import ConfigError
 from fl_chain.ports import HOST
 from fl_chain.training.extras import require
-
-
-def check_bindable(host: str, port: int) -> None:
-    """ConfigError in one line if ``host:port`` cannot be bound (port in use, address not local)."""
-    if not 0 < port < 65536:
-        raise ConfigError(f"--port must be in 1..65535; got {port}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+from fl_chain.webserver import check_bindable, is_loopback, run_app
 
 
 def serve_model(
@@ -50,7 +29,7 @@ def serve_model(
         address cannot be bound.
     """
     require("fastapi", "flchain serve")
-    uvicorn = require("uvicorn", "flchain serve")
+    require("uvicorn", "flchain serve")
     from fl_chain.serving.app import create_app
     from fl_chain.training.predictors import load_predictor
 
@@ -67,10 +46,7 @@ def serve_model(
     )
     if not is_loopback(host) and api_key is None:
         print(f"warning: {host} is reachable from other machines and no --api-key-file is set", flush=True)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
-    uvicorn.Server(config).run()
+    run_app(app, host=host, port=port, purpose="flchain serve")
 
 
-__all__ = ["check_bindable", "is_loopback", "serve_model"]
+__all__ = ["serve_model"]

@@ -99,6 +99,8 @@ class ClientTrainer:
             )
         self.client = client
         self.config = _checked_config(config or {})
+        #: Examples the latest :meth:`evaluate` measured on (a node publishes it with its evaluation).
+        self.test_samples = 0
         name = type(client).__name__
         arrays = _checked_arrays(client.get_parameters(dict(self.config)), f"{name}.get_parameters")
         if sum(a.size for a in arrays) == 0:
@@ -208,6 +210,7 @@ class ClientTrainer:
             raise NumPyClientError(f"{source} returned loss={loss!r}; it must be a float")
         if not _is_int(num_examples) or num_examples < 0:
             raise NumPyClientError(f"{source} returned num_examples={num_examples!r}; it must be a non-negative int")
+        self.test_samples = int(num_examples)
         if num_examples == 0:
             return {}
         return {"test_loss": float(loss), **{f"test_{k}": v for k, v in _numeric(metrics).items() if k != "loss"}}

@@ -32,6 +32,8 @@ class TorchTrainer:
         self.spec = spec
         self.train_set = train_set
         self.test_set = test_set
+        #: Samples :meth:`evaluate` measures on (a node publishes it with its evaluation).
+        self.test_samples = len(test_set.labels) if test_set is not None else 0
         options = {k: v for k, v in spec.model.items() if k not in ("name", "seed", "num_classes")}
         input_shape = tuple(train_set.features.shape[1:])
         # The class count must be the same on every node: a skewed shard may lack some classes, so

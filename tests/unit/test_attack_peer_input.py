@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from fl_chain.errors import BlobFormatError, BlobInvalidError, BlobMismatchError, BlobTooLargeError
 from fl_chain.exchange.transfer import fetch_manifest, fetch_partition, fetch_vector, publish_vector
 from fl_chain.protocol.blob import BlobKind, blob_size, encode_partition
-from fl_chain.protocol.manifest import Manifest, manifest_size_limit, parse_manifest
+from fl_chain.protocol.manifest import Evaluation, Manifest, manifest_size_limit, parse_manifest
 from fl_chain.storage import MemoryNetwork, MemoryStorage, cid_from_digest, digest_from_cid
 from tests.helpers.peer_process import PeerError, PeerProcess
 
@@ -107,13 +107,61 @@ def test_attack_5000_digit_integer_in_manifest_is_a_format_error() -> None:
 
 
 def test_manifest_size_limit_is_the_widest_canonical_manifest() -> None:
-    """The widest valid manifest (20-digit integers) parses and has exactly the limit's size."""
-    widest = _manifest(partitions=7, task_id=10**20 - 1, round=10**20 - 1, dimension=10**20 - 1)
+    """The widest valid manifest (20-digit integers, an evaluation too) parses and has exactly the limit's size."""
+    big = 10**20 - 1
+    widest = _manifest(partitions=7, task_id=big, round=big, dimension=big, evaluation=Evaluation(big, big, big, big))
     assert parse_manifest(widest.to_bytes()) == widest
     assert len(widest.to_bytes()) == manifest_size_limit(7)
     assert manifest_size_limit(8) > manifest_size_limit(7)
     with pytest.raises(BlobFormatError, match="21 digits"):
         parse_manifest(widest.to_bytes().replace(b'"task":', b'"task":1'))
+
+
+def test_update_manifest_evaluation_round_trips_and_old_manifests_stay_valid() -> None:
+    """An evaluation is optional: a manifest without one parses as before, one with it keeps it."""
+    plain = _manifest()
+    assert parse_manifest(plain.to_bytes()).evaluation is None
+    evaluation = Evaluation.of(0, 0.9375, 0.25, 360)
+    assert evaluation is not None
+    measured = _manifest(round=1, evaluation=evaluation)
+    assert parse_manifest(measured.to_bytes()) == measured
+    assert parse_manifest(measured.to_bytes()).evaluation.accuracy_value == 0.9375  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "crafted",
+    [
+        Evaluation(round=5, accuracy=500_000, loss=1, samples=10),  # a model after the update's own round
+        Evaluation(round=0, accuracy=10**19, loss=1, samples=10),  # accuracy above 1
+        Evaluation(round=0, accuracy=500_000, loss=1, samples=0),  # measured on nothing
+    ],
+)
+def test_attack_crafted_evaluation_is_parsed_but_not_plausible(crafted: Evaluation) -> None:
+    """A crafted evaluation does not make the update invalid; its readers ignore it (not plausible)."""
+    manifest = parse_manifest(_manifest(round=1, evaluation=crafted).to_bytes())
+    assert manifest.evaluation == crafted and not crafted.plausible(update_round=1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'"eval_round":0,',  # one field without the others
+        b'"eval_accuracy":"high","eval_loss":1,"eval_round":0,"eval_samples":3,',  # a string
+        b'"eval_accuracy":-1,"eval_loss":1,"eval_round":0,"eval_samples":3,',  # negative
+    ],
+)
+def test_attack_malformed_evaluation_fields_are_a_format_error(body: bytes) -> None:
+    """Evaluation fields that are not four non-negative integers: BlobFormatError, like any bad field."""
+    data = _manifest(round=1).to_bytes().replace(b'"format":', body + b'"format":')
+    with pytest.raises(BlobFormatError):
+        parse_manifest(data)
+
+
+def test_evaluation_of_refuses_figures_no_node_measures() -> None:
+    assert Evaluation.of(0, float("nan"), 0.1, 10) is None
+    assert Evaluation.of(0, 0.5, float("inf"), 10) is None
+    assert Evaluation.of(0, 0.5, 0.1, 0) is None
+    assert Evaluation.of(2, 0.5, 0.1, 10) == Evaluation(2, 500_000, 100_000, 10)
 
 
 def test_attack_oversize_manifest_is_refused_before_it_is_read() -> None:

@@ -25,8 +25,10 @@ LAYERS: dict[str, int] = {
     "training": 5,
     "exchange": 6,
     "node": 7,
+    "webserver": 7,
     "federation": 8,
     "serving": 8,
+    "dashboard": 8,
     "cli": 9,
     "__init__": 10,
 }

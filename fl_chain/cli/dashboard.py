@@ -34,6 +34,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dash.add_argument("--host", default=HOST, help=f"interface to listen on (default {HOST})")
     dash.add_argument("--ipfs-dir", help="IPFS repo of the dashboard's peer (default: a temporary one)")
     dash.add_argument("--timeout", type=float, default=20.0, help="seconds each IPFS fetch may take (default 20)")
+    dash.add_argument(
+        "--task-file",
+        action="append",
+        default=[],
+        metavar="TASK.toml",
+        help="a task's file (repeatable): that task's rounds are audited with its own rule (strategy, bounds, "
+        "DP, secure aggregation) like `flchain audit`; without it a task is audited as plain FedAvg",
+    )
     dash.set_defaults(func=dashboard_command)
 
 
@@ -45,10 +53,42 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
     deployment = Deployment.read(args.deployment)
     check_bindable(args.host, args.port)
+    specs = _audit_specs(args, deployment) if args.task_file else {}
     serve_dashboard(
-        args.rpc, deployment, host=args.host, port=args.port, ipfs_dir=args.ipfs_dir, fetch_timeout=args.timeout
+        args.rpc,
+        deployment,
+        host=args.host,
+        port=args.port,
+        ipfs_dir=args.ipfs_dir,
+        fetch_timeout=args.timeout,
+        audit_specs=specs,
     )
     return 0
+
+
+def _audit_specs(args: argparse.Namespace, deployment: Any) -> dict[int, Any]:
+    """Each ``--task-file`` with its initial model, keyed by the task on chain it matches (ConfigError if none)."""
+    from fl_chain.cli.common import open_coordinator
+    from fl_chain.errors import ConfigError
+    from fl_chain.federation.operator import initial_vector_for
+    from fl_chain.protocol.task import TaskSpec
+    from fl_chain.training.node_data import trainer_factory
+
+    coordinator = open_coordinator(args)
+    specs: dict[int, Any] = {}
+    for path in args.task_file:
+        spec = TaskSpec.from_toml(path)
+        initial = initial_vector_for(spec, trainer_factory(None), None)
+        for task_id in range(1, coordinator.task_count() + 1):
+            try:
+                spec.check_matches_chain(coordinator.get_task(task_id)[0], initial, task_id=task_id)
+            except ConfigError:
+                continue
+            specs[task_id] = (spec, initial)
+            break
+        else:
+            raise ConfigError(f"{path} matches no task on {deployment.address}: pass the file a task was created from")
+    return specs
 
 
 class SimulationDashboard:
@@ -70,16 +110,20 @@ class SimulationDashboard:
 
         deployment = _deployment_of(coordinator)
         deployment.write(self.out / "deployment.json")
+        # The simulation knows its task: its rounds are audited with the task's own rule.
+        specs = {task_id: (members[0].spec, members[0].trainer.initial_vector())}
         rpc = str(chain.rpc_url)
         if self.storage == "memory":
             from fl_chain.storage.memory import MemoryStorage
 
             network = members[0].storage.network  # type: ignore[attr-defined]
-            data = DashboardData(coordinator_opener(rpc, deployment), lambda: MemoryStorage(network), rpc_url=rpc)
+            data = DashboardData(
+                coordinator_opener(rpc, deployment), lambda: MemoryStorage(network), rpc_url=rpc, audit_specs=specs
+            )
             cleanup = None
         else:
             opener = KuboOpener()
-            data = DashboardData(coordinator_opener(rpc, deployment), opener, rpc_url=rpc)
+            data = DashboardData(coordinator_opener(rpc, deployment), opener, rpc_url=rpc, audit_specs=specs)
             cleanup = opener.cleanup
         assert isinstance(coordinator, Coordinator)
 

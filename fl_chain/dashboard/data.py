@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +25,13 @@ from web3 import Web3
 
 from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskStatus
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ChainError, ConfigError, FLChainError, NotFoundError
-from fl_chain.exchange.audit import audit_round
+from fl_chain.exchange.audit import Verdict, audit_round, task_verdicts
 from fl_chain.exchange.gather import gather_partitions
 from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.exchange.transfer import fetch_manifest
 from fl_chain.protocol.cid import cid_from_digest
 from fl_chain.protocol.manifest import Manifest
+from fl_chain.protocol.task import TaskSpec
 from fl_chain.protocol.unixfs import unixfs_digest
 from fl_chain.protocol.vector import vector_manifest
 from fl_chain.storage.base import Storage
@@ -110,6 +111,10 @@ class DashboardData:
         simulation's memory network); called once, on the first fetch.
     fetch_timeout:
         Seconds each storage fetch may take.
+    audit_specs:
+        Task id -> the task's spec and initial model, checked against the chain by the caller: rounds
+        of those tasks are audited with the task's own contribution rule (strategy, bounds, DP, secure
+        aggregation) exactly as ``flchain audit`` does; other tasks as plain FedAvg of the valid updates.
     """
 
     def __init__(
@@ -119,7 +124,9 @@ class DashboardData:
         *,
         fetch_timeout: float = 20.0,
         rpc_url: str | None = None,
+        audit_specs: Mapping[int, tuple[TaskSpec, np.ndarray]] | None = None,
     ) -> None:
+        self._audit_specs = dict(audit_specs or {})
         self._open_coordinator = open_coordinator
         self._open_storage = open_storage
         self.fetch_timeout = fetch_timeout
@@ -509,11 +516,33 @@ class DashboardData:
         c = self.check_task(task_id)
         return {"round": str(round_), **self.audit_status(task_id, round_, self._final(c, task_id, round_))}
 
+    def _audit_with_spec(self, c: Coordinator, task_id: int, round_: int, digests: tuple[bytes, ...]) -> AuditState:
+        """The round's verdict with the task's own rule, from the code ``flchain audit`` runs."""
+        spec, initial = self._audit_specs[task_id]
+        verdict = next(
+            task_verdicts(
+                self._peered_storage(task_id),
+                c,
+                task_id,
+                [round_],
+                spec=spec,
+                initial=initial,
+                timeout=self.fetch_timeout,
+            )
+        )
+        status = {Verdict.EQUAL: "equal", Verdict.NOT_EQUAL: "not equal"}.get(verdict.verdict, "unavailable")
+        detail = verdict.reason or "recomputed with the task's rule from the committed updates: same bytes"
+        return AuditState(status, detail, digests)
+
     def _audit(self, task_id: int, round_: int, digests: tuple[bytes, ...]) -> None:
         try:
             c = self.coordinator()
-            if c.get_task(task_id)[0].secure_aggregation is not None:
-                state = AuditState("not checked", "secure aggregation: audit it with the task file", digests)
+            if task_id in self._audit_specs:
+                state = self._audit_with_spec(c, task_id, round_, digests)
+            elif c.get_task(task_id)[0].secure_aggregation is not None:
+                state = AuditState(
+                    "not checked", "secure aggregation: start the dashboard with --task-file to audit it", digests
+                )
             else:
                 result = audit_round(self._peered_storage(task_id), c, task_id, round_, timeout=self.fetch_timeout)
                 if result.ok:
@@ -527,7 +556,7 @@ class DashboardData:
                     state = AuditState(
                         "not equal",
                         f"{differ} of {result.actual.size} parameters differ from plain FedAvg of the valid updates "
-                        "(a task with another strategy or a norm bound: use flchain audit with its task file)",
+                        "(a task with another strategy, a norm bound or DP: start the dashboard with --task-file)",
                         digests,
                     )
         except (BlobNotFoundError, BlobInvalidError) as exc:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from fl_chain.chain.coordinator import Coordinator
 from fl_chain.chain.deployment import Deployment
 from fl_chain.dashboard.data import DashboardData
 from fl_chain.ports import HOST
+from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.base import Storage
 from fl_chain.training.extras import require
 from fl_chain.webserver import BackgroundServer, is_loopback, run_app
@@ -59,11 +62,18 @@ class KuboOpener:
 
 
 def dashboard_data(
-    rpc: str, deployment: Deployment, *, ipfs_dir: str | Path | None = None, fetch_timeout: float = 20.0
+    rpc: str,
+    deployment: Deployment,
+    *,
+    ipfs_dir: str | Path | None = None,
+    fetch_timeout: float = 20.0,
+    audit_specs: Mapping[int, tuple[TaskSpec, np.ndarray]] | None = None,
 ) -> tuple[DashboardData, Callable[[], None]]:
     """The data of a dashboard on ``rpc`` and ``deployment``, and the function that closes it."""
     opener = KuboOpener(ipfs_dir)
-    data = DashboardData(coordinator_opener(rpc, deployment), opener, fetch_timeout=fetch_timeout, rpc_url=rpc)
+    data = DashboardData(
+        coordinator_opener(rpc, deployment), opener, fetch_timeout=fetch_timeout, rpc_url=rpc, audit_specs=audit_specs
+    )
 
     def close() -> None:
         data.close()
@@ -80,13 +90,16 @@ def serve_dashboard(
     port: int = 8080,
     ipfs_dir: str | Path | None = None,
     fetch_timeout: float = 20.0,
+    audit_specs: Mapping[int, tuple[TaskSpec, np.ndarray]] | None = None,
 ) -> None:
     """Serve the dashboard until SIGINT or SIGTERM (ConfigError if the extra is missing or the port is taken)."""
     require("fastapi", PURPOSE)
     require("uvicorn", PURPOSE)
     from fl_chain.dashboard.app import create_app
 
-    data, close = dashboard_data(rpc, deployment, ipfs_dir=ipfs_dir, fetch_timeout=fetch_timeout)
+    data, close = dashboard_data(
+        rpc, deployment, ipfs_dir=ipfs_dir, fetch_timeout=fetch_timeout, audit_specs=audit_specs
+    )
     try:
         app = create_app(data)
         print(f"dashboard of {deployment.address} on {rpc}: http://{host}:{port}/ (API docs at /docs)", flush=True)

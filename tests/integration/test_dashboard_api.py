@@ -46,7 +46,7 @@ ROUNDS = 3
 AUDIT_WAIT_SECONDS = 60
 
 
-def _spec() -> TaskSpec:
+def _spec(**extra: Any) -> TaskSpec:
     return TaskSpec.from_dict(
         {
             "protocol": {
@@ -61,6 +61,7 @@ def _spec() -> TaskSpec:
             "model": {"name": "logreg", "seed": 3},
             "dataset": {"name": "digits", "split": "iid"},
             "training": {"epochs": 1, "batch_size": 32, "lr": 0.1},
+            **extra,
         }
     )
 
@@ -151,6 +152,40 @@ def test_every_round_audits_equal(client: TestClient, federation: dict[str, Any]
             break
         time.sleep(0.2)
     assert statuses == ["equal"] * ROUNDS
+
+
+def _audits(data: DashboardData, task_id: int, rounds: int) -> list[dict[str, str]]:
+    """Every round's audit once none is pending any more (bounded wait)."""
+    with TestClient(create_app(data), raise_server_exceptions=False) as test_client:
+        deadline = time.monotonic() + AUDIT_WAIT_SECONDS
+        while True:
+            audits = [test_client.get(f"/api/tasks/{task_id}/rounds/{r}/audit").json() for r in range(rounds)]
+            if all(a["status"] != "pending" for a in audits) or time.monotonic() > deadline:
+                return audits
+            time.sleep(0.2)
+
+
+def test_a_median_task_audits_equal_with_its_task_file_and_not_equal_as_plain_fedavg(tmp_path: Path) -> None:
+    # Prepare: a finished median task (its global models are coordinate-wise medians, not means).
+    spec = _spec(strategy={"name": "median"})
+    chain, coordinator, task_id, nodes = build_federation(spec, nodes=3, state_root=tmp_path)
+    assert InProcessFederation(chain, coordinator, task_id, nodes).run() == TaskStatus.COMPLETED
+    network = nodes[0].storage.network  # type: ignore[attr-defined]
+    specs = {task_id: (spec, nodes[0].trainer.initial_vector())}
+
+    # Execute
+    with_file = DashboardData(lambda: coordinator, lambda: MemoryStorage(network), fetch_timeout=10, audit_specs=specs)
+    without = DashboardData(lambda: coordinator, lambda: MemoryStorage(network), fetch_timeout=10)
+    try:
+        audited, plain = _audits(with_file, task_id, ROUNDS), _audits(without, task_id, ROUNDS)
+    finally:
+        with_file.close()
+        without.close()
+
+    # Assert: the task's own rule (the code flchain audit runs) recomputes every round; plain FedAvg does not.
+    assert [a["status"] for a in audited] == ["equal"] * ROUNDS, audited
+    assert [a["status"] for a in plain] == ["not equal"] * ROUNDS, plain
+    assert "--task-file" in plain[0]["detail"]
 
 
 def test_participant_record_counts_updates_and_aggregates(client: TestClient, federation: dict[str, Any]) -> None:

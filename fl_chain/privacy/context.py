@@ -19,6 +19,8 @@ PAIRWISE_MASK = b"pairwise-mask"
 SHARE_ENCRYPTION = b"share-encryption"
 #: Purpose of the AES key expanded from a member's self-mask seed (masks.py).
 SELF_MASK = b"self-mask"
+#: Purpose of the message a member signs with its round's mask key to show it holds it (keys.py).
+MASK_KEY_POSSESSION = b"mask-key-possession"
 
 _UINT256 = 1 << 256
 

@@ -18,15 +18,23 @@ point of secp256k1 is invalid (:class:`~fl_chain.errors.InvalidPublicKeyError`),
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from coincurve import PrivateKey
+from coincurve import PrivateKey, PublicKey
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fl_chain.errors import InvalidCommitmentError, InvalidPublicKeyError, InvalidShareError
-from fl_chain.privacy.context import PAIRWISE_MASK, PROTOCOL_LABEL, SHARE_ENCRYPTION, RoundContext
+from fl_chain.privacy.context import (
+    MASK_KEY_POSSESSION,
+    PAIRWISE_MASK,
+    PROTOCOL_LABEL,
+    SHARE_ENCRYPTION,
+    RoundContext,
+    member_bytes,
+)
 from fl_chain.privacy.vss import ORDER, POINT_BYTES, SCALAR_BYTES, parse_point, public_point, random_scalar
 
 #: Bytes of a raw X25519 public key, and of a raw private key.
@@ -95,8 +103,35 @@ class MaskKeyPair:
         """The private key as an integer."""
         return int.from_bytes(self.private, "big")
 
+    def prove_possession(self, context: RoundContext, member: str) -> bytes:
+        """A recoverable ECDSA signature (``POSSESSION_BYTES``) of ``member``'s round under this key: nobody
+        who does not hold the private key can present this public key as its own (a copied key of
+        another member's setup fails :func:`verify_possession`)."""
+        signature = PrivateKey(self.private).sign_recoverable(_possession_message(context, member), hasher=None)
+        return bytes(signature)
+
     def __repr__(self) -> str:
         return f"MaskKeyPair(public={self.public.hex()})"
+
+
+#: Bytes of a proof of possession of a mask key (recoverable ECDSA: r, s, recovery id).
+POSSESSION_BYTES = 65
+
+
+def _possession_message(context: RoundContext, member: str) -> bytes:
+    return hashlib.sha256(context.info(MASK_KEY_POSSESSION, member_bytes(member.lower()))).digest()
+
+
+def verify_possession(public: bytes, proof: bytes, context: RoundContext, member: str) -> bool:
+    """Whether ``proof`` shows that whoever made ``member``'s setup of the round holds the private key of
+    ``public`` (False, never an exception, for any malformed proof)."""
+    if len(proof) != POSSESSION_BYTES:
+        return False
+    try:
+        signer = PublicKey.from_signature_and_message(proof, _possession_message(context, member), hasher=None)
+    except Exception:  # noqa: BLE001 - whatever a peer's bytes provoke in libsecp256k1: not a proof
+        return False
+    return bytes(signer.format(compressed=True)) == public
 
 
 def validate_mask_public_key(public: bytes) -> None:

@@ -41,7 +41,15 @@ import numpy as np
 from fl_chain.errors import BlobFormatError, BlobMismatchError, InvalidCommitmentError, InvalidShareError, PrivacyError
 from fl_chain.privacy.context import RoundContext, member_bytes
 from fl_chain.privacy.fixed_point import MAX_EXACT_SUM, MAX_FRAC_BITS, Ring, decode, encode, ring_sum
-from fl_chain.privacy.keys import KeyPair, MaskKeyPair, pairwise_mask_seed, recover_key_pair, share_encryption_key
+from fl_chain.privacy.keys import (
+    POSSESSION_BYTES,
+    KeyPair,
+    MaskKeyPair,
+    pairwise_mask_seed,
+    recover_key_pair,
+    share_encryption_key,
+    verify_possession,
+)
 from fl_chain.privacy.masks import mask_update, unmask_sum
 from fl_chain.privacy.share_box import BOX_BYTES, ShareBundle, open_shares, seal_shares
 from fl_chain.privacy.vss import (
@@ -58,7 +66,7 @@ from fl_chain.privacy.vss import (
 
 SETUP_MAGIC = b"FLSS"
 REVEAL_MAGIC = b"FLSR"
-VERSION = 2
+VERSION = 3
 _HEADER = struct.Struct(">4sBQQ20sH")  # magic, version, task, round, member, entry count
 _THRESHOLD = struct.Struct(">H")
 _SETUP_ENTRY = 20 + BOX_BYTES
@@ -74,7 +82,7 @@ class ShareKind(IntEnum):
 
 def setup_size_bound(participants: int) -> int:
     """Largest setup blob of a task with at most ``participants`` members (its threshold is at most that)."""
-    return _HEADER.size + _THRESHOLD.size + participants * (2 * POINT_BYTES + _SETUP_ENTRY)
+    return _HEADER.size + _THRESHOLD.size + POSSESSION_BYTES + participants * (2 * POINT_BYTES + _SETUP_ENTRY)
 
 
 def reveal_size_bound(participants: int) -> int:
@@ -109,10 +117,12 @@ class SetupEntry:
 class RoundSetup:
     """A member's setup blob of a round.
 
-    Layout (``VERSION`` 2): the header (magic ``FLSS``, version, task, round, member, entry count),
+    Layout (``VERSION`` 3): the header (magic ``FLSS``, version, task, round, member, entry count),
     the threshold t (2 bytes), the t commitments of the self-seed sharing and the t of the mask-key
-    sharing (33 bytes each), then per recipient, sorted by address: its address (20 bytes) and its
-    share box (``BOX_BYTES``). The dealer's own entry carries an all-zero box.
+    sharing (33 bytes each), the proof of possession of the mask key (65 bytes: a recoverable ECDSA
+    signature of the member's round under it, so nobody can present another member's mask key as its
+    own), then per recipient, sorted by address: its address (20 bytes) and its share box
+    (``BOX_BYTES``). The dealer's own entry carries an all-zero box.
     """
 
     task_id: int
@@ -120,6 +130,7 @@ class RoundSetup:
     member: str
     seed_commitments: Commitments
     key_commitments: Commitments
+    possession: bytes
     entries: tuple[SetupEntry, ...]
 
     @property
@@ -142,7 +153,7 @@ class RoundSetup:
         )
         body = b"".join(member_bytes(e.recipient) + e.box for e in self.entries)
         commitments = self.seed_commitments.to_bytes() + self.key_commitments.to_bytes()
-        return head + _THRESHOLD.pack(self.threshold) + commitments + body
+        return head + _THRESHOLD.pack(self.threshold) + commitments + self.possession + body
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_participants: int, threshold: int) -> RoundSetup:
@@ -160,13 +171,14 @@ class RoundSetup:
             raise BlobFormatError(f"a setup blob deals {dealt}-of-n shares, the task's threshold is {threshold}")
         if count < threshold:
             raise BlobFormatError(f"a setup blob with {count} recipients cannot deal {threshold}-of-n shares")
-        at = _THRESHOLD.size + 2 * threshold * POINT_BYTES
+        at = _THRESHOLD.size + 2 * threshold * POINT_BYTES + POSSESSION_BYTES
         if len(rest) != at + count * _SETUP_ENTRY:
             raise BlobFormatError(f"a setup blob with {count} entries has the wrong length ({len(data)} bytes)")
         size = threshold * POINT_BYTES
+        at_possession = _THRESHOLD.size + 2 * size
         try:
             seed = Commitments.from_bytes(rest[_THRESHOLD.size : _THRESHOLD.size + size], threshold=threshold)
-            key = Commitments.from_bytes(rest[_THRESHOLD.size + size : at], threshold=threshold)
+            key = Commitments.from_bytes(rest[_THRESHOLD.size + size : at - POSSESSION_BYTES], threshold=threshold)
         except InvalidCommitmentError as exc:
             raise BlobFormatError(f"a setup blob with a malformed commitment: {exc}") from None
         entries = []
@@ -176,7 +188,9 @@ class RoundSetup:
             at += _SETUP_ENTRY
         if any(member_bytes(a.recipient) >= member_bytes(b.recipient) for a, b in itertools.pairwise(entries)):
             raise BlobFormatError("a setup blob lists its recipients out of order, or one twice")
-        return cls(task, round_, member, seed, key, tuple(entries))
+        return cls(
+            task, round_, member, seed, key, rest[at_possession : at_possession + POSSESSION_BYTES], tuple(entries)
+        )
 
     @cached_property
     def _positions(self) -> dict[str, int]:
@@ -258,12 +272,15 @@ def _split_header(data: bytes, magic: bytes) -> tuple[int, int, str, int, bytes]
 
 
 def check_blob_matches(blob: RoundSetup | RoundReveal, context: RoundContext, member: str) -> None:
-    """:class:`BlobMismatchError` unless the blob is ``member``'s for this task and round."""
+    """:class:`BlobMismatchError` unless the blob is ``member``'s for this task and round (and, for a
+    setup, proves that ``member`` holds the private key of its mask public key)."""
     if (blob.task_id, blob.round, blob.member) != (context.task_id, context.round, member.lower()):
         raise BlobMismatchError(
             f"blob of {blob.member}, task {blob.task_id} round {blob.round}, where the chain says "
             f"{member.lower()}, task {context.task_id} round {context.round}"
         )
+    if isinstance(blob, RoundSetup) and not verify_possession(blob.mask_public, blob.possession, context, member):
+        raise BlobMismatchError(f"the setup of {member.lower()} does not prove it holds its mask key")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -321,7 +338,10 @@ def make_setup(
             )
         )
         entries.append(SetupEntry(recipient=peer, box=box))
-    setup = RoundSetup(context.task_id, context.round, member, seed_commitments, key_commitments, tuple(entries))
+    possession = mask_key.prove_possession(context, member)
+    setup = RoundSetup(
+        context.task_id, context.round, member, seed_commitments, key_commitments, possession, tuple(entries)
+    )
     assert setup.mask_public == mask_key.public  # C_0 of the key's sharing is its public key
     return setup, secrets_
 

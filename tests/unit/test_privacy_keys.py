@@ -15,6 +15,7 @@ from fl_chain.privacy.keys import (
     share_encryption_key,
     validate_mask_public_key,
     validate_public_key,
+    verify_possession,
 )
 from fl_chain.privacy.vss import ORDER
 
@@ -163,3 +164,15 @@ def test_key_pair_repr_shows_no_private_key() -> None:
     for pair in (KeyPair.generate(), MaskKeyPair.generate()):
         assert pair.private.hex() not in repr(pair)
         assert pair.public.hex() in repr(pair)
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [b"", bytes(64), bytes(65), b"\xff" * 65, bytes(64) + b"\x04", b"\x01" * 66],
+    ids=["empty", "short", "zero", "all-ff", "bad-recovery-id", "long"],
+)
+def test_attack_a_malformed_proof_of_possession_is_false_not_a_crash(proof: bytes) -> None:
+    key = MaskKeyPair.generate()
+    context = RoundContext(1, 2)
+    assert verify_possession(key.public, key.prove_possession(context, "0x" + "11" * 20), context, "0x" + "11" * 20)
+    assert not verify_possession(key.public, proof, context, "0x" + "11" * 20)

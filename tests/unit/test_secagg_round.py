@@ -364,6 +364,25 @@ def test_attack_a_blob_of_another_round_or_member_is_a_mismatch() -> None:
         check_blob_matches(setup, CONTEXT, fed.members[1])
 
 
+@pytest.mark.parametrize("copied", ["key", "key and proof"])
+def test_attack_a_setup_presenting_another_members_mask_key_is_a_mismatch(copied: str) -> None:
+    """A member that copies another's mask public key (to make that member's setup a repeat) cannot prove
+    it holds the key: its setup is unusable alike on every node, the victim's is not."""
+    fed = Federation(12)
+    thief, victim = fed.members[0], fed.members[1]
+    stolen = fed.setups[victim]
+    forged = dataclasses.replace(
+        fed.setups[thief],
+        key_commitments=stolen.key_commitments,
+        possession=stolen.possession if copied == "key and proof" else fed.setups[thief].possession,
+    )
+    parsed = RoundSetup.from_bytes(forged.to_bytes(), max_participants=len(fed.members), threshold=forged.threshold)
+    assert parsed.mask_public == stolen.mask_public
+    with pytest.raises(BlobMismatchError, match="does not prove it holds its mask key"):
+        check_blob_matches(parsed, CONTEXT, thief)
+    check_blob_matches(stolen, CONTEXT, victim)
+
+
 def test_the_scale_leaves_no_room_to_wrap() -> None:
     bits = frac_bits_for(1000, 1.0, 1_000_000)
     assert 1000 * 1_000_000 * 2.0**bits <= 2**53 < 1000 * 1_000_000 * 2.0 ** (bits + 1)

@@ -378,9 +378,10 @@ class ChainClient:
             return InsufficientFundsError(f"the sending account cannot pay for gas: {message}")
         if isinstance(exc, (ContractCustomError, ContractLogicError, ContractPanicError)):
             return TransactionFailedError(f"call reverted: {message}")
-        if "database is not open" in lowered:
+        if "database is not open" in lowered or "ganache is disconnected" in lowered:
             # ganache 7 answers so between closing its database and closing its port (a stop or a
-            # restart): the chain is going away, which callers wait out like a lost connection.
+            # restart; "Cannot process request, Ganache is disconnected." once its provider closed):
+            # the chain is going away, which callers wait out like a lost connection.
             return ChainUnreachableError(f"the chain at {_endpoint(self.w3)} is shutting down: {message}")
         if isinstance(exc, Web3RPCError):
             return ChainError(f"the node refused the request: {message}")

@@ -113,6 +113,35 @@ def _text(driver: Any, selector: str) -> str | None:
         return None
 
 
+def _click(driver: Any, selector: str) -> str | None:
+    """Click the first element ``selector`` finds and return its text, or None if the page replaced it
+    while we clicked (the pages re-render on every poll: the caller tries again)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return None
+        text = str(found[0].text)
+        found[0].click()
+        return text
+    except WebDriverException:
+        return None
+
+
+def _attribute(driver: Any, selector: str, name: str) -> str | None:
+    """The ``name`` attribute of the first element ``selector`` finds (None while absent or being replaced)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        return found[0].get_attribute(name) if found else None
+    except WebDriverException:
+        return None
+
+
 def _count(driver: Any, selector: str) -> int:
     from selenium.webdriver.common.by import By
 
@@ -165,8 +194,9 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     browser.save_screenshot(str(tmp_path / "task.png"))
 
     # A participant's page.
-    account = browser.find_elements(By.CSS_SELECTOR, "#participants-table a.participant")[0].text
-    browser.find_elements(By.CSS_SELECTOR, "#participants-table a.participant")[0].click()
+    account = wait_for(
+        "a participant link", lambda: _click(browser, "#participants-table a.participant"), 30, process=process
+    )
     record = wait_for("participant record", lambda: _text(browser, "#participant-record"), 30, process=process)
     assert f"{ROUNDS} (rounds 0, 1, 2, 3, 4, 5)" in record
     assert account in (_text(browser, "h1") or "")
@@ -175,10 +205,10 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     browser.back()
     link = wait_for(
         "model link",
-        lambda: browser.find_elements(By.CSS_SELECTOR, f'a.model-link[data-round="{ROUNDS - 2}"]'),
+        lambda: _attribute(browser, f'a.model-link[data-round="{ROUNDS - 2}"]', "href"),
         30,
         process=process,
-    )[0].get_attribute("href")
+    )
     with urllib.request.urlopen(link, timeout=60) as response:
         downloaded = response.read()
     with urllib.request.urlopen(f"{base}/api/chain", timeout=10) as response:

@@ -70,13 +70,21 @@ def test_receipt_polls_start_at_5_ms_and_double_up_to_a_tenth_of_a_second(monkey
     assert sleeps == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
 
 
-def test_a_chain_closing_its_database_is_unreachable_not_a_refusal() -> None:
-    """ganache answers "Database is not open" while it stops; a node waits that out (it retries
-    ChainUnreachableError) instead of exiting on a refused request (seen in the ganache restart test)."""
+@pytest.mark.parametrize(
+    "closing",
+    [
+        {"message": "Database is not open", "type": "ReadError", "code": -32700},
+        {"message": "Cannot process request, Ganache is disconnected.", "code": -32700},
+    ],
+    ids=["database-not-open", "ganache-disconnected"],
+)
+def test_a_chain_closing_its_database_is_unreachable_not_a_refusal(closing: dict[str, Any]) -> None:
+    """ganache answers "Database is not open", then "Ganache is disconnected", while it stops; a node
+    waits that out (it retries ChainUnreachableError) instead of exiting on a refused request (both
+    seen in the ganache restart test)."""
     from fl_chain.errors import ChainUnreachableError
 
     chain = EmbeddedChain(accounts=1)
-    closing = {"message": "Database is not open", "type": "ReadError", "code": -32700}
 
     class Closing(Web3Middleware):
         def wrap_make_request(self, make_request: Callable[..., Any]) -> Callable[..., Any]:

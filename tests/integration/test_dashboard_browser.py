@@ -155,7 +155,6 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from selenium.webdriver.common.by import By
 
     process, port, out = simulation
     base = f"http://127.0.0.1:{port}"
@@ -173,7 +172,7 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     wait_for("task row", lambda: _text(browser, '#tasks-table tr[data-task="1"] .rounds-done'), 30, process=process)
 
     # The task page: the round count and the accuracy chart grow while the rounds run.
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-task="1"] a.task-link').click()
+    wait_for("the task's link", lambda: _click(browser, 'tr[data-task="1"] a.task-link'), 30, process=process)
     seen: list[str] = []
     points: list[int] = []
 

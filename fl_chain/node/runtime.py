@@ -378,7 +378,11 @@ class Node:
         return vector
 
     def _base_evaluation(self) -> Evaluation | None:
-        """This node's evaluation of the global model its update is trained from (None for the initial model)."""
+        """This node's evaluation of the global model its update is trained from (None for the initial model,
+        and always None in a task with differential privacy: a site's test metrics depend on its private data
+        and no accountant covers them)."""
+        if self.spec.differential_privacy:
+            return None
         evaluation, base = self._evaluation, self._global
         return evaluation if evaluation is not None and base is not None and evaluation.round == base[0] else None
 

@@ -17,6 +17,7 @@ from fl_chain.aggregation import ContributionRule, FedAvg
 from fl_chain.aggregation.base import Contribution
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.exchange.audit import audit_round
+from fl_chain.exchange.transfer import fetch_manifest
 from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.node.runtime import Node
 from fl_chain.privacy.accountant import affordable_rounds, epsilon
@@ -89,6 +90,18 @@ def test_dp_rounds_every_aggregator_digest_agrees_and_the_audit_recomputes_the_n
     # Noise really went in: plain FedAvg of the same updates is another model.
     assert audit_all(nodes, coordinator, task_id, ContributionRule(strategy=FedAvg())) == [False] * ROUNDS
     assert nodes[0].spec.epsilon_after(ROUNDS) == epsilon(0.8, 1e-5, ROUNDS)
+    # No site publishes its test metrics under DP (they depend on private data; no accountant covers them).
+    for commit in coordinator.find_update_commits(task_id, 1):
+        manifest = fetch_manifest(
+            nodes[0].storage,
+            commit.digest,
+            kind="update",
+            task_id=task_id,
+            round_=1,
+            partitions=spec.protocol["partitions"],
+            contributor=commit.contributor,
+        )
+        assert manifest.evaluation is None
 
 
 def test_attack_aggregator_that_omits_the_noise_is_outvoted_and_recorded_as_dissenting(tmp_path: Path) -> None:

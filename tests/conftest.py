@@ -10,10 +10,11 @@ from eth_account.signers.local import LocalAccount
 from web3.types import RPCEndpoint
 
 from fl_chain.chain import Chain, ChainClient, Coordinator, TaskConfig, connect, dev_accounts, open_chain
-from fl_chain.chain.anvil import ANVIL_BINARY
+from fl_chain.chain.anvil import ANVIL_BINARY, Anvil
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.embedded import EmbeddedChain
 from fl_chain.chain.ganache import GANACHE_CLI, Ganache
+from tests.helpers.cli_runner import InProcessCli
 
 #: Funded development accounts on every test chain: index 0 is the operator.
 TEST_ACCOUNTS = 12
@@ -82,6 +83,23 @@ def ganache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
         yield process_chain
     finally:
         process_chain.close()
+
+
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
+    """A real anvil process for the module's tests that reach a chain by URL (the CLI, node processes)."""
+    require_backend("anvil")
+    process_chain = ProcessChain(Anvil(accounts=TEST_ACCOUNTS, log_dir=tmp_path_factory.mktemp("anvil-logs")))
+    try:
+        yield process_chain
+    finally:
+        process_chain.close()
+
+
+@pytest.fixture()
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
+    """``flchain`` in this process, as its own process would run it: ``run_cli(*args, cwd=...)``."""
+    return InProcessCli(capsys, monkeypatch)
 
 
 @pytest.fixture(scope="module")

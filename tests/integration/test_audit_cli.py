@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from fl_chain.chain import dev_account
-from fl_chain.chain.anvil import Anvil
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.coordinator import Coordinator, TaskStatus
 from fl_chain.exchange.audit import RoundVerdict, Verdict, task_verdicts
@@ -27,7 +26,6 @@ from fl_chain.federation.inprocess import InProcessFederation, build_federation
 from fl_chain.ports import free_port
 from fl_chain.protocol.task import TaskSpec
 from fl_chain.storage.memory import MemoryNetwork, MemoryStorage
-from tests.conftest import TEST_ACCOUNTS, require_backend
 from tests.helpers.adversaries import SKEW, LyingAggregator, rebuild
 from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
 from tests.helpers.contracts import running_task
@@ -38,21 +36,6 @@ pytestmark = pytest.mark.process_chain
 NODES = 4
 ROUNDS = 2
 PARTITIONS = 4
-
-
-@pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
-    require_backend("anvil")
-    chain = ProcessChain(Anvil(accounts=TEST_ACCOUNTS, log_dir=tmp_path_factory.mktemp("anvil-logs")))
-    try:
-        yield chain
-    finally:
-        chain.close()
-
-
-@pytest.fixture()
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    return InProcessCli(capsys, monkeypatch)
 
 
 class SkewedFromRound(LyingAggregator):

@@ -65,11 +65,6 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
         yield net
 
 
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    return InProcessCli(capsys, monkeypatch)
-
-
 def chain_args(net: LocalNetwork) -> tuple[str, ...]:
     return ("--rpc", str(net.chain.rpc_url), "--deployment", str(net.deployment_file), "--task", str(net.task_id))
 

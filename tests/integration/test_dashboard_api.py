@@ -266,11 +266,6 @@ def test_wrong_contract_address_gives_503(federation: dict[str, Any]) -> None:
         wrong_contract()
 
 
-@pytest.fixture()
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    return InProcessCli(capsys, monkeypatch)
-
-
 def _deployment_file(tmp_path: Path) -> Path:
     return Deployment(31337, "0x" + "12" * 20, 0, "0" * 64, "0x" + "34" * 20, "").write(tmp_path / "deployment.json")
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fl_chain.aggregation import ContributionRule, FedAvg
 from fl_chain.aggregation.base import Contribution
@@ -120,11 +119,6 @@ def test_attack_aggregator_that_omits_the_noise_is_outvoted_and_recorded_as_diss
     dissenters = {d.aggregator for r in range(ROUNDS) for d in coordinator.find_dissenting_aggregators(task_id, r)}
     assert dissenters == {lazy.address}
     assert audit_all(nodes, coordinator, task_id, honest_rule) == [True] * ROUNDS
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    return InProcessCli(capsys, monkeypatch)
 
 
 def test_simulate_with_a_budget_stops_at_the_last_affordable_round(tmp_path: Path, run_cli: InProcessCli) -> None:

@@ -32,11 +32,6 @@ def summary(run_folder: Path) -> dict:
     return json.loads((run_folder / "summary.json").read_text())
 
 
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    return InProcessCli(capsys, monkeypatch)
-
-
 @pytest.mark.parametrize("fmt", list(SUFFIXES))
 def test_export_every_format_loads_back_and_predicts_as_torch_on_the_test_split(
     fmt: str, run_folder: Path, summary: dict, tmp_path: Path, run_cli: InProcessCli

@@ -56,9 +56,20 @@ def secure_spec(*, rounds: int = 3, threshold: int = 2, min_contributors: int = 
     )
 
 
-def run(spec: TaskSpec, tmp_path: Path, hostile: dict[int, tuple[str, set[int]]] | None = None):
+def run(
+    spec: TaskSpec,
+    tmp_path: Path,
+    hostile: dict[int, tuple[str, set[int]]] | None = None,
+    *,
+    fetch_timeout: float | None = None,
+):
+    """An in-process federation of ``spec``, with hostile nodes; ``fetch_timeout`` short (0.2 s) where
+    waiting for what a hostile member never serves should cost little wall time."""
     chain, coordinator, task_id, nodes = build_federation(spec, nodes=NODES, state_root=tmp_path)
     recorders = record_training(nodes)
+    for node in nodes:
+        if fetch_timeout is not None:
+            node.options.fetch_timeout = fetch_timeout
     for index, (attack, rounds) in (hostile or {}).items():
         make_hostile(nodes[index], attack, rounds)
     status = InProcessFederation(chain, coordinator, task_id, nodes).run()
@@ -195,16 +206,19 @@ def test_attack_a_bad_reveal_is_dropped_and_the_others_shares_unmask_the_round(t
     check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
 
 
-def test_attack_a_dealer_with_shares_off_its_commitments_cannot_fail_the_round(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attack", ["inconsistent_shares", "bad_box_for_one"])
+def test_attack_one_recipient_without_valid_shares_reports_the_dealer_and_the_round_unmasks(
+    tmp_path: Path, attack: str
+) -> None:
     # Prepare / Execute: in round 1, node HOSTILE deals one member shares of its secrets from other
-    # polynomials than the committed ones (with hash commitments, mixing them failed the round).
+    # polynomials than the committed ones (with hash commitments this failed the round), or seals that
+    # member's box so that it does not open.
     spec = secure_spec()
-    coordinator, task_id, nodes, recorders, status = run_short_fetches(
-        spec, tmp_path, {HOSTILE: ("inconsistent_shares", {1})}
-    )
+    coordinator, task_id, nodes, recorders, status = run(spec, tmp_path, {HOSTILE: (attack, {1})}, fetch_timeout=0.2)
 
-    # Assert: that member's check sees it and reports the dealer (one report of the |U1| - t = 2
-    # needed); the shares that verify rebuild its committed self seed, so the round is everyone's FedAvg.
+    # Assert: that member's key check reports the dealer (one report of the |U1| - t = 2 needed, or a
+    # majority): the dealer stays, the others' verified shares rebuild its committed secrets (t = 2),
+    # and round 1 is everyone's FedAvg.
     assert status == TaskStatus.COMPLETED
     reports = coordinator.find_events("SetupReported", taskId=task_id, round=1)
     assert [e["args"]["member"] for e in reports] == [nodes[HOSTILE].address]
@@ -230,18 +244,6 @@ def test_attack_an_unmasked_update_is_excluded_in_the_check_window_and_the_round
     check_round(spec, coordinator, task_id, 1, nodes, recorders, others)
 
 
-def run_short_fetches(spec: TaskSpec, tmp_path: Path, hostile: dict[int, tuple[str, set[int]]]):
-    """:func:`run` with 0.2 s fetch timeouts, so waiting for what a hostile member never serves costs little."""
-    chain, coordinator, task_id, nodes = build_federation(spec, nodes=NODES, state_root=tmp_path)
-    recorders = record_training(nodes)
-    for node in nodes:
-        node.options.fetch_timeout = 0.2
-    for index, (attack, rounds) in hostile.items():
-        make_hostile(nodes[index], attack, rounds)
-    status = InProcessFederation(chain, coordinator, task_id, nodes).run()
-    return coordinator, task_id, nodes, recorders, status
-
-
 @pytest.mark.parametrize("attack", ["withhold_setup", "bad_boxes"])
 def test_attack_a_setup_nobody_can_use_is_excluded_in_the_key_check_and_the_round_finalizes(
     tmp_path: Path, attack: str
@@ -249,7 +251,7 @@ def test_attack_a_setup_nobody_can_use_is_excluded_in_the_key_check_and_the_roun
     # Prepare / Execute: in round 1, node HOSTILE commits the digest of a setup it never serves, or
     # serves a setup whose share boxes open for nobody (only each recipient can tell).
     spec = secure_spec()
-    coordinator, task_id, nodes, recorders, status = run_short_fetches(spec, tmp_path, {HOSTILE: (attack, {1})})
+    coordinator, task_id, nodes, recorders, status = run(spec, tmp_path, {HOSTILE: (attack, {1})}, fetch_timeout=0.2)
 
     # Assert: the others reported it in the key check window, the chain took it out of the key set,
     # everyone masked towards the rest, and round 1 is the others' FedAvg (it used to fail the round).
@@ -265,27 +267,11 @@ def test_attack_a_setup_nobody_can_use_is_excluded_in_the_key_check_and_the_roun
         check_round(spec, coordinator, task_id, round_, nodes, recorders, counted)
 
 
-def test_attack_one_box_that_does_not_open_is_reported_but_the_others_shares_unmask_the_round(tmp_path: Path) -> None:
-    # Prepare / Execute: in round 1, node HOSTILE seals its box for one member so that it does not open.
-    spec = secure_spec()
-    coordinator, task_id, nodes, recorders, status = run_short_fetches(
-        spec, tmp_path, {HOSTILE: ("bad_box_for_one", {1})}
-    )
-
-    # Assert: one report (|U1| - t = 2 are needed, or a majority): the member stays, two others hold
-    # its shares (t = 2), and round 1 counts every update.
-    assert status == TaskStatus.COMPLETED
-    reports = coordinator.find_events("SetupReported", taskId=task_id, round=1)
-    assert [e["args"]["member"] for e in reports] == [nodes[HOSTILE].address]
-    assert coordinator.find_setup_exclusions(task_id, 1) == []
-    check_round(spec, coordinator, task_id, 1, nodes, recorders, {node.address for node in nodes})
-
-
 def test_attack_a_slice_only_its_aggregators_see_is_excluded_by_every_honest_member(tmp_path: Path) -> None:
     # Prepare / Execute: in round 1, node HOSTILE publishes partition 0 of its masked update one word short.
     spec = secure_spec()
-    coordinator, task_id, nodes, recorders, status = run_short_fetches(
-        spec, tmp_path, {HOSTILE: ("invalid_slice", {1})}
+    coordinator, task_id, nodes, recorders, status = run(
+        spec, tmp_path, {HOSTILE: ("invalid_slice", {1})}, fetch_timeout=0.2
     )
 
     # Assert: partition 0's aggregators reported it, the others checked every partition of the reported

@@ -21,12 +21,6 @@ from tests.helpers.cli_runner import InProcessCli
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    """``flchain`` in this process, as its own process would run it."""
-    return InProcessCli(capsys, monkeypatch)
-
-
 def test_simulate_writes_summary_metrics_and_final_model(tmp_path: Path, run_cli: InProcessCli) -> None:
     """4 nodes, 2 rounds: every round finalized with accuracy, CIDs and gas; the final model saved."""
     out = tmp_path / "run"

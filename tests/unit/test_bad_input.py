@@ -77,12 +77,6 @@ NET_MODEL = {"name": "mlp", "hidden": 16, "seed": 5}
 NET_TASK = task_toml(protocol=NET_PROTOCOL, model=NET_MODEL)
 
 
-@pytest.fixture()
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> InProcessCli:
-    """Run ``flchain`` as a user would (in this process): ``run_cli(*args, cwd=...)``."""
-    return InProcessCli(capsys, monkeypatch)
-
-
 def unreachable_rpc() -> str:
     """A URL nothing answers at (a port that was free a moment ago)."""
     return f"http://127.0.0.1:{free_port()}"

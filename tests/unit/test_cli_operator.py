@@ -7,34 +7,21 @@ what the contract refuses comes back as one line naming its custom error and wha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import ChainClient, dev_account
-from fl_chain.chain.anvil import Anvil
 from fl_chain.chain.backends import ProcessChain
 from fl_chain.chain.coordinator import Coordinator, RoundStatus, TaskStatus
 from fl_chain.chain.deployment import Deployment, open_deployment
-from tests.conftest import TEST_ACCOUNTS, require_backend
 from tests.helpers.cli_runner import InProcessCli, assert_one_line_error
 from tests.helpers.contracts import open_task, running_task
 
 pytestmark = pytest.mark.process_chain
 
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-@pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessChain]:
-    require_backend("anvil")
-    chain = ProcessChain(Anvil(accounts=TEST_ACCOUNTS, log_dir=tmp_path_factory.mktemp("anvil-logs")))
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 @pytest.fixture()

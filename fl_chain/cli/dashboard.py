@@ -53,7 +53,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
     deployment = Deployment.read(args.deployment)
     check_bindable(args.host, args.port)
-    specs = _audit_specs(args, deployment) if args.task_file else {}
+    specs = _audit_specs(args) if args.task_file else {}
     serve_dashboard(
         args.rpc,
         deployment,
@@ -66,7 +66,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_specs(args: argparse.Namespace, deployment: Any) -> dict[int, Any]:
+def _audit_specs(args: argparse.Namespace) -> dict[int, Any]:
     """Each ``--task-file`` with its initial model, keyed by the task on chain it matches (ConfigError if none)."""
     from fl_chain.cli.common import open_coordinator
     from fl_chain.errors import ConfigError
@@ -87,7 +87,7 @@ def _audit_specs(args: argparse.Namespace, deployment: Any) -> dict[int, Any]:
             specs[task_id] = (spec, initial)
             break
         else:
-            raise ConfigError(f"{path} matches no task on {deployment.address}: pass the file a task was created from")
+            raise ConfigError(f"{path} matches no task on {coordinator.address}: pass the file a task was created from")
     return specs
 
 

@@ -7,6 +7,7 @@ and a peer of the federation's storage network.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import re
@@ -313,3 +314,31 @@ def test_dashboard_process_on_an_unreachable_chain_says_so_and_stops_on_sigint(t
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_dashboard_task_files_are_matched_to_their_task_and_a_stranger_is_refused_in_one_line(
+    anvil: Any, tmp_path: Path
+) -> None:
+    """``flchain dashboard --task-file``: each file is matched to the task on chain it created (its
+    audits then use that task's rule); a file of no task on the contract is a one-line ConfigError."""
+    from fl_chain.cli.dashboard import _audit_specs
+    from fl_chain.errors import ConfigError
+    from fl_chain.federation.operator import initial_vector_for
+    from tests.helpers.task_files import write_task_file
+
+    protocol = {"rounds": 2, "partitions": 2, "replication": 2, "quorum": 2, "min_contributors": 2}
+    task_file = write_task_file(tmp_path / "task.toml", protocol=protocol, strategy={"name": "median"})
+    stranger = write_task_file(tmp_path / "other.toml", protocol={**protocol, "rounds": 3})
+    spec = TaskSpec.from_toml(task_file)
+    _, coordinator, task_id, _ = build_federation(spec, nodes=2, state_root=tmp_path / "nodes", chain=anvil)
+    args = argparse.Namespace(rpc=anvil.rpc_url, contract=coordinator.address, task_file=[str(task_file)])
+
+    specs = _audit_specs(args)
+
+    assert list(specs) == [task_id]
+    matched, initial = specs[task_id]
+    assert matched.strategy == spec.strategy
+    assert initial.tobytes() == initial_vector_for(spec).tobytes()
+    args.task_file = [str(task_file), str(stranger)]
+    with pytest.raises(ConfigError, match=r"other\.toml matches no task on 0x[0-9a-fA-F]{40}: pass the file"):
+        _audit_specs(args)

@@ -25,7 +25,7 @@ from web3 import Web3
 
 from fl_chain.chain.coordinator import Coordinator, RoundInfo, RoundStatus, TaskStatus
 from fl_chain.errors import BlobInvalidError, BlobNotFoundError, ChainError, ConfigError, FLChainError, NotFoundError
-from fl_chain.exchange.audit import Verdict, audit_round, task_verdicts
+from fl_chain.exchange.audit import Verdict, task_verdicts
 from fl_chain.exchange.gather import gather_partitions
 from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.exchange.transfer import fetch_manifest
@@ -516,49 +516,30 @@ class DashboardData:
         c = self.check_task(task_id)
         return {"round": str(round_), **self.audit_status(task_id, round_, self._final(c, task_id, round_))}
 
-    def _audit_with_spec(self, c: Coordinator, task_id: int, round_: int, digests: tuple[bytes, ...]) -> AuditState:
-        """The round's verdict with the task's own rule, from the code ``flchain audit`` runs."""
-        spec, initial = self._audit_specs[task_id]
-        verdict = next(
-            task_verdicts(
-                self._peered_storage(task_id),
-                c,
-                task_id,
-                [round_],
-                spec=spec,
-                initial=initial,
-                timeout=self.fetch_timeout,
-            )
-        )
-        status = {Verdict.EQUAL: "equal", Verdict.NOT_EQUAL: "not equal"}.get(verdict.verdict, "unavailable")
-        detail = verdict.reason or "recomputed with the task's rule from the committed updates: same bytes"
-        return AuditState(status, detail, digests)
-
     def _audit(self, task_id: int, round_: int, digests: tuple[bytes, ...]) -> None:
+        """Audit a finalized round with the code ``flchain audit`` runs (``task_verdicts``): with the task's own
+        rule when its file was given, else as plain FedAvg of the valid updates."""
         try:
             c = self.coordinator()
-            if task_id in self._audit_specs:
-                state = self._audit_with_spec(c, task_id, round_, digests)
-            elif c.get_task(task_id)[0].secure_aggregation is not None:
+            spec, initial = self._audit_specs.get(task_id, (None, None))
+            if spec is None and c.get_task(task_id)[0].secure_aggregation is not None:
                 state = AuditState(
                     "not checked", "secure aggregation: start the dashboard with --task-file to audit it", digests
                 )
             else:
-                result = audit_round(self._peered_storage(task_id), c, task_id, round_, timeout=self.fetch_timeout)
-                if result.ok:
-                    state = AuditState("equal", "recomputed from the committed updates: same bytes", digests)
-                elif result.unchecked:
-                    state = AuditState(
-                        "unavailable", f"excluded updates not served: {', '.join(result.unchecked)}", digests
+                storage = self._peered_storage(task_id)
+                verdict = next(
+                    task_verdicts(storage, c, task_id, [round_], spec=spec, initial=initial, timeout=self.fetch_timeout)
+                )
+                status = {Verdict.EQUAL: "equal", Verdict.NOT_EQUAL: "not equal"}.get(verdict.verdict, "unavailable")
+                rule = "the task's rule" if spec is not None else "plain FedAvg of the valid updates"
+                detail = verdict.reason or f"recomputed with {rule} from the committed updates: same bytes"
+                if spec is None and verdict.verdict is Verdict.NOT_EQUAL:
+                    detail += (
+                        f" (recomputed with {rule}; a task with another strategy, a norm bound or DP: start the "
+                        "dashboard with --task-file)"
                     )
-                else:
-                    differ = int(np.count_nonzero(result.actual != result.expected))
-                    state = AuditState(
-                        "not equal",
-                        f"{differ} of {result.actual.size} parameters differ from plain FedAvg of the valid updates "
-                        "(a task with another strategy, a norm bound or DP: start the dashboard with --task-file)",
-                        digests,
-                    )
+                state = AuditState(status, detail, digests)
         except (BlobNotFoundError, BlobInvalidError) as exc:
             state = AuditState("unavailable", str(exc).splitlines()[0][:300], digests)
         except ConfigError as exc:

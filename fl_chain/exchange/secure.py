@@ -3,16 +3,16 @@
 Shared by the node (its update, reveal and aggregation) and the audit, so both apply the same rules
 (``fl_chain.protocol.secagg`` holds the formats; this module adds storage and the chain's sets):
 
-* **Key set.** The usable setups of a round are those of the key set U1 (``SetupCommitted``) that a
-  key-set majority did not exclude in the key check window (``SetupExcluded``: members report setups
-  that are not served, do not verify, or whose share box for them does not open or holds shares that do not verify, see
-  :meth:`SecureRoundBlobs.setup_problems`), whose blob parses within its size bound, is the member's for
-  this task and round, deals t-of-n Feldman shares for the task's threshold t (commitments that are
-  secp256k1 points; the mask public key is ``C_0`` of the key sharing) and does not repeat the mask
-  key of a setup committed before it. Every honest node decides this alike
-  (content is addressed by hash, exclusions are on chain); contributors mask towards exactly these
-  members, and a contributor whose setup is unusable is left out of every sum (no honest member
-  masked towards it).
+* **Key set.** The usable setups of a round are those of the key set U1 (``SetupCommitted``) that the
+  key set did not exclude in the key check window (``SetupExcluded``, after a majority or |U1| - t
+  reports: members report setups that are not served, do not verify, or whose share box for them does
+  not open or holds shares that do not verify, see :meth:`SecureRoundBlobs.setup_problems`), whose
+  blob parses within its size bound, is the member's for this task and round, deals t-of-n Feldman
+  shares for the task's threshold t (commitments that are secp256k1 points; the mask public key is
+  ``C_0`` of the key sharing) with a proof of possession of that key, and does not repeat the mask key
+  of a setup committed before it. Every honest node decides this alike (content is addressed by hash,
+  exclusions are on chain); contributors mask towards exactly these members, and a contributor whose
+  setup is unusable is left out of every sum (no honest member masked towards it).
 * **Reveals.** The reveal blobs of U3 (``RevealCommitted``) that parse and are the revealer's for
   this round; a reveal that is not served is simply missing (every share is verified against its
   owner's Feldman commitments, so any t verified shares rebuild the same secret).

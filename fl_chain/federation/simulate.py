@@ -281,10 +281,9 @@ def _run_simulation(
     return summary
 
 
-def privacy_summary(spec: TaskSpec, finalized_rounds: int, released_rounds: int | None = None) -> dict[str, Any]:
+def privacy_summary(spec: TaskSpec, finalized_rounds: int, released_rounds: int) -> dict[str, Any]:
     """Epsilon after the released rounds (finalized ones, and failed ones that published some final
-    partition; default: the finalized ones), the budget, and whether the budget ended the task."""
-    released_rounds = finalized_rounds if released_rounds is None else released_rounds
+    partition), the budget, and whether the budget ended the task."""
     epsilon = spec.epsilon_after(released_rounds)
     budget = spec.dp_epsilon_budget
     capped = budget is not None and spec.chain_rounds < spec.protocol["rounds"]

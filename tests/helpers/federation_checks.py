@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fl_chain.aggregation import ContributionRule
@@ -9,6 +11,22 @@ from fl_chain.chain.coordinator import Coordinator, RoundStatus
 from fl_chain.exchange import audit, gather
 from fl_chain.exchange.peering import connect_to_participants
 from fl_chain.storage.base import Storage
+
+
+def wait_for_update_commit(
+    coordinator: Coordinator, task_id: int, account: str, *, from_round: int = 1, timeout: float = 300
+) -> int:
+    """Wait (at most ``timeout`` seconds) until ``account`` committed its update in a round at or after
+    ``from_round``; returns the current round then (the caller checks that it got there)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, task = coordinator.get_task(task_id)
+        if task.current_round >= from_round and any(
+            c.contributor == account for c in coordinator.find_update_commits(task_id, task.current_round)
+        ):
+            break
+        time.sleep(0.1)
+    return coordinator.get_task(task_id)[1].current_round
 
 
 def fetch_global(storage: Storage, coordinator: Coordinator, task_id: int, round_: int, dimension: int) -> np.ndarray:

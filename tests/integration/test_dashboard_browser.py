@@ -24,6 +24,10 @@ import pytest
 from fl_chain.chain.anvil import ANVIL_BINARY
 from fl_chain.ports import free_port
 from tests.helpers.cli_runner import InProcessCli
+from tests.helpers.gated_client import GATE_ENV, allow
+
+#: The repository root (the simulation imports the gated client from tests/).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -77,16 +81,22 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def simulation(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[Any], int, Path]]:
-    """``flchain simulate --dashboard`` in its own process group, stopped (SIGINT) at the end of the test."""
+    """``flchain simulate --dashboard`` in its own process group, stopped (SIGINT) at the end of the test.
+    Its nodes train through :mod:`tests.helpers.gated_client`: one round at first, then as the test allows
+    (``allow(tmp_path / "gate", k)``)."""
     if not ANVIL_BINARY.exists():
         pytest.fail(f"anvil is not installed at {ANVIL_BINARY}; run npm ci --prefix ganache")
     port, out = free_port(), tmp_path / "run"
     command = [sys.executable, "-m", "fl_chain.cli", "simulate", "--nodes", str(NODES), "--rounds", str(ROUNDS)]
     command += ["--dataset", "digits", "--model", "logreg", "--epochs", "1", "--partitions", "2"]
+    command += ["--client", "tests.helpers.gated_client:make_client"]
+    allow(tmp_path / "gate", 1)
     command += ["--chain", "anvil", "--storage", "kubo", "--quiet", "--out", str(out)]
     command += ["--dashboard", "--dashboard-port", str(port)]
     log = (tmp_path / "simulate.log").open("w")
     env = {k: v for k, v in os.environ.items() if k not in ("FLCHAIN_DEBUG", "FLCHAIN_KEY_PASSWORD")}
+    env[GATE_ENV] = str(tmp_path / "gate")
+    env["PYTHONPATH"] = str(REPO_ROOT)  # the gated client lives in tests/
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         yield process, port, out
@@ -171,22 +181,27 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     browser.get(f"{base}/?poll=300")
     wait_for("task row", lambda: _text(browser, '#tasks-table tr[data-task="1"] .rounds-done'), 30, process=process)
 
-    # The task page: the round count and the accuracy chart grow while the rounds run.
+    # The task page: the round count and the accuracy chart grow while the rounds run. The nodes train
+    # one round at a time as the test allows, so the page is seen in every state of the running task.
     wait_for("the task's link", lambda: _click(browser, 'tr[data-task="1"] a.task-link'), 30, process=process)
-    seen: list[str] = []
     points: list[int] = []
-
-    def finished() -> bool:
-        done = _text(browser, ".cards .rounds-done")
-        if done and (not seen or seen[-1] != done):
-            seen.append(done)
+    for done in range(1, ROUNDS + 1):
+        if done > 1:
+            allow(tmp_path / "gate", done)
+        wait_for(
+            f"{done}/{ROUNDS} rounds done on the page",
+            lambda: _text(browser, ".cards .rounds-done") == f"{done}/{ROUNDS}",  # noqa: B023 - waited here
+            RUN_SECONDS,
+            process=process,
+        )
         points.append(_count(browser, "#accuracy-chart circle.point"))
-        return done == f"{ROUNDS}/{ROUNDS}" and points[-1] == ROUNDS - 1
-
-    wait_for("finished task with its accuracy chart", finished, RUN_SECONDS, process=process)
-    done_counts = [int(s.split("/")[0]) for s in seen]
-    assert done_counts == sorted(done_counts) and len(done_counts) >= 3, f"round counts seen: {seen}"
-    assert min(points) < max(points) == ROUNDS - 1, "the accuracy chart did not grow"
+    wait_for(
+        "the full accuracy chart",
+        lambda: _count(browser, "#accuracy-chart circle.point") == ROUNDS - 1,
+        30,
+        process=process,
+    )
+    assert points == sorted(points) and points[0] < ROUNDS - 1, f"accuracy points seen per round: {points}"
     accuracy = float(_text(browser, ".latest-accuracy") or 0)
     assert 0.5 < accuracy <= 1.0
     wait_for("audits", lambda: _count(browser, "#rounds-table .badge.audit-equal") == ROUNDS, 60, process=process)

@@ -17,7 +17,7 @@ from fl_chain.federation.localnet import LocalNetwork
 from fl_chain.storage.kubo import KuboStorage
 from tests.conftest import require_backend
 from tests.helpers.cpu_hog import cpu_hog
-from tests.helpers.federation_checks import check_every_finalized_round
+from tests.helpers.federation_checks import check_every_finalized_round, wait_for_update_commit
 from tests.helpers.task_files import write_task_file
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
@@ -132,18 +132,11 @@ def test_node_killed_mid_round_rounds_go_on_and_restarted_node_contributes_again
         victim_address = net.nodes[victim].account.address
 
         # Kill the victim as soon as it has committed its update in round 1.
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            _, task = coordinator.get_task(task_id)
-            if task.current_round >= 1 and any(
-                c.contributor == victim_address for c in coordinator.find_update_commits(task_id, task.current_round)
-            ):
-                break
-            time.sleep(0.2)
-        killed_in = coordinator.get_task(task_id)[1].current_round
+        killed_in = wait_for_update_commit(coordinator, task_id, victim_address)
         net.kill_node(victim)
 
         # The round it was killed in ends (finalized or failed); the next one finalizes without it.
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and coordinator.get_task(task_id)[1].current_round <= killed_in + 1:
             time.sleep(0.5)
         outcome = coordinator.get_round(task_id, killed_in).status

@@ -10,7 +10,6 @@ and the audit recomputes the same bytes from the masked blobs, setups and reveal
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from fl_chain.storage.kubo import KuboStorage
 from fl_chain.training.node_data import load_node_data
 from fl_chain.training.trainer import TorchTrainer, training_seed
 from tests.conftest import require_backend
+from tests.helpers.federation_checks import wait_for_update_commit
 from tests.helpers.task_files import write_task_file
 
 pytestmark = [pytest.mark.kubo, pytest.mark.process_chain, pytest.mark.integration]
@@ -87,15 +87,7 @@ def test_five_node_processes_run_three_secure_rounds_and_survive_a_node_killed_a
         victim = net.nodes[VICTIM].account.address
 
         # Execute: kill the victim as soon as its masked update of round 1 is on chain.
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            _, task = coordinator.get_task(task_id)
-            if task.current_round >= 1 and any(
-                c.contributor == victim for c in coordinator.find_update_commits(task_id, task.current_round)
-            ):
-                break
-            time.sleep(0.1)
-        killed_in = coordinator.get_task(task_id)[1].current_round
+        killed_in = wait_for_update_commit(coordinator, task_id, victim, timeout=400)
         net.kill_node(VICTIM)
         status = net.follow(timeout=600)
 

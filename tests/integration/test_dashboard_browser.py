@@ -123,23 +123,6 @@ def _text(driver: Any, selector: str) -> str | None:
         return None
 
 
-def _click(driver: Any, selector: str) -> str | None:
-    """Click the first element ``selector`` finds and return its text, or None if the page replaced it
-    while we clicked (the pages re-render on every poll: the caller tries again)."""
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-
-    try:
-        found = driver.find_elements(By.CSS_SELECTOR, selector)
-        if not found:
-            return None
-        text = str(found[0].text)
-        found[0].click()
-        return text
-    except WebDriverException:
-        return None
-
-
 def _attribute(driver: Any, selector: str, name: str) -> str | None:
     """The ``name`` attribute of the first element ``selector`` finds (None while absent or being replaced)."""
     from selenium.common.exceptions import WebDriverException
@@ -183,7 +166,10 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
 
     # The task page: the round count and the accuracy chart grow while the rounds run. The nodes train
     # one round at a time as the test allows, so the page is seen in every state of the running task.
-    wait_for("the task's link", lambda: _click(browser, 'tr[data-task="1"] a.task-link'), 30, process=process)
+    # Links are followed by their href: the pages re-render on every poll, so a click can land on a row
+    # being replaced.
+    task_link = 'tr[data-task="1"] a.task-link'
+    browser.get(wait_for("the task's link", lambda: _attribute(browser, task_link, "href"), 30, process=process))
     points: list[int] = []
     for done in range(1, ROUNDS + 1):
         if done > 1:
@@ -208,9 +194,9 @@ def test_browser_watches_a_simulation_and_downloads_a_model_equal_to_model_get(
     browser.save_screenshot(str(tmp_path / "task.png"))
 
     # A participant's page.
-    account = wait_for(
-        "a participant link", lambda: _click(browser, "#participants-table a.participant"), 30, process=process
-    )
+    participant_link = "#participants-table a.participant"
+    account = wait_for("a participant link", lambda: _text(browser, participant_link), 30, process=process)
+    browser.get(wait_for("its address", lambda: _attribute(browser, participant_link, "href"), 30, process=process))
     record = wait_for("participant record", lambda: _text(browser, "#participant-record"), 30, process=process)
     assert f"{ROUNDS} (rounds 0, 1, 2, 3, 4, 5)" in record
     assert account in (_text(browser, "h1") or "")
